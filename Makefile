@@ -1,0 +1,28 @@
+# kubemind: `make serve` runs the main job on embedded defaults, `make test` runs the tests.
+# Both install what they need first (tools/install.sh is idempotent and cheap when done).
+VENV ?= .venv
+export VENV
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install test serve lint bench protos
+
+install:
+	@flock $(CURDIR)/.install.lock tools/install.sh
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+serve: install
+	$(VENV)/bin/kubemind serve
+
+lint: install
+	$(VENV)/bin/ruff check kubemind predictors transformers registry workers tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m benchmarks
+
+# Regenerates the committed protobuf modules; tests/unit/test_generated.py fails on a diff.
+protos: install
+	$(PY) -m kubemind.protocol.protos

@@ -1,0 +1,1 @@
+"""kubemind core: settings, errors, v2 codecs, protocol servers, telemetry, CLI."""

@@ -1,0 +1,56 @@
+"""The `kubemind` console script.
+
+Each subcommand lives in its own module, exposing `register(subparsers)` which adds its parser
+and sets `func` (called with the parsed namespace, returns an exit code). Modules are imported
+only when listed here is needed, so `kubemind --help` stays fast and a missing optional extra
+breaks only its own subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module exposing register(), one-line help shown by `kubemind --help`)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("kubemind.local.serve", "run kubemind's services locally on embedded defaults"),
+    "models": ("kubemind_registry.cli", "register, resolve and pin models in the MLflow registry"),
+    "validate": ("kubemind.manifests.validate_cli", "validate kustomize overlays and manifests"),
+    "size": ("kubemind.manifests.size_cli", "memory requests and limits for a model"),
+    "up": ("kubemind.local.up", "start the local stack (servers, brokers, registry)"),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubemind", description="KServe/Knative model serving: predictors, registry, manifests."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Only the chosen subcommand's module is imported; the rest are listed by name and help.
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.register(subparsers, name, help_text)
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args, rest = parser.parse_known_args(args_list)
+    if args.command is None or not hasattr(args, "func"):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    if rest and not getattr(args, "accepts_extra_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.extra_args = rest
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""One error hierarchy for every kubemind component.
+
+Each error carries an `http.HTTPStatus`; `GRPC_STATUS` maps that status to a gRPC code, and
+`error_response`/`grpc_status` are the only places either transport turns an exception into a
+reply. Errors raised by KServe itself (or by model code using KServe's classes) are translated
+by `as_kubemind_error`, so both transports answer them the same way.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import grpc
+
+
+class KubemindError(Exception):
+    """Base class: a message meant for the client and the HTTP status that goes with it."""
+
+    status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(KubemindError):
+    """The request is malformed or does not fit the model's signature."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+
+class InvalidSettings(KubemindError):
+    """A component's settings (flags or environment) do not validate."""
+
+    status = HTTPStatus.BAD_REQUEST
+
+
+class ModelNotFound(KubemindError):
+    """No model (or no such version of it) is served here."""
+
+    status = HTTPStatus.NOT_FOUND
+
+
+class ModelNotReady(KubemindError):
+    """The model exists but cannot serve yet (loading, or its backend is down)."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class ServerNotReady(KubemindError):
+    """The server is starting or draining."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class BackendUnavailable(KubemindError):
+    """The backend (Triton, vLLM, a remote predictor) cannot be reached."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class BackendTimeout(KubemindError):
+    """The backend did not answer within the request deadline."""
+
+    status = HTTPStatus.GATEWAY_TIMEOUT
+
+
+class PayloadTooLarge(KubemindError):
+    """The request body is over the configured limit."""
+
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class UnsupportedMediaType(KubemindError):
+    """The request body's content type is not one the endpoint understands."""
+
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class NotImplementedByModel(KubemindError):
+    """The endpoint exists but the model does not implement it."""
+
+    status = HTTPStatus.NOT_IMPLEMENTED
+
+
+class InternalError(KubemindError):
+    """A bug or an unexpected failure; the message is safe to show."""
+
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+GRPC_STATUS: dict[HTTPStatus, grpc.StatusCode] = {
+    HTTPStatus.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    HTTPStatus.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
+    HTTPStatus.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
+    HTTPStatus.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    HTTPStatus.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    HTTPStatus.UNSUPPORTED_MEDIA_TYPE: grpc.StatusCode.INVALID_ARGUMENT,
+    HTTPStatus.TOO_MANY_REQUESTS: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    HTTPStatus.INTERNAL_SERVER_ERROR: grpc.StatusCode.INTERNAL,
+    HTTPStatus.NOT_IMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
+    HTTPStatus.SERVICE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    HTTPStatus.GATEWAY_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def grpc_code(status: HTTPStatus) -> grpc.StatusCode:
+    """The gRPC status code for an HTTP status (4xx without an entry -> INVALID_ARGUMENT)."""
+    if status in GRPC_STATUS:
+        return GRPC_STATUS[status]
+    return grpc.StatusCode.INVALID_ARGUMENT if 400 <= status < 500 else grpc.StatusCode.INTERNAL
+
+
+def as_kubemind_error(exc: BaseException) -> KubemindError:
+    """Translate any exception into a KubemindError without losing its message."""
+    if isinstance(exc, KubemindError):
+        return exc
+    from kserve import errors as kserve_errors  # lazy: keeps this module importable without kserve
+
+    if isinstance(exc, kserve_errors.InvalidInput):
+        return InvalidInput(str(exc.reason))
+    if isinstance(exc, kserve_errors.ModelNotFound):
+        return ModelNotFound(str(exc))
+    if isinstance(exc, kserve_errors.ModelNotReady):
+        return ModelNotReady(str(exc))
+    if isinstance(exc, kserve_errors.ServerNotReady | kserve_errors.ServerNotLive):
+        return ServerNotReady(str(exc))
+    if isinstance(exc, kserve_errors.InferenceError):
+        error = InternalError(str(exc.reason))
+        if exc.status:
+            try:
+                error.status = HTTPStatus(int(exc.status))
+            except ValueError:
+                pass
+        return error
+    if isinstance(exc, NotImplementedError):
+        return NotImplementedByModel(str(exc) or "not implemented")
+    return InternalError(f"internal error: {type(exc).__name__}: {exc}")
+
+
+def error_body(exc: BaseException) -> tuple[HTTPStatus, dict[str, str]]:
+    """The REST reply for an exception: status and the OIP error object {"error": message}."""
+    error = as_kubemind_error(exc)
+    return error.status, {"error": error.message}

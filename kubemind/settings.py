@@ -1,0 +1,145 @@
+"""Component settings: one pydantic-settings class per component.
+
+Each component subclasses `ComponentSettings`, picks an env prefix, and documents every field
+with an attribute docstring. `parse_settings` turns those fields into CLI flags layered on top
+of KServe's own argument parser, so a container spec written for KServe (`--model_name`,
+`--http_port`, ...) keeps working. Parsing happens only when `main()` calls `parse_settings`;
+nothing here reads argv or the environment at import time.
+
+Precedence: command-line flag > environment variable > field default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kubemind.errors import InvalidSettings
+
+DEFAULT_PROPAGATED_HEADERS = (
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "b3",
+)
+
+
+class ComponentSettings(BaseSettings):
+    """Settings every kubemind server component shares."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KUBEMIND_",
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=True,
+    )
+
+    model_name: str = "model"
+    """Name of the model on the endpoint path (/v2/models/{model_name})."""
+
+    host: str = "0.0.0.0"
+    """Address both the REST and the gRPC listener bind; 127.0.0.1 keeps a local run private."""
+
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    """REST listener port (0 picks a free port)."""
+
+    grpc_port: int = Field(default=8081, ge=0, le=65535)
+    """gRPC listener port (0 picks a free port)."""
+
+    enable_grpc: bool = True
+    """Serve the v2 gRPC protocol next to REST."""
+
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Largest request body accepted, in bytes; larger bodies get 413 (gRPC RESOURCE_EXHAUSTED)."""
+
+    propagate_headers: list[str] = Field(default_factory=lambda: list(DEFAULT_PROPAGATED_HEADERS))
+    """Request headers (lower-case) forwarded to downstream hops and echoed in logs: trace context."""
+
+    log_requests: bool = True
+    """Emit one JSON log line per request."""
+
+    grace_period_seconds: float = Field(default=10.0, ge=0)
+    """Seconds in-flight requests get to finish after SIGTERM."""
+
+
+SettingsT = TypeVar("SettingsT", bound=ComponentSettings)
+
+
+def _flag_type(annotation: Any) -> tuple[Any, dict[str, Any]]:
+    """argparse `type` and extra kwargs for a field annotation; pydantic does the real coercion."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _flag_type(args[0]) if len(args) == 1 else (str, {})
+    if origin in (list, tuple, set, Sequence):
+        # Comma-separated on the command line: --propagate_headers a,b,c
+        return (lambda value: [item.strip() for item in value.split(",") if item.strip()]), {}
+    return str, {}
+
+
+def build_parser(settings_cls: type[ComponentSettings], prog: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with KServe's flags plus one flag per settings field.
+
+    Fields shadow KServe flags of the same name (conflict_handler="resolve"), so `--http_port`
+    means the kubemind setting. Defaults are suppressed so that only flags actually given override
+    the environment.
+    """
+    from kserve.model_server import parser as kserve_parser  # imported lazily: kserve is heavy
+
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        parents=[kserve_parser],
+        conflict_handler="resolve",
+        description=(settings_cls.__doc__ or "").strip(),
+        argument_default=argparse.SUPPRESS,
+    )
+    group = parser.add_argument_group(f"{settings_cls.__name__} (env prefix {settings_cls.model_config.get('env_prefix', '')})")
+    for name, field in settings_cls.model_fields.items():
+        flag_type, extra = _flag_type(field.annotation)
+        default = field.get_default(call_default_factory=True)
+        group.add_argument(
+            f"--{name}",
+            dest=name,
+            type=flag_type,
+            default=argparse.SUPPRESS,
+            help=f"{field.description or ''} (default: {default!r})",
+            **extra,
+        )
+    return parser
+
+
+def parse_settings(
+    settings_cls: type[SettingsT], argv: Sequence[str] | None = None, prog: str | None = None
+) -> SettingsT:
+    """Parse argv (flags) and the environment into `settings_cls`.
+
+    Unknown flags are an error unless KServe's parser knows them (KServe-only flags such as
+    `--workers` are accepted and ignored). Invalid values raise `InvalidSettings` naming the
+    flag.
+    """
+    parser = build_parser(settings_cls, prog=prog)
+    namespace = parser.parse_args(list(argv) if argv is not None else None)
+    given = {k: v for k, v in vars(namespace).items() if k in settings_cls.model_fields}
+    return settings_from_values(settings_cls, given)
+
+
+def settings_from_values(settings_cls: type[SettingsT], values: dict[str, Any]) -> SettingsT:
+    """Build settings from already-parsed values, turning pydantic errors into InvalidSettings."""
+    try:
+        return settings_cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidSettings(f"invalid settings for {settings_cls.__name__}: {problems}") from exc

@@ -1,0 +1,1 @@
+"""kubemind predictors: one subpackage per backend, each runnable with `python -m`."""

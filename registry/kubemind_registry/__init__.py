@@ -1,0 +1,1 @@
+"""kubemind registry: MLflow register, resolve, pin, and the models:/ storage initializer."""

@@ -1,0 +1,46 @@
+"""One distribution, five import packages, one extra per backend.
+
+Requirements live in requirements/*.txt (one file per extra) so the Makefile and CI can
+hash them to key their cached virtual environments.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+REQUIREMENTS = HERE / "requirements"
+
+
+def read_requirements(name: str) -> list[str]:
+    lines = (REQUIREMENTS / f"{name}.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+# import package -> the top-level folder that holds it ("" = the repository root)
+PACKAGE_ROOTS = {
+    "kubemind": "",
+    "kubemind_predictors": "predictors",
+    "kubemind_transformers": "transformers",
+    "kubemind_registry": "registry",
+    "kubemind_workers": "workers",
+}
+
+EXTRAS = ["llm-cpu", "llm-gpu", "triton", "mlflow", "feast", "milvus", "kafka", "manifests", "dev"]
+
+setup(
+    name="kubemind",
+    version="0.1.0",
+    description="KServe/Knative model-serving configuration and custom predictors",
+    python_requires=">=3.10",
+    packages=[
+        package
+        for root in PACKAGE_ROOTS.values()
+        for package in find_packages(where=root or ".", include=["kubemind*"])
+    ],
+    package_dir={name: f"{root}/{name}" if root else name for name, root in PACKAGE_ROOTS.items()},
+    include_package_data=True,
+    install_requires=read_requirements("base"),
+    extras_require={extra: read_requirements(extra) for extra in EXTRAS},
+    entry_points={"console_scripts": ["kubemind = kubemind.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""kubemind transformers: pre/post-processors in front of a predictor."""

@@ -1,0 +1,1 @@
+"""kubemind workers: the async path (Kafka -> CV worker -> store -> signed webhook)."""
