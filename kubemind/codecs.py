@@ -1,0 +1,509 @@
+"""Open Inference Protocol tensors <-> numpy, for every wire encoding.
+
+REST: JSON data (flat or nested), and the binary tensor data extension in and out
+(`Inference-Header-Content-Length`). gRPC: typed `contents` and `raw_input_contents` /
+`raw_output_contents`. Decoding validates everything a client can get wrong — datatype, shape,
+data size, JSON structure — and raises `InvalidInput` naming the tensor or field; the model only
+ever sees well-formed numpy arrays. Replies mirror the request's encoding: a gRPC request with
+raw inputs gets raw outputs (what `tritonclient.grpc` expects); a REST request gets binary
+outputs where it asked for them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.infer_type import (
+    InferInput,
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    RequestedOutput,
+    to_grpc_parameters,
+    to_http_parameters,
+)
+
+from kubemind.errors import InvalidInput
+
+DATATYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(np.object_),
+}
+_DATATYPE_OF_DTYPE = {dtype: name for name, dtype in DATATYPES.items()}
+
+# gRPC InferTensorContents field per datatype (FP16 has none: it travels raw only).
+_GRPC_CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+# The wider numpy type the contents field holds before narrowing to the datatype.
+_GRPC_CONTENTS_DTYPE = {
+    "bool_contents": np.bool_,
+    "uint_contents": np.uint32,
+    "uint64_contents": np.uint64,
+    "int_contents": np.int32,
+    "int64_contents": np.int64,
+    "fp32_contents": np.float32,
+    "fp64_contents": np.float64,
+}
+
+JSON_HEADER_LENGTH = "inference-header-content-length"
+
+
+# -- numpy <-> datatype ---------------------------------------------------------------------------
+def numpy_dtype(datatype: str, field: str = "datatype") -> np.dtype:
+    try:
+        return DATATYPES[datatype]
+    except (KeyError, TypeError):
+        raise InvalidInput(
+            f"{field}: unknown datatype {datatype!r} (expected one of {', '.join(DATATYPES)})"
+        ) from None
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The v2 datatype of a numpy array (str/bytes arrays are BYTES)."""
+    if array.dtype.kind in "OSU":
+        return "BYTES"
+    try:
+        return _DATATYPE_OF_DTYPE[array.dtype]
+    except KeyError:
+        raise InvalidInput(f"numpy dtype {array.dtype} has no v2 datatype") from None
+
+
+class NumpyInput(InferInput):
+    """An InferInput whose data was decoded and validated into a numpy array."""
+
+    def __init__(self, name: str, array: np.ndarray, datatype: str, parameters: dict | None = None):
+        super().__init__(name, list(array.shape), datatype, data=array, parameters=parameters)
+        self.array = array
+
+    def as_numpy(self) -> np.ndarray:
+        return self.array
+
+
+class NumpyOutput(InferOutput):
+    """An InferOutput holding a numpy array; the transport encodes it as the client asked."""
+
+    def __init__(self, name: str, array: np.ndarray, datatype: str | None = None, parameters: dict | None = None):
+        datatype = datatype or datatype_of(array)
+        super().__init__(name, list(array.shape), datatype, data=array, parameters=parameters)
+        self.array = array
+
+    def as_numpy(self) -> np.ndarray:
+        return self.array
+
+
+class DecodedRequest(InferRequest):
+    """An InferRequest that remembers how it arrived, so the reply can mirror it."""
+
+    encoding: str  # "json" | "binary" (REST) | "contents" | "raw" (gRPC)
+
+    def __init__(self, *args: Any, encoding: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.encoding = encoding
+
+
+# -- shapes and element counts --------------------------------------------------------------------
+def element_count(name: str, shape: Sequence[Any]) -> int:
+    """Elements a shape holds; rejects non-integer and negative dimensions.
+
+    Python ints never overflow, so a shape whose product exceeds any real buffer simply fails the
+    size comparison against the data that came with it — nothing is ever allocated from a shape.
+    """
+    count = 1
+    for dim in shape:
+        if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
+            raise InvalidInput(f"input '{name}': shape must be a list of integers, got {list(shape)!r}")
+        if dim < 0:
+            raise InvalidInput(f"input '{name}': shape {list(shape)} has a negative dimension")
+        count *= int(dim)
+    return count
+
+
+def _size_mismatch(name: str, got: int, shape: Sequence[int], count: int, unit: str = "elements") -> InvalidInput:
+    return InvalidInput(
+        f"input '{name}': data has {got} {unit} but shape {list(shape)} needs {count}"
+    )
+
+
+# -- JSON data ------------------------------------------------------------------------------------
+def _narrow(name: str, values: np.ndarray, datatype: str) -> np.ndarray:
+    """Cast an inferred numeric array to `datatype`, refusing values it cannot represent."""
+    target = DATATYPES[datatype]
+    kind = values.dtype.kind
+    if values.size == 0:
+        return values.astype(target)
+    if datatype == "BOOL":
+        if kind != "b":
+            raise InvalidInput(f"input '{name}': BOOL data must be true/false values")
+        return values
+    if kind in "US":
+        raise InvalidInput(f"input '{name}': {datatype} data must be numbers, got strings")
+    if kind == "b":
+        raise InvalidInput(f"input '{name}': {datatype} data must be numbers, got booleans")
+    if target.kind in "iu":
+        if kind not in "iu":
+            raise InvalidInput(
+                f"input '{name}': {datatype} data must be integers"
+                + (" (values out of range or of mixed types)" if kind == "O" else "")
+            )
+        info = np.iinfo(target)
+        if values.min() < info.min or values.max() > info.max:
+            raise InvalidInput(f"input '{name}': values out of range for {datatype}")
+        return values.astype(target, copy=False)
+    if kind not in "iuf":
+        raise InvalidInput(f"input '{name}': {datatype} data must be numbers")
+    return values.astype(target, copy=False)
+
+
+def _flatten_strings(name: str, data: list) -> list[bytes]:
+    """BYTES JSON data (flat or nested lists of strings) -> flat list of UTF-8 bytes."""
+    flat: list[bytes] = []
+    stack: list[Iterable[Any]] = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, str):
+                flat.append(item.encode("utf-8"))
+            elif isinstance(item, list):
+                stack.append(iter(item))
+                break
+            else:
+                raise InvalidInput(f"input '{name}': BYTES data must be strings, got {type(item).__name__}")
+        else:
+            stack.pop()
+    return flat
+
+
+def array_from_json(name: str, datatype: str, shape: Sequence[int], data: Any) -> np.ndarray:
+    """Decode one tensor's JSON `data` (flat or nested, row-major) into an array of `shape`."""
+    count = element_count(name, shape)
+    if not isinstance(data, list):
+        raise InvalidInput(f"input '{name}': data must be a JSON array")
+    if datatype == "BYTES":
+        flat = _flatten_strings(name, data)
+        if len(flat) != count:
+            raise _size_mismatch(name, len(flat), shape, count)
+        array = np.empty(count, dtype=np.object_)
+        array[:] = flat
+        return array.reshape(shape)
+    try:
+        values = np.asarray(data)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"input '{name}': nested data is ragged or not numeric") from None
+    if values.dtype.kind == "O" and values.size and values.ndim > 1:
+        raise InvalidInput(f"input '{name}': nested data is ragged or not numeric")
+    if values.size != count:
+        raise _size_mismatch(name, int(values.size), shape, count)
+    return _narrow(name, values.reshape(-1), datatype).reshape(shape)
+
+
+def array_to_json(name: str, array: np.ndarray, datatype: str) -> Any:
+    """Flat row-major JSON-serialisable data for an output (numpy arrays go to orjson as is)."""
+    flat = array.reshape(-1)
+    if datatype != "BYTES":
+        return np.ascontiguousarray(flat)
+    try:
+        return [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in flat]
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"output '{name}' holds non-UTF-8 bytes: request it with binary_data=true"
+        ) from None
+
+
+# -- binary data (REST binary extension and gRPC raw contents) ------------------------------------
+def serialize_bytes(array: np.ndarray) -> bytes:
+    """BYTES elements as 4-byte little-endian lengths followed by the bytes, row-major."""
+    parts = []
+    for item in array.reshape(-1):
+        value = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts.append(struct.pack("<I", len(value)))
+        parts.append(value)
+    return b"".join(parts)
+
+
+def deserialize_bytes(name: str, buffer: bytes | memoryview, count: int) -> np.ndarray:
+    view = memoryview(buffer)
+    items = []
+    offset = 0
+    while offset < len(view):
+        if offset + 4 > len(view):
+            raise InvalidInput(f"input '{name}': truncated BYTES element length at offset {offset}")
+        (length,) = struct.unpack_from("<I", view, offset)
+        offset += 4
+        if offset + length > len(view):
+            raise InvalidInput(f"input '{name}': BYTES element at offset {offset - 4} overruns the data")
+        items.append(bytes(view[offset : offset + length]))
+        offset += length
+    if len(items) != count:
+        raise InvalidInput(f"input '{name}': data has {len(items)} BYTES elements but the shape needs {count}")
+    array = np.empty(count, dtype=np.object_)
+    array[:] = items
+    return array
+
+
+def array_from_bytes(name: str, datatype: str, shape: Sequence[int], buffer: bytes | memoryview) -> np.ndarray:
+    count = element_count(name, shape)
+    if datatype == "BYTES":
+        return deserialize_bytes(name, buffer, count).reshape(shape)
+    dtype = DATATYPES[datatype]
+    expected = count * dtype.itemsize
+    if len(buffer) != expected:
+        raise _size_mismatch(name, len(buffer), shape, expected, unit="bytes")
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+def array_to_bytes(array: np.ndarray, datatype: str) -> bytes:
+    if datatype == "BYTES":
+        return serialize_bytes(array)
+    return np.ascontiguousarray(array, dtype=DATATYPES[datatype]).tobytes()
+
+
+# -- REST -----------------------------------------------------------------------------------------
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidInput(message)
+
+
+def _parameters(value: Any, where: str) -> dict | None:
+    if value is None:
+        return None
+    _expect(isinstance(value, dict), f"{where}: parameters must be a JSON object")
+    return value
+
+
+def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
+    if value is None:
+        return None
+    _expect(isinstance(value, list), "outputs must be a JSON array")
+    requested = []
+    for index, entry in enumerate(value):
+        _expect(isinstance(entry, dict), f"outputs[{index}] must be a JSON object")
+        name = entry.get("name")
+        _expect(isinstance(name, str), f"outputs[{index}].name must be a string")
+        requested.append(RequestedOutput(name, _parameters(entry.get("parameters"), f"output '{name}'")))
+    return requested
+
+
+def parse_json_body(body: bytes | memoryview) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON request body: {exc}") from None
+
+
+def decode_rest_request(
+    body: bytes, json_length: int | None, model_name: str, model_version: str | None
+) -> DecodedRequest:
+    """Decode a v2 REST infer body (JSON, or JSON + binary tensors when json_length is given)."""
+    if json_length is not None:
+        _expect(0 <= json_length <= len(body), f"{JSON_HEADER_LENGTH} {json_length} is outside the body ({len(body)} bytes)")
+    view = memoryview(body)
+    header = parse_json_body(view[:json_length] if json_length is not None else view)
+    _expect(isinstance(header, dict), "request body must be a JSON object")
+    raw_inputs = header.get("inputs")
+    _expect(isinstance(raw_inputs, list), "inputs must be a JSON array of tensors")
+    request_id = header.get("id")
+    _expect(request_id is None or isinstance(request_id, str), "id must be a string")
+    offset = json_length if json_length is not None else len(body)
+    used_binary = False
+    inputs: list[InferInput] = []
+    for index, entry in enumerate(raw_inputs):
+        _expect(isinstance(entry, dict), f"inputs[{index}] must be a JSON object")
+        name = entry.get("name")
+        _expect(isinstance(name, str) and name != "", f"inputs[{index}].name must be a non-empty string")
+        datatype = entry.get("datatype")
+        numpy_dtype(datatype, field=f"input '{name}': datatype")
+        shape = entry.get("shape")
+        _expect(isinstance(shape, list), f"input '{name}': shape must be a list of integers")
+        parameters = _parameters(entry.get("parameters"), f"input '{name}'")
+        binary_size = parameters.get("binary_data_size") if parameters else None
+        if binary_size is not None:
+            _expect(
+                isinstance(binary_size, int) and not isinstance(binary_size, bool) and binary_size >= 0,
+                f"input '{name}': binary_data_size must be a non-negative integer",
+            )
+            _expect(json_length is not None, f"input '{name}': binary_data_size given but the request has no {JSON_HEADER_LENGTH} header")
+            _expect(offset + binary_size <= len(body), f"input '{name}': binary_data_size {binary_size} overruns the request body")
+            array = array_from_bytes(name, datatype, shape, view[offset : offset + binary_size])
+            offset += binary_size
+            used_binary = True
+        else:
+            _expect("data" in entry, f"input '{name}': data is missing")
+            array = array_from_json(name, datatype, shape, entry["data"])
+        inputs.append(NumpyInput(name, array, datatype, parameters))
+    _expect(offset == len(body), f"request body has {len(body) - offset} bytes of binary data no input claims")
+    return DecodedRequest(
+        model_name=model_name,
+        infer_inputs=inputs,
+        request_id=request_id,
+        parameters=_parameters(header.get("parameters"), "request"),
+        request_outputs=_requested_outputs(header.get("outputs")),
+        model_version=model_version,
+        encoding="binary" if used_binary else "json",
+    )
+
+
+def _selected_outputs(response: InferResponse, request: InferRequest) -> list[InferOutput]:
+    """The outputs the client asked for, in its order (all of them when it asked for none)."""
+    if not request.request_outputs:
+        return list(response.outputs)
+    by_name = {output.name: output for output in response.outputs}
+    selected = []
+    for requested in request.request_outputs:
+        if requested.name not in by_name:
+            raise InvalidInput(f"requested output '{requested.name}' is not produced by model '{request.model_name}'")
+        selected.append(by_name[requested.name])
+    return selected
+
+
+def _wants_binary(request: InferRequest, name: str) -> bool:
+    request_default = bool((request.parameters or {}).get("binary_data_output", False))
+    for requested in request.request_outputs or ():
+        if requested.name == name and requested.parameters and "binary_data" in requested.parameters:
+            return bool(requested.parameters["binary_data"])
+    return request_default
+
+
+def output_array(output: InferOutput) -> np.ndarray:
+    array = output.as_numpy()
+    if output.datatype != "BYTES" and array.dtype != DATATYPES.get(output.datatype):
+        array = array.astype(numpy_dtype(output.datatype, field=f"output '{output.name}'"))
+    return array
+
+
+def encode_rest_response(response: InferResponse, request: InferRequest, model_version: str) -> tuple[bytes, int | None]:
+    """Encode a v2 REST reply; returns (body, json_length) — json_length is None for pure JSON."""
+    outputs_json = []
+    blobs: list[bytes] = []
+    for output in _selected_outputs(response, request):
+        array = output_array(output)
+        entry: dict[str, Any] = {"name": output.name, "datatype": output.datatype, "shape": list(array.shape)}
+        parameters = dict(output.parameters) if isinstance(output.parameters, dict) else {}
+        parameters.pop("binary_data_size", None)
+        if _wants_binary(request, output.name):
+            blob = array_to_bytes(array, output.datatype)
+            parameters["binary_data_size"] = len(blob)
+            blobs.append(blob)
+        else:
+            entry["data"] = array_to_json(output.name, array, output.datatype)
+        if parameters:
+            entry["parameters"] = parameters
+        outputs_json.append(entry)
+    body: dict[str, Any] = {
+        "model_name": response.model_name or request.model_name,
+        "model_version": response.model_version or model_version,
+        "outputs": outputs_json,
+    }
+    if request.id:
+        body["id"] = request.id
+    if response.parameters:
+        body["parameters"] = dict(response.parameters)
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+# -- gRPC -----------------------------------------------------------------------------------------
+def _array_from_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> np.ndarray:
+    name, datatype = tensor.name, tensor.datatype
+    shape = list(tensor.shape)
+    count = element_count(name, shape)
+    field = _GRPC_CONTENTS_FIELD.get(datatype)
+    if field is None:
+        raise InvalidInput(f"input '{name}': {datatype} data must be sent in raw_input_contents")
+    values = getattr(tensor.contents, field)
+    if len(values) != count:
+        raise _size_mismatch(name, len(values), shape, count)
+    if datatype == "BYTES":
+        array = np.empty(count, dtype=np.object_)
+        array[:] = list(values)
+        return array.reshape(shape)
+    wide = np.array(values, dtype=_GRPC_CONTENTS_DTYPE[field])
+    return _narrow(name, wide, datatype).reshape(shape) if datatype != "BOOL" else wide.reshape(shape)
+
+
+def decode_grpc_request(message: pb.ModelInferRequest) -> DecodedRequest:
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise InvalidInput(
+            f"raw_input_contents has {len(raw)} entries but the request has {len(message.inputs)} inputs"
+        )
+    inputs: list[InferInput] = []
+    for index, tensor in enumerate(message.inputs):
+        _expect(tensor.name != "", f"inputs[{index}].name must be a non-empty string")
+        numpy_dtype(tensor.datatype, field=f"input '{tensor.name}': datatype")
+        if raw:
+            if tensor.HasField("contents"):
+                raise InvalidInput(f"input '{tensor.name}': contents must be empty when raw_input_contents is used")
+            array = array_from_bytes(tensor.name, tensor.datatype, list(tensor.shape), raw[index])
+        else:
+            array = _array_from_contents(tensor)
+        parameters = to_http_parameters(tensor.parameters) if tensor.parameters else None
+        inputs.append(NumpyInput(tensor.name, array, tensor.datatype, parameters))
+    requested = [
+        RequestedOutput(o.name, to_http_parameters(o.parameters) if o.parameters else None)
+        for o in message.outputs
+    ]
+    return DecodedRequest(
+        model_name=message.model_name,
+        infer_inputs=inputs,
+        request_id=message.id,
+        parameters=to_http_parameters(message.parameters) if message.parameters else None,
+        request_outputs=requested or None,
+        model_version=message.model_version or None,
+        from_grpc=True,
+        encoding="raw" if raw else "contents",
+    )
+
+
+def encode_grpc_response(response: InferResponse, request: InferRequest, model_version: str) -> pb.ModelInferResponse:
+    """Encode a v2 gRPC reply: raw_output_contents if the request was raw (or FP16 forces it)."""
+    selected = _selected_outputs(response, request)
+    arrays = [output_array(output) for output in selected]
+    use_raw = getattr(request, "encoding", "") == "raw" or any(o.datatype == "FP16" for o in selected)
+    reply = pb.ModelInferResponse(
+        model_name=response.model_name or request.model_name,
+        model_version=response.model_version or model_version,
+        id=request.id or "",
+    )
+    if response.parameters:
+        for key, value in to_grpc_parameters(dict(response.parameters)).items():
+            reply.parameters[key].CopyFrom(value)
+    for output, array in zip(selected, arrays):
+        tensor = reply.outputs.add(name=output.name, datatype=output.datatype, shape=list(array.shape))
+        if use_raw:
+            reply.raw_output_contents.append(array_to_bytes(array, output.datatype))
+        elif output.datatype == "BYTES":
+            tensor.contents.bytes_contents.extend(
+                item if isinstance(item, bytes) else str(item).encode("utf-8") for item in array.reshape(-1)
+            )
+        else:
+            getattr(tensor.contents, _GRPC_CONTENTS_FIELD[output.datatype]).extend(array.reshape(-1).tolist())
+    return reply

@@ -1,0 +1,157 @@
+"""The contract between manifests and code: every kubemind container's args parse with its
+component's settings class, so a typo in an overlay fails here rather than in a crash-looping pod.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from kubemind.errors import InvalidSettings
+from kubemind.manifests.problems import FieldPath, ManifestObject, Problem
+from kubemind.settings import ComponentSettings, parse_settings
+
+# The one map from a kubemind image (repository path, any registry and tag) to the settings
+# class its entry point parses. Overlays retag and re-home images with `images:`; the last two
+# path segments stay.
+COMPONENT_SETTINGS: dict[str, str] = {
+    "kubemind/predictor-simple": "kubemind_predictors.simple.settings:SimpleSettings",
+    "kubemind/predictor-triton": "kubemind_predictors.triton.settings:TritonPredictorSettings",
+    "kubemind/predictor-vllm": "kubemind_predictors.vllm.settings:VLLMSettings",
+    "kubemind/transformer-image": "kubemind_transformers.image.settings:ImageTransformerSettings",
+}
+
+# KServe fills these templates in ServingRuntime args at deploy time.
+_RUNTIME_TEMPLATE = re.compile(r"\{\{\s*\.Name\s*\}\}")
+# Kubernetes expands $(VAR) from the container env before the process sees it.
+_ENV_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+CONTAINER_LISTS: dict[str, tuple[FieldPath, ...]] = {
+    "InferenceService": tuple(("spec", c, "containers") for c in ("predictor", "transformer", "explainer")),
+    "ServingRuntime": (("spec", "containers"),),
+    "ClusterServingRuntime": (("spec", "containers"),),
+}
+
+
+def image_repository(image: str) -> str:
+    """`reg.io:5000/kubemind/predictor-vllm:1.2@sha256:..` -> `kubemind/predictor-vllm`."""
+    without_digest = image.split("@", 1)[0]
+    last_slash = without_digest.rfind("/")
+    if ":" in without_digest[last_slash + 1 :]:
+        without_digest = without_digest[: without_digest.rfind(":")]
+    return "/".join(without_digest.split("/")[-2:])
+
+
+def settings_class_for(image: str) -> str | None:
+    """The `module:Class` path of the settings a kubemind image parses, None for other images."""
+    return COMPONENT_SETTINGS.get(image_repository(image))
+
+
+def _import_settings(dotted: str) -> type[ComponentSettings]:
+    module_name, _, class_name = dotted.partition(":")
+    settings_cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(settings_cls, type) and issubclass(settings_cls, ComponentSettings)):
+        raise TypeError(f"{dotted} is not a ComponentSettings subclass")
+    return settings_cls
+
+
+@contextlib.contextmanager
+def _container_environment(env: dict[str, str]) -> Iterator[None]:
+    """The container's env instead of ours while its settings parse (pydantic-settings reads
+    os.environ); our own KUBEMIND_* variables must not hide the container's mistakes."""
+    saved = dict(os.environ)
+    try:
+        for name in [name for name in os.environ if name.startswith("KUBEMIND_")]:
+            del os.environ[name]
+        os.environ.update(env)
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def args_problem(dotted: str, args: list[str], env: dict[str, str]) -> str | None:
+    """Why `args` (and the env) do not parse with the settings class, or None when they do."""
+    try:
+        settings_cls = _import_settings(dotted)
+    except (ImportError, AttributeError, TypeError) as exc:
+        return f"settings class {dotted} cannot be imported: {exc}"
+    stderr = io.StringIO()
+    try:
+        with _container_environment(env), contextlib.redirect_stderr(stderr):
+            parse_settings(settings_cls, args, prog=settings_cls.__name__)
+    except InvalidSettings as exc:
+        return str(exc)
+    except SystemExit:
+        # argparse reports unknown flags and bad syntax by exiting; its last line says why.
+        lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
+        return f"{settings_cls.__name__} rejects the args: {lines[-1] if lines else 'argparse error'}"
+    return None
+
+
+def check_component_args(obj: ManifestObject, runtimes: dict[str, dict[str, Any]]) -> Iterator[Problem]:
+    """Yield a Problem for each kubemind container whose args its settings class rejects.
+
+    `runtimes` maps (Cluster)ServingRuntime names rendered alongside to their bodies, so that an
+    InferenceService's `predictor.model.args` are checked appended to its runtime's args, which
+    is how KServe assembles the container.
+    """
+    for containers_path in CONTAINER_LISTS.get(obj.kind, ()):
+        containers = _get(obj.body, containers_path)
+        for index, container in enumerate(containers if isinstance(containers, list) else []):
+            if isinstance(container, dict):
+                yield from _check_container(obj, container, (*containers_path, index))
+    if obj.kind == "InferenceService":
+        model = _get(obj.body, ("spec", "predictor", "model"))
+        if isinstance(model, dict):
+            yield from _check_model_on_runtime(obj, model, runtimes)
+
+
+def _check_model_on_runtime(obj: ManifestObject, model: dict[str, Any], runtimes: dict[str, dict[str, Any]]) -> Iterator[Problem]:
+    runtime = runtimes.get(str(model.get("runtime", "")))
+    if runtime is None:
+        return  # chosen by the cluster from supported model formats: only a cluster knows which
+    path: FieldPath = ("spec", "predictor", "model")
+    for container in _get(runtime, ("spec", "containers")) or []:
+        if container.get("name") != "kserve-container":
+            continue
+        merged = dict(container)
+        merged["args"] = [*(container.get("args") or []), *(model.get("args") or [])]
+        merged["env"] = [*(container.get("env") or []), *(model.get("env") or [])]
+        if model.get("image"):
+            merged["image"] = model["image"]
+        yield from _check_container(obj, merged, path)
+
+
+def _check_container(obj: ManifestObject, container: dict[str, Any], path: FieldPath) -> Iterator[Problem]:
+    dotted = settings_class_for(str(container.get("image", "")))
+    if dotted is None:
+        return
+    env = {
+        str(item["name"]): str(item["value"])
+        for item in container.get("env") or []
+        if isinstance(item, dict) and "name" in item and isinstance(item.get("value"), str)
+    }
+    args = [_expand(str(arg), obj.name, env) for arg in container.get("args") or []]
+    problem = args_problem(dotted, args, env)
+    if problem:
+        yield Problem.at(obj, (*path, "args"), problem)
+
+
+def _expand(arg: str, name: str, env: dict[str, str]) -> str:
+    arg = _RUNTIME_TEMPLATE.sub(name or "model", arg)
+    return _ENV_REFERENCE.sub(lambda match: env.get(match.group(1), match.group(0)), arg)
+
+
+def _get(value: Any, path: FieldPath) -> Any:
+    for part in path:
+        if isinstance(value, dict) and isinstance(part, str):
+            value = value.get(part)
+        else:
+            return None
+    return value

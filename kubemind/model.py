@@ -1,0 +1,271 @@
+"""The model base class every kubemind predictor and transformer builds on.
+
+`KubemindModel` is a `kserve.Model` that declares its signature (tensor specs), the versions it
+serves, and its batching limit. From that one declaration come the v2 model metadata, Triton's
+model-configuration view, request validation, and per-model statistics — so a subclass only
+implements `predict` (and `load`/`start`/`stop` for its resources).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kserve import Model
+from kserve.protocol.infer_type import InferRequest
+
+from kubemind.codecs import DATATYPES
+from kubemind.errors import InvalidInput, ModelNotFound
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a model signature. -1 in `shape` is a variable dimension."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.datatype not in DATATYPES:
+            raise ValueError(f"tensor {self.name!r}: unknown datatype {self.datatype!r}")
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_metadata(cls, entry: dict[str, Any]) -> TensorSpec:
+        return cls(str(entry["name"]), str(entry["datatype"]), tuple(int(d) for d in entry["shape"]))
+
+
+@dataclass
+class DurationStat:
+    """Triton's StatisticDuration: a count and the total nanoseconds spent."""
+
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int) -> None:
+        self.count += 1
+        self.ns += ns
+
+    def as_dict(self) -> dict[str, int]:
+        return {"count": self.count, "ns": self.ns}
+
+
+@dataclass
+class ModelStatistics:
+    """Per-model counters in the shape of Triton's statistics extension."""
+
+    inference_count: int = 0
+    execution_count: int = 0
+    last_inference_ms: int = 0
+    success: DurationStat = field(default_factory=DurationStat)
+    fail: DurationStat = field(default_factory=DurationStat)
+    queue: DurationStat = field(default_factory=DurationStat)
+    compute_input: DurationStat = field(default_factory=DurationStat)
+    compute_infer: DurationStat = field(default_factory=DurationStat)
+    compute_output: DurationStat = field(default_factory=DurationStat)
+
+    def record_success(self, batch_size: int, stages_ns: dict[str, int], total_ns: int) -> None:
+        self.inference_count += batch_size
+        self.execution_count += 1
+        self.last_inference_ms = int(time.time() * 1000)
+        self.success.add(total_ns)
+        self.queue.add(stages_ns.get("queue", 0))
+        self.compute_input.add(stages_ns.get("decode", 0))
+        self.compute_infer.add(stages_ns.get("infer", 0))
+        self.compute_output.add(stages_ns.get("encode", 0))
+
+    def record_failure(self, total_ns: int) -> None:
+        self.fail.add(total_ns)
+
+    def as_dict(self, name: str, version: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "version": version,
+            "last_inference": self.last_inference_ms,
+            "inference_count": self.inference_count,
+            "execution_count": self.execution_count,
+            "inference_stats": {
+                "success": self.success.as_dict(),
+                "fail": self.fail.as_dict(),
+                "queue": self.queue.as_dict(),
+                "compute_input": self.compute_input.as_dict(),
+                "compute_infer": self.compute_infer.as_dict(),
+                "compute_output": self.compute_output.as_dict(),
+                "cache_hit": DurationStat().as_dict(),
+                "cache_miss": DurationStat().as_dict(),
+            },
+            "batch_stats": [],
+        }
+
+
+class KubemindModel(Model):
+    """A kserve.Model with a declared signature, versions and statistics.
+
+    Subclasses implement `predict(InferRequest, headers) -> InferResponse`. Requests reaching
+    `predict` have already been checked against `inputs` (names, datatypes, shapes) by the
+    protocol layer, for REST and gRPC alike.
+    """
+
+    platform: str = "kubemind"
+    backend: str = "python"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        versions: Sequence[str] = ("1",),
+        inputs: Iterable[TensorSpec] = (),
+        outputs: Iterable[TensorSpec] = (),
+        max_batch_size: int = 0,
+    ):
+        super().__init__(name)
+        if not versions:
+            raise ValueError(f"model {name!r} must declare at least one version")
+        self.versions: tuple[str, ...] = tuple(str(v) for v in versions)
+        self.inputs: tuple[TensorSpec, ...] = tuple(inputs)
+        self.outputs: tuple[TensorSpec, ...] = tuple(outputs)
+        self.max_batch_size = max_batch_size
+        self.statistics = ModelStatistics()
+        self._inputs_by_name = {spec.name: spec for spec in self.inputs}
+
+    # -- versions -----------------------------------------------------------------------------
+    @property
+    def default_version(self) -> str:
+        """The version served when a request names none: the highest one."""
+        return max(self.versions, key=lambda v: (v.isdigit(), int(v) if v.isdigit() else 0, v))
+
+    def resolve_version(self, version: str | None) -> str:
+        if not version:
+            return self.default_version
+        if version not in self.versions:
+            raise ModelNotFound(
+                f"model '{self.name}' has no version '{version}' (versions: {', '.join(self.versions)})"
+            )
+        return version
+
+    # -- signature ----------------------------------------------------------------------------
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [spec.as_metadata() for spec in self.inputs]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [spec.as_metadata() for spec in self.outputs]
+
+    def metadata(self) -> dict[str, Any]:
+        """The v2 model-metadata response object."""
+        return {
+            "name": self.name,
+            "versions": list(self.versions),
+            "platform": self.platform,
+            "inputs": self.get_input_types(),
+            "outputs": self.get_output_types(),
+        }
+
+    def triton_config(self) -> dict[str, Any]:
+        """The model's configuration in Triton's ModelConfig JSON form.
+
+        With batching, Triton's dims leave out the leading batch dimension, as Triton does.
+        """
+
+        def tensor(spec: TensorSpec) -> dict[str, Any]:
+            dims = list(spec.shape[1:] if self.max_batch_size > 0 else spec.shape)
+            return {"name": spec.name, "data_type": f"TYPE_{_TRITON_TYPE[spec.datatype]}", "dims": dims}
+
+        return {
+            "name": self.name,
+            "platform": self.platform,
+            "backend": self.backend,
+            "version_policy": {"specific": {"versions": [int(v) for v in self.versions if v.isdigit()]}},
+            "max_batch_size": self.max_batch_size,
+            "input": [tensor(spec) for spec in self.inputs],
+            "output": [tensor(spec) for spec in self.outputs],
+        }
+
+    def validate_request(self, request: InferRequest) -> None:
+        """Check the request's inputs against the declared signature; InvalidInput names the tensor."""
+        if not self.inputs:
+            return  # a model that declares no signature validates its own inputs
+        seen = set()
+        for tensor in request.inputs:
+            spec = self._inputs_by_name.get(tensor.name)
+            if spec is None:
+                raise InvalidInput(
+                    f"unknown input '{tensor.name}' for model '{self.name}' "
+                    f"(expected: {', '.join(self._inputs_by_name)})"
+                )
+            if tensor.name in seen:
+                raise InvalidInput(f"input '{tensor.name}' given more than once")
+            seen.add(tensor.name)
+            if tensor.datatype != spec.datatype:
+                raise InvalidInput(
+                    f"input '{tensor.name}': datatype {tensor.datatype} does not match the model's {spec.datatype}"
+                )
+            self._check_shape(spec, list(tensor.shape))
+        missing = [name for name in self._inputs_by_name if name not in seen]
+        if missing:
+            raise InvalidInput(f"missing input(s) {', '.join(missing)} for model '{self.name}'")
+        if request.request_outputs:
+            known = {spec.name for spec in self.outputs}
+            for requested in request.request_outputs:
+                if known and requested.name not in known:
+                    raise InvalidInput(
+                        f"unknown requested output '{requested.name}' for model '{self.name}'"
+                    )
+
+    def _check_shape(self, spec: TensorSpec, shape: list[int]) -> None:
+        if len(shape) != len(spec.shape) or any(
+            want != -1 and want != got for want, got in zip(spec.shape, shape)
+        ):
+            raise InvalidInput(
+                f"input '{spec.name}': shape {shape} does not match the model's {list(spec.shape)}"
+            )
+        if self.max_batch_size > 0 and shape and shape[0] > self.max_batch_size:
+            raise InvalidInput(
+                f"input '{spec.name}': batch size {shape[0]} exceeds the model's max_batch_size {self.max_batch_size}"
+            )
+
+    def batch_size(self, request: InferRequest) -> int:
+        """Inferences in one request: the leading dimension when the model batches, else 1."""
+        if self.max_batch_size > 0 and request.inputs and request.inputs[0].shape:
+            return int(request.inputs[0].shape[0])
+        return 1
+
+
+_TRITON_TYPE = {
+    "BOOL": "BOOL",
+    "UINT8": "UINT8",
+    "UINT16": "UINT16",
+    "UINT32": "UINT32",
+    "UINT64": "UINT64",
+    "INT8": "INT8",
+    "INT16": "INT16",
+    "INT32": "INT32",
+    "INT64": "INT64",
+    "FP16": "FP16",
+    "FP32": "FP32",
+    "FP64": "FP64",
+    "BYTES": "STRING",
+}
+
+# Triton's DataType enum numbers (model_config.proto), used by the gRPC ModelConfig reply.
+TRITON_DATA_TYPE_ENUM = {
+    "TYPE_BOOL": 1,
+    "TYPE_UINT8": 2,
+    "TYPE_UINT16": 3,
+    "TYPE_UINT32": 4,
+    "TYPE_UINT64": 5,
+    "TYPE_INT8": 6,
+    "TYPE_INT16": 7,
+    "TYPE_INT32": 8,
+    "TYPE_INT64": 9,
+    "TYPE_FP16": 10,
+    "TYPE_FP32": 11,
+    "TYPE_FP64": 12,
+    "TYPE_STRING": 13,
+}
+
+__all__ = ["KubemindModel", "ModelStatistics", "TensorSpec"]

@@ -1,0 +1,1 @@
+"""Transports: the Open Inference Protocol over REST and gRPC, plus Triton extensions."""

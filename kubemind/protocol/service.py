@@ -1,0 +1,167 @@
+"""Transport-neutral Open Inference Protocol operations over a KServe model repository.
+
+REST and gRPC both call this one class, so a golden request gives the same answer over either
+transport. It resolves model versions (KServe answers 501 on versioned paths), checks readiness
+by asking the model, validates requests against the declared signature, and keeps Triton-style
+statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+from kserve.model import BaseKServeModel
+from kserve.model_repository import ModelRepository
+from kserve.protocol.infer_type import InferRequest, InferResponse
+
+from kubemind.errors import InternalError, ModelNotFound, ModelNotReady, NotImplementedByModel
+from kubemind.model import KubemindModel, ModelStatistics
+from kubemind.telemetry import RequestRecord
+
+SERVER_NAME = "kubemind"
+# Triton's names for the extensions, so Triton's tools recognise them.
+EXTENSIONS = [
+    "binary_tensor_data",
+    "model_configuration",
+    "statistics",
+    "model_repository",
+    "parameters",
+]
+_UNVERSIONED = ("1",)
+
+
+def _server_version() -> str:
+    try:
+        return importlib_metadata.version("kubemind")
+    except importlib_metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def model_versions(model: BaseKServeModel) -> tuple[str, ...]:
+    """A KubemindModel's declared versions; any other kserve model serves one version, "1"."""
+    return model.versions if isinstance(model, KubemindModel) else _UNVERSIONED
+
+
+class InferenceService:
+    """The OIP operations: health, metadata, inference, and Triton's extensions."""
+
+    def __init__(self, repository: ModelRepository):
+        self.repository = repository
+        self.version = _server_version()
+        # Statistics for kserve models that are not KubemindModels (they keep none themselves).
+        self._foreign_statistics: dict[str, ModelStatistics] = {}
+
+    # -- server -----------------------------------------------------------------------------------
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": self.version, "extensions": list(EXTENSIONS)}
+
+    async def server_ready(self) -> bool:
+        models = self.repository.get_models()
+        if not models:
+            return False
+        for model in models.values():
+            if not await self._is_ready(model):
+                return False
+        return True
+
+    # -- models -----------------------------------------------------------------------------------
+    def lookup(self, name: str, version: str | None) -> tuple[BaseKServeModel, str]:
+        """The model and the version a request resolves to; ModelNotFound names what is missing."""
+        model = self.repository.get_model(name)
+        if model is None:
+            raise ModelNotFound(f"model '{name}' is not served here")
+        if isinstance(model, KubemindModel):
+            return model, model.resolve_version(version)
+        if version and version not in _UNVERSIONED:
+            raise ModelNotFound(f"model '{name}' has no version '{version}' (versions: 1)")
+        return model, _UNVERSIONED[0]
+
+    @staticmethod
+    async def _is_ready(model: BaseKServeModel) -> bool:
+        # Health asks the model (and through it, its backend), not just a flag.
+        return bool(model.ready) and bool(await model.healthy())
+
+    async def model_ready(self, name: str, version: str | None) -> bool:
+        model, _ = self.lookup(name, version)
+        return await self._is_ready(model)
+
+    async def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        model, _ = self.lookup(name, version)
+        if isinstance(model, KubemindModel):
+            return model.metadata()
+        inputs = getattr(model, "get_input_types", lambda: [])()
+        outputs = getattr(model, "get_output_types", lambda: [])()
+        return {"name": name, "versions": list(_UNVERSIONED), "platform": "", "inputs": inputs, "outputs": outputs}
+
+    def model_config(self, name: str, version: str | None) -> dict[str, Any]:
+        model, _ = self.lookup(name, version)
+        if not isinstance(model, KubemindModel):
+            raise NotImplementedByModel(f"model '{name}' publishes no model configuration")
+        return model.triton_config()
+
+    def statistics_of(self, model: BaseKServeModel) -> ModelStatistics:
+        if isinstance(model, KubemindModel):
+            return model.statistics
+        return self._foreign_statistics.setdefault(model.name, ModelStatistics())
+
+    def model_statistics(self, name: str | None, version: str | None) -> list[dict[str, Any]]:
+        """Statistics for one model (all of its versions share counters), or for every model."""
+        if name:
+            model, resolved = self.lookup(name, version)
+            return [self.statistics_of(model).as_dict(name, resolved)]
+        return [
+            self.statistics_of(model).as_dict(model_name, model_versions(model)[-1])
+            for model_name, model in self.repository.get_models().items()
+        ]
+
+    async def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        index = []
+        for name, model in self.repository.get_models().items():
+            ready = await self._is_ready(model)
+            if ready_only and not ready:
+                continue
+            for version in model_versions(model):
+                index.append(
+                    {"name": name, "version": version, "state": "READY" if ready else "UNAVAILABLE", "reason": ""}
+                )
+        return index
+
+    # -- inference --------------------------------------------------------------------------------
+    async def infer(
+        self, request: InferRequest, headers: dict[str, str], record: RequestRecord
+    ) -> tuple[InferResponse, str]:
+        """Run one inference; returns the model's response and the version that served it.
+
+        The transport calls `account(record)` once the reply is encoded (or failed), so the
+        statistics include encoding time.
+        """
+        model, version = self.lookup(request.model_name, request.model_version)
+        record.model, record.version = model.name, version
+        if not await self._is_ready(model):
+            raise ModelNotReady(f"model '{model.name}' is not ready")
+        if isinstance(model, KubemindModel):
+            model.validate_request(request)
+            record.batch = model.batch_size(request)
+        request.model_version = version
+        since = time.perf_counter()
+        response, _ = await model(request, headers=headers)  # type: ignore[operator]
+        record.stage("infer", since)
+        if isinstance(response, dict):
+            response = InferResponse.from_rest(response)
+        if not isinstance(response, InferResponse):
+            raise InternalError(f"model '{model.name}' returned {type(response).__name__}, not an InferResponse")
+        return response, version
+
+    def account(self, record: RequestRecord) -> None:
+        """Add a finished inference request to its model's statistics."""
+        model = self.repository.get_model(record.model) if record.model else None
+        if model is None:
+            return
+        statistics = self.statistics_of(model)
+        total_ns = int((time.perf_counter() - record.started) * 1e9)
+        if record.status < 400:
+            statistics.record_success(record.batch, record.stages_ns, total_ns)
+        else:
+            statistics.record_failure(total_ns)

@@ -1,0 +1,139 @@
+"""The kubemind model server: REST and gRPC on the configured host, and the model lifecycle.
+
+KServe's ModelServer binds 0.0.0.0 and [::] unconditionally and reads argv at import; this
+server takes a settings object, binds `settings.host` for both listeners, and owns the
+lifecycle: models are started before the listeners open and stopped after they close, so
+SIGTERM leaves no engine process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator, Sequence
+
+import grpc
+import uvicorn
+from kserve.model import BaseKServeModel
+from kserve.model_repository import ModelRepository
+
+from kubemind.protocol.grpc_server import create_grpc_server
+from kubemind.protocol.rest import create_app
+from kubemind.protocol.service import InferenceService
+from kubemind.settings import ComponentSettings
+from kubemind.telemetry import ServerMetrics, configure_logging
+
+logger = logging.getLogger("kubemind.server")
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: KubemindServer decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def _grpc_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class KubemindServer:
+    """Serves `models` over the Open Inference Protocol on REST and gRPC."""
+
+    def __init__(self, settings: ComponentSettings, models: Sequence[BaseKServeModel]):
+        if not models:
+            raise ValueError("a server needs at least one model")
+        self.settings = settings
+        self.models = list(models)
+        self.repository = ModelRepository()
+        for model in self.models:
+            self.repository.update(model)
+        self.metrics = ServerMetrics()
+        self.service = InferenceService(self.repository)
+        self.http_port = settings.http_port
+        self.grpc_port = settings.grpc_port
+        self._uvicorn: _Uvicorn | None = None
+        self._rest_task: asyncio.Task[None] | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._engine_tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Start the models, then open both listeners. Returns once they accept connections."""
+        for model in self.models:
+            model.start()
+            if getattr(model, "engine", False):
+                self._engine_tasks.append(asyncio.create_task(model.start_engine()))
+        app = create_app(self.repository, self.service, self.metrics, self.settings)
+        sock = _bind(self.settings.host, self.settings.http_port)
+        self.http_port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(self.settings.grace_period_seconds),
+            timeout_keep_alive=65,
+        )
+        self._uvicorn = _Uvicorn(config)
+        self._rest_task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))
+        if self.settings.enable_grpc:
+            self._grpc = create_grpc_server(self.service, self.metrics, self.settings)
+            self.grpc_port = self._grpc.add_insecure_port(_grpc_address(self.settings.host, self.settings.grpc_port))
+            await self._grpc.start()
+        while not self._uvicorn.started:
+            if self._rest_task.done():
+                self._rest_task.result()  # re-raise why uvicorn could not start
+            await asyncio.sleep(0.01)
+        logger.info(
+            "serving %s on http://%s:%d (grpc %s)",
+            ", ".join(m.name for m in self.models),
+            self.settings.host,
+            self.http_port,
+            _grpc_address(self.settings.host, self.grpc_port) if self._grpc else "off",
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (grace period), then stop the models."""
+        grace = self.settings.grace_period_seconds
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self._rest_task is not None:
+            await self._rest_task
+        for model in self.models:
+            model.stop()
+            if getattr(model, "engine", False):
+                model.stop_engine()
+        for task in self._engine_tasks:
+            task.cancel()
+        logger.info("stopped")
+
+
+async def serve_until_signalled(server: KubemindServer) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    await stop.wait()
+    await server.stop()
+
+
+def run(settings: ComponentSettings, models: Sequence[BaseKServeModel]) -> None:
+    """Serve `models` until SIGTERM/SIGINT; the blocking entry point of every component's main()."""
+    configure_logging()
+    asyncio.run(serve_until_signalled(KubemindServer(settings, models)))

@@ -1,0 +1,172 @@
+"""Trace-context propagation, Prometheus metrics and the one JSON log line per request.
+
+Metrics live in a registry owned by each server (no module-level singletons); `/metrics` serves
+it together with prometheus_client's default registry, where KServe keeps its own histograms.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+ACCESS_LOGGER = "kubemind.access"
+REQUEST_ID = "x-request-id"
+
+# Latency buckets from 100 µs to 60 s: protocol overhead and LLM generations on one scale.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)
+
+
+def propagated_headers(headers: Iterable[tuple[str, str]], allow: frozenset[str]) -> dict[str, str]:
+    """The allow-listed trace-context headers of a request, lower-cased, with a request id.
+
+    A request without `x-request-id` gets a fresh one, so every log line and downstream hop of
+    it can be correlated.
+    """
+    picked = {key.lower(): value for key, value in headers if key.lower() in allow}
+    if REQUEST_ID not in picked:
+        picked[REQUEST_ID] = uuid.uuid4().hex
+    return picked
+
+
+class ServerMetrics:
+    """The Prometheus metrics of one kubemind server."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "kubemind_requests",
+            "Requests served, by model, endpoint, protocol and status code.",
+            ["model", "endpoint", "protocol", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "kubemind_request_duration_seconds",
+            "Time from request received to reply encoded.",
+            ["model", "endpoint", "protocol"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage_latency = Histogram(
+            "kubemind_stage_duration_seconds",
+            "Time per request stage: queue (waiting for the model), decode, infer, encode.",
+            ["model", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "kubemind_requests_in_flight",
+            "Requests received and not yet answered.",
+            ["model"],
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry) + generate_latest(REGISTRY)
+
+
+@dataclass
+class RequestRecord:
+    """What one request did; filled in as it goes and written as one JSON log line at the end."""
+
+    protocol: str
+    endpoint: str
+    model: str = ""
+    version: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    stages_ns: dict[str, int] = field(default_factory=dict)
+    status: int = 200
+    error: str = ""
+    batch: int = 1
+
+    def stage(self, name: str, since: float) -> float:
+        """Record the stage that ran from `since` until now; return now for the next stage."""
+        now = time.perf_counter()
+        self.stages_ns[name] = int((now - since) * 1e9)
+        return now
+
+    @property
+    def request_id(self) -> str:
+        return self.headers.get(REQUEST_ID, "")
+
+
+def finish_request(metrics: ServerMetrics, record: RequestRecord, log_requests: bool) -> float:
+    """Account for a finished request in metrics and the access log; returns its duration (s)."""
+    duration = time.perf_counter() - record.started
+    model = record.model or "-"
+    metrics.requests.labels(model, record.endpoint, record.protocol, str(record.status)).inc()
+    metrics.latency.labels(model, record.endpoint, record.protocol).observe(duration)
+    for stage, ns in record.stages_ns.items():
+        metrics.stage_latency.labels(model, stage).observe(ns / 1e9)
+    if log_requests:
+        entry: dict[str, Any] = {
+            "ts": time.time(),
+            "request_id": record.request_id,
+            "protocol": record.protocol,
+            "endpoint": record.endpoint,
+            "model": record.model,
+            "version": record.version,
+            "status": record.status,
+            "duration_ms": round(duration * 1000, 3),
+            "stages_ms": {k: round(v / 1e6, 3) for k, v in record.stages_ns.items()},
+        }
+        trace = {k: v for k, v in record.headers.items() if k != REQUEST_ID}
+        if trace:
+            entry["trace"] = trace
+        if record.error:
+            entry["error"] = record.error
+        logging.getLogger(ACCESS_LOGGER).info(orjson.dumps(entry).decode())
+    return duration
+
+
+class _MessageOnly(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": record.created, "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr: the access line as is, everything else wrapped in a JSON object.
+
+    KServe's per-request trace lines and uvicorn's access log are silenced: kubemind writes one
+    line per request instead of five.
+    """
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.handlers = [_handler(_MessageOnly())]
+    access.propagate = False
+    access.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.handlers = [_handler(_JsonFormatter())]
+    root.setLevel(level)
+    for noisy in ("uvicorn.access", "kserve.trace"):
+        logging.getLogger(noisy).disabled = True
+    for name in ("kserve", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+        logger.setLevel(logging.WARNING)
+
+
+def _handler(formatter: logging.Formatter) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    return handler

@@ -1,0 +1,22 @@
+"""python -m kubemind_predictors.simple --model_name simple --http_port P --grpc_port Q --host 127.0.0.1"""
+
+from __future__ import annotations
+
+import sys
+
+from kubemind.server import run
+from kubemind.settings import parse_settings
+from kubemind_predictors.simple.model import SimpleModel
+from kubemind_predictors.simple.settings import SimpleSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_settings(SimpleSettings, argv, prog="python -m kubemind_predictors.simple")
+    model = SimpleModel(settings.model_name, tuple(settings.versions), settings.max_batch_size)
+    model.load()
+    run(settings, [model])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Settings of the reference `simple` predictor."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from kubemind.settings import ComponentSettings
+
+
+class SimpleSettings(ComponentSettings):
+    """Triton's classic `simple` model: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBEMIND_SIMPLE_")
+
+    model_name: str = "simple"
+    """Name of the model on the endpoint path."""
+
+    versions: list[str] = Field(default_factory=lambda: ["1"])
+    """Versions the model declares (comma-separated on the command line); the highest is the default."""
+
+    max_batch_size: int = Field(default=8, ge=1)
+    """Largest batch (leading dimension) one request may carry."""
