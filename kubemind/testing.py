@@ -1,0 +1,108 @@
+"""Helpers for running kubemind servers as real processes (tests, benchmarks, `make serve`).
+
+Servers bind 127.0.0.1 on ports chosen at run time and are stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A kubemind server running as a child process."""
+
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM by PID, then SIGKILL if it outlives `timeout`; returns the exit code."""
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.process.wait(5)
+        return int(self.process.returncode)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float, log_path: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"server at {url} not ready after {timeout}s:\n{log_path.read_text(errors='replace')}")
+
+
+def start_server(
+    module: str,
+    args: Sequence[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 60.0,
+) -> ServerProcess:
+    """Start `python -m module --host 127.0.0.1 --http_port P --grpc_port Q *args` and wait for ready."""
+    http_port, grpc_port = free_port(), free_port()
+    command = [
+        sys.executable, "-m", module,
+        "--host", "127.0.0.1", "--http_port", str(http_port), "--grpc_port", str(grpc_port), *args,
+    ]
+    log = log_path.open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    server = ServerProcess(process, http_port, grpc_port, log_path)
+    try:
+        wait_until_ready(server.http_url, process, ready_timeout, log_path)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@contextlib.contextmanager
+def running_server(module: str, args: Sequence[str], log_path: Path, **kwargs: object) -> Iterator[ServerProcess]:
+    server = start_server(module, args, log_path, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        server.stop()
