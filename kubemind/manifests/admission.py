@@ -54,7 +54,9 @@ def check_admission(obj: ManifestObject) -> Iterator[Problem]:
         yield from _check_inference_service(obj, spec)
     elif obj.kind == "InferenceGraph":
         yield from _check_replicas(obj, spec, ("spec",))
-    elif obj.kind in ("LocalModelCache", "ClusterLocalModelCache") and isinstance(spec.get("sourceModelUri"), str):
+    elif obj.kind in ("LocalModelCache", "ClusterLocalModelCache") and isinstance(
+        spec.get("sourceModelUri"), str
+    ):
         problem = storage_uri_problem(spec["sourceModelUri"])
         if problem:
             yield Problem.at(obj, ("spec", "sourceModelUri"), problem)
@@ -83,7 +85,11 @@ def _check_inference_service(obj: ManifestObject, spec: dict[str, Any]) -> Itera
         yield from _check_replicas(obj, section, path)
         canary = section.get("canaryTrafficPercent")
         if isinstance(canary, int) and not 0 <= canary <= 100:
-            yield Problem.at(obj, (*path, "canaryTrafficPercent"), f"{canary} is not a percentage between 0 and 100")
+            yield Problem.at(
+                obj,
+                (*path, "canaryTrafficPercent"),
+                f"{canary} is not a percentage between 0 and 100",
+            )
         yield from _check_logger(obj, section.get("logger"), (*path, "logger"))
         for uri_path, uri in _storage_uris(section, path):
             problem = storage_uri_problem(uri)
@@ -100,12 +106,20 @@ def _check_one_implementation(obj: ManifestObject, predictor: dict[str, Any]) ->
     if PREDICTOR_CONTAINER_NAME in names or (containers and not found):
         found.append("containers")
     if len(found) != 1:
-        options = ", ".join((*PREDICTOR_IMPLEMENTATIONS, f"containers[name={PREDICTOR_CONTAINER_NAME}]"))
+        options = ", ".join(
+            (*PREDICTOR_IMPLEMENTATIONS, f"containers[name={PREDICTOR_CONTAINER_NAME}]")
+        )
         detail = f"found {', '.join(found)}" if found else "found none"
-        yield Problem.at(obj, ("spec", "predictor"), f"exactly one predictor implementation is required ({detail}); one of: {options}")
+        yield Problem.at(
+            obj,
+            ("spec", "predictor"),
+            f"exactly one predictor implementation is required ({detail}); one of: {options}",
+        )
 
 
-def _check_replicas(obj: ManifestObject, section: dict[str, Any], path: FieldPath) -> Iterator[Problem]:
+def _check_replicas(
+    obj: ManifestObject, section: dict[str, Any], path: FieldPath
+) -> Iterator[Problem]:
     low, high = section.get("minReplicas"), section.get("maxReplicas")
     if isinstance(low, int) and low < 0:
         yield Problem.at(obj, (*path, "minReplicas"), f"minReplicas {low} cannot be negative")
@@ -113,7 +127,9 @@ def _check_replicas(obj: ManifestObject, section: dict[str, Any], path: FieldPat
         yield Problem.at(obj, (*path, "maxReplicas"), f"maxReplicas {high} cannot be negative")
     # maxReplicas 0 means "no upper bound" to KServe.
     if isinstance(low, int) and isinstance(high, int) and high > 0 and low > high:
-        yield Problem.at(obj, (*path, "minReplicas"), f"minReplicas {low} is greater than maxReplicas {high}")
+        yield Problem.at(
+            obj, (*path, "minReplicas"), f"minReplicas {low} is greater than maxReplicas {high}"
+        )
 
 
 def _check_logger(obj: ManifestObject, logger: Any, path: FieldPath) -> Iterator[Problem]:
@@ -140,5 +156,9 @@ def _storage_uris(section: dict[str, Any], path: FieldPath) -> Iterator[tuple[Fi
             for index, container in enumerate(value):
                 env = container.get("env") if isinstance(container, dict) else None
                 for env_index, variable in enumerate(env or []):
-                    if isinstance(variable, dict) and variable.get("name") == "STORAGE_URI" and isinstance(variable.get("value"), str):
+                    if (
+                        isinstance(variable, dict)
+                        and variable.get("name") == "STORAGE_URI"
+                        and isinstance(variable.get("value"), str)
+                    ):
                         yield (*path, key, index, "env", env_index, "value"), variable["value"]

@@ -9,11 +9,13 @@ cluster still enforces it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import celpy
 from celpy import celtypes
+
 
 class _Url(celtypes.StringType):
     """The value of Kubernetes' `url(string)`; methods below read its parts."""
@@ -46,7 +48,7 @@ def _lower_ascii(value: Any) -> celtypes.StringType:
 
 
 # Kubernetes CEL library functions (k8s.io/apiserver/pkg/cel/library) that cel-python lacks.
-KUBERNETES_FUNCTIONS = {
+KUBERNETES_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "url": _url,
     "isURL": _is_url,
     "getScheme": _get_scheme,

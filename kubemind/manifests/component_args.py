@@ -31,10 +31,19 @@ _RUNTIME_TEMPLATE = re.compile(r"\{\{\s*\.Name\s*\}\}")
 # Kubernetes expands $(VAR) from the container env before the process sees it.
 _ENV_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
+_POD_TEMPLATE_CONTAINERS: tuple[FieldPath, ...] = (("spec", "template", "spec", "containers"),)
+# Where each kind keeps the containers whose args we check.
 CONTAINER_LISTS: dict[str, tuple[FieldPath, ...]] = {
-    "InferenceService": tuple(("spec", c, "containers") for c in ("predictor", "transformer", "explainer")),
+    "InferenceService": tuple(
+        ("spec", c, "containers") for c in ("predictor", "transformer", "explainer")
+    ),
     "ServingRuntime": (("spec", "containers"),),
     "ClusterServingRuntime": (("spec", "containers"),),
+    "Pod": (("spec", "containers"),),
+    "Deployment": _POD_TEMPLATE_CONTAINERS,
+    "StatefulSet": _POD_TEMPLATE_CONTAINERS,
+    "DaemonSet": _POD_TEMPLATE_CONTAINERS,
+    "Service": _POD_TEMPLATE_CONTAINERS,  # Knative Service; a core Service has no template
 }
 
 
@@ -90,11 +99,15 @@ def args_problem(dotted: str, args: list[str], env: dict[str, str]) -> str | Non
     except SystemExit:
         # argparse reports unknown flags and bad syntax by exiting; its last line says why.
         lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
-        return f"{settings_cls.__name__} rejects the args: {lines[-1] if lines else 'argparse error'}"
+        return (
+            f"{settings_cls.__name__} rejects the args: {lines[-1] if lines else 'argparse error'}"
+        )
     return None
 
 
-def check_component_args(obj: ManifestObject, runtimes: dict[str, dict[str, Any]]) -> Iterator[Problem]:
+def check_component_args(
+    obj: ManifestObject, runtimes: dict[str, dict[str, Any]]
+) -> Iterator[Problem]:
     """Yield a Problem for each kubemind container whose args its settings class rejects.
 
     `runtimes` maps (Cluster)ServingRuntime names rendered alongside to their bodies, so that an
@@ -112,7 +125,9 @@ def check_component_args(obj: ManifestObject, runtimes: dict[str, dict[str, Any]
             yield from _check_model_on_runtime(obj, model, runtimes)
 
 
-def _check_model_on_runtime(obj: ManifestObject, model: dict[str, Any], runtimes: dict[str, dict[str, Any]]) -> Iterator[Problem]:
+def _check_model_on_runtime(
+    obj: ManifestObject, model: dict[str, Any], runtimes: dict[str, dict[str, Any]]
+) -> Iterator[Problem]:
     runtime = runtimes.get(str(model.get("runtime", "")))
     if runtime is None:
         return  # chosen by the cluster from supported model formats: only a cluster knows which
@@ -128,7 +143,9 @@ def _check_model_on_runtime(obj: ManifestObject, model: dict[str, Any], runtimes
         yield from _check_container(obj, merged, path)
 
 
-def _check_container(obj: ManifestObject, container: dict[str, Any], path: FieldPath) -> Iterator[Problem]:
+def _check_container(
+    obj: ManifestObject, container: dict[str, Any], path: FieldPath
+) -> Iterator[Problem]:
     dotted = settings_class_for(str(container.get("image", "")))
     if dotted is None:
         return

@@ -37,7 +37,9 @@ def _schema_dir() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _definitions() -> Resource[Any]:
-    contents = kv_utils.schema_contents(f"kubernetes-json-schema/{_schema_dir()}/_definitions.json", kubernetes_version())
+    contents = kv_utils.schema_contents(
+        f"kubernetes-json-schema/{_schema_dir()}/_definitions.json", kubernetes_version()
+    )
     return Resource.from_contents(contents)
 
 
@@ -77,8 +79,12 @@ def validate(body: dict[str, Any]) -> Iterator[Finding]:
     yield from _findings(validator, body, ())
 
 
-def _findings(validator: jsonschema.protocols.Validator, value: Any, prefix: FieldPath) -> Iterator[Finding]:
-    for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
+def _findings(
+    validator: jsonschema.protocols.Validator, value: Any, prefix: FieldPath
+) -> Iterator[Finding]:
+    for error in sorted(
+        validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))
+    ):
         path: FieldPath = (*prefix, *error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             declared = error.schema.get("properties", {})

@@ -84,7 +84,10 @@ def _load_crd_documents(crd_dir: Path) -> list[dict[str, Any]]:
     for path in sorted(crd_dir.rglob("*.y*ml")):
         with path.open(encoding="utf-8") as stream:
             for document in yaml.load_all(stream, Loader=loader):
-                if isinstance(document, dict) and document.get("kind") == "CustomResourceDefinition":
+                if (
+                    isinstance(document, dict)
+                    and document.get("kind") == "CustomResourceDefinition"
+                ):
                     crds.append(document)
     return crds
 

@@ -34,7 +34,11 @@ def upstream_keys(crd_dir: Path | None) -> dict[str, frozenset[str]]:
                 if not isinstance(document, dict) or document.get("kind") != "ConfigMap":
                     continue
                 example = (document.get("data") or {}).get(EXAMPLE_KEY, "")
-                keys = {m.group(1) for line in example.splitlines() if (m := _DOCUMENTED_KEY.match(line))}
+                keys = {
+                    m.group(1)
+                    for line in example.splitlines()
+                    if (m := _DOCUMENTED_KEY.match(line))
+                }
                 known[document["metadata"]["name"]] = frozenset(keys)
     return known
 
@@ -53,4 +57,8 @@ def check_knative_config(obj: ManifestObject, crd_dir: Path | None) -> Iterator[
         if key != EXAMPLE_KEY and key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            yield Problem.at(obj, ("data", key), f"{obj.name} has no key {key!r} upstream, so Knative ignores it{hint}")
+            yield Problem.at(
+                obj,
+                ("data", key),
+                f"{obj.name} has no key {key!r} upstream, so Knative ignores it{hint}",
+            )

@@ -35,7 +35,9 @@ def kustomize_command() -> tuple[str, ...]:
     """`kubectl kustomize` when its embedded kustomize is new enough, else a `kustomize` binary."""
     kubectl = shutil.which("kubectl")
     if kubectl:
-        out = subprocess.run([kubectl, "version", "--client"], capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            [kubectl, "version", "--client"], capture_output=True, text=True, check=False
+        ).stdout
         embedded = re.search(r"Kustomize Version:\s*(\S+)", out)
         if embedded and _version_tuple(embedded.group(1)) >= MIN_KUSTOMIZE:
             return (kubectl, "kustomize")
@@ -74,12 +76,18 @@ def kustomize_roots(directory: Path) -> list[Path]:
     Bases and components are validated through the overlays that use them; a Component cannot
     be built on its own.
     """
-    candidates = sorted(path.parent for name in KUSTOMIZATION_FILES for path in directory.rglob(name))
+    candidates = sorted(
+        path.parent for name in KUSTOMIZATION_FILES for path in directory.rglob(name)
+    )
     referenced: set[Path] = set()
     roots = []
     for candidate in candidates:
         kustomization = _kustomization(candidate)
-        for entry in [*kustomization.get("resources", []), *kustomization.get("components", []), *kustomization.get("bases", [])]:
+        for entry in [
+            *kustomization.get("resources", []),
+            *kustomization.get("components", []),
+            *kustomization.get("bases", []),
+        ]:
             target = (candidate / str(entry)).resolve()
             if target.is_dir():
                 referenced.add(target)
@@ -102,4 +110,6 @@ def parse_stream(text: str, source: str) -> Iterator[ManifestObject]:
 
 
 def plain_yaml_files(directory: Path) -> list[Path]:
-    return sorted(path for path in directory.rglob("*") if path.suffix in YAML_SUFFIXES and path.is_file())
+    return sorted(
+        path for path in directory.rglob("*") if path.suffix in YAML_SUFFIXES and path.is_file()
+    )

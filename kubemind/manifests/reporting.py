@@ -20,7 +20,8 @@ def format_json(problems: Sequence[Problem], objects_checked: int) -> str:
         {
             "objects_checked": objects_checked,
             "problems": [
-                {"file": p.source, "object": p.object, "path": p.path, "message": p.message} for p in problems
+                {"file": p.source, "object": p.object, "path": p.path, "message": p.message}
+                for p in problems
             ],
         },
         indent=2,

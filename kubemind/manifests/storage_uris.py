@@ -32,7 +32,9 @@ def storage_uri_problem(uri: str) -> str | None:
         return None  # a local path inside the container: KServe skips the download
     if not uri.startswith(SUPPORTED_PREFIXES):
         scheme = uri.split("://", 1)[0] if "://" in uri else uri.split(":", 1)[0]
-        return f"unsupported storage URI scheme {scheme!r}; supported: {', '.join(SUPPORTED_PREFIXES)}"
+        return (
+            f"unsupported storage URI scheme {scheme!r}; supported: {', '.join(SUPPORTED_PREFIXES)}"
+        )
     if uri.startswith("models:/") and not PINNED_REGISTRY_URI.match(uri):
         return (
             f"{uri!r} is not pinned: deployable overlays name an immutable registry version "

@@ -1,0 +1,46 @@
+"""`kubemind validate PATH...`: offline stand-in for the API server's schema and admission checks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from kubemind.manifests.crd_catalog import default_crd_dir
+from kubemind.manifests.reporting import format_json, format_text
+from kubemind.manifests.validator import validate_paths
+
+
+def register(subparsers: Any, name: str, help_text: str) -> None:
+    parser = subparsers.add_parser(
+        name,
+        help=help_text,
+        description=(
+            "Build each kustomize overlay under PATH (or read plain YAML files) and check every "
+            "object against the CRD schemas, the built-in kinds' schemas and KServe/Knative admission "
+            "rules. Prints file, object, field path and message per problem; exits 1 on any."
+        ),
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="kustomize folders, folders of YAML, or files",
+    )
+    parser.add_argument(
+        "--crds",
+        type=Path,
+        default=None,
+        help="folder of CustomResourceDefinitions (default: $KUBEMIND_CRDS, else ../shared/crds when present)",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    crd_dir = args.crds if args.crds is not None else default_crd_dir()
+    result = validate_paths(args.paths, crd_dir)
+    formatter = format_json if args.format == "json" else format_text
+    print(formatter(result.problems, len(result.objects)))
+    return 0 if result.ok else 1

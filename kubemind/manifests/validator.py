@@ -1,0 +1,84 @@
+"""Ties the checks together: paths -> objects -> problems."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kubemind.manifests import rendering
+from kubemind.manifests.admission import check_admission
+from kubemind.manifests.component_args import check_component_args
+from kubemind.manifests.crd_catalog import load_catalog
+from kubemind.manifests.knative_config import check_knative_config
+from kubemind.manifests.problems import ManifestObject, Problem
+from kubemind.manifests.schemas import check_schema
+
+RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
+
+
+@dataclass
+class ValidationResult:
+    objects: list[ManifestObject] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def load_objects(paths: Iterable[Path]) -> ValidationResult:
+    """Objects from files and directories; a directory's kustomize overlays are built, and a
+    directory without kustomizations is read file by file. Load failures become problems."""
+    result = ValidationResult()
+    for path in paths:
+        for source, text in _sources(path, result):
+            try:
+                result.objects.extend(rendering.parse_stream(text, source))
+            except yaml.YAMLError as exc:
+                result.problems.append(Problem(source, "-", "-", f"not valid YAML: {exc}"))
+    return result
+
+
+def _sources(path: Path, result: ValidationResult) -> Iterator[tuple[str, str]]:
+    if not path.exists():
+        result.problems.append(Problem(str(path), "-", "-", "no such file or directory"))
+        return
+    if path.is_file():
+        yield str(path), path.read_text(encoding="utf-8")
+        return
+    roots = [path] if rendering.is_kustomization(path) else rendering.kustomize_roots(path)
+    if not roots:
+        for file in rendering.plain_yaml_files(path):
+            yield str(file), file.read_text(encoding="utf-8")
+        return
+    for root in roots:
+        try:
+            yield f"{root} (kustomize build)", rendering.render(root)
+        except rendering.RenderError as exc:
+            result.problems.append(Problem(str(root), "-", "-", str(exc)))
+
+
+def check_objects(objects: list[ManifestObject], crd_dir: Path | None) -> list[Problem]:
+    """Every problem the schema and admission checks find in these objects."""
+    catalog = load_catalog(crd_dir)
+    # Runtimes an InferenceService may name, per source: an overlay is deployed as a whole.
+    runtimes: dict[str, dict[str, dict]] = {}
+    for obj in objects:
+        if obj.kind in RUNTIME_KINDS:
+            runtimes.setdefault(obj.source, {})[obj.name] = obj.body
+    problems: list[Problem] = []
+    for obj in objects:
+        problems.extend(check_schema(obj, catalog))
+        problems.extend(check_admission(obj))
+        problems.extend(check_knative_config(obj, crd_dir))
+        problems.extend(check_component_args(obj, runtimes.get(obj.source, {})))
+    return problems
+
+
+def validate_paths(paths: Iterable[Path], crd_dir: Path | None) -> ValidationResult:
+    result = load_objects(paths)
+    result.problems.extend(check_objects(result.objects, crd_dir))
+    return result
