@@ -1,0 +1,139 @@
+"""`kubemind models register | alias | resolve | pin`.
+
+`kubemind/cli.py` imports this module only when `kubemind models ...` is run, and calls
+`register(subparsers, name, help_text)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from kubemind.errors import KubemindError
+from kubemind_registry.signatures import FLAVORS
+
+
+def register(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=usage)
+    commands = parser.add_subparsers(dest="models_command", metavar="COMMAND")
+
+    reg = commands.add_parser(
+        "register", help="upload a model folder with its sha256 manifest and v2 signature"
+    )
+    reg.add_argument("name", help="registered model name")
+    reg.add_argument("path", type=Path, help="the model folder")
+    reg.add_argument("--flavor", required=True, choices=FLAVORS)
+    reg.add_argument("--alias", help="point this alias (e.g. champion) at the new version")
+    reg.add_argument("--signature", type=Path, help="v2 signature JSON, instead of inferring it")
+    reg.add_argument("--task", help="task tag (default per flavor)")
+    reg.add_argument("--owner", help="owner tag (default: the current user)")
+    reg.set_defaults(func=_run(_register))
+
+    alias = commands.add_parser("alias", help="point an alias at a version: NAME ALIAS VERSION")
+    alias.add_argument("name")
+    alias.add_argument("alias")
+    alias.add_argument("version")
+    alias.set_defaults(func=_run(_alias))
+
+    res = commands.add_parser("resolve", help="print the immutable version a models:/ URI names")
+    res.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    res.set_defaults(func=_run(_resolve))
+
+    pin = commands.add_parser(
+        "pin", help="write inferenceservices/overlays/ENV/model-pins.yaml (or --check it)"
+    )
+    pin.add_argument("--env", required=True, choices=("dev", "staging", "prod"))
+    pin.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="ISVC=URI",
+        help="InferenceService name and the models:/NAME@ALIAS it follows (repeatable);"
+        " without it, the refs already in the pins file are refreshed",
+    )
+    pin.add_argument("--root", type=Path, default=Path("."), help="repository root (default: .)")
+    pin.add_argument("--check", action="store_true", help="fail if a pin is stale; write nothing")
+    pin.set_defaults(func=_run(_pin))
+    return parser
+
+
+def _run(command: Any) -> Any:
+    """Turn kubemind errors into one line on stderr and exit code 1, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(command(args))
+        except KubemindError as exc:
+            print(f"kubemind models: error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _registry() -> Any:
+    # Imported here: `kubemind models --help` should not pay for importing MLflow.
+    from kubemind_registry.mlflow_store import MlflowRegistry
+    from kubemind_registry.settings import RegistrySettings
+
+    return MlflowRegistry(RegistrySettings())
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def _register(args: argparse.Namespace) -> int:
+    from kubemind_registry.register import register_model
+    from kubemind_registry.signatures import load_signature_file
+
+    signature = load_signature_file(args.signature) if args.signature else None
+    ref = register_model(
+        _registry(), args.name, args.path, args.flavor,
+        alias=args.alias, signature=signature, task=args.task, owner=args.owner,
+    )
+    _print_json(ref.to_dict())
+    return 0
+
+
+def _alias(args: argparse.Namespace) -> int:
+    from kubemind_registry.register import set_alias
+
+    _print_json(set_alias(_registry(), args.name, args.alias, args.version).to_dict())
+    return 0
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    from kubemind_registry.resolve import resolve
+
+    _print_json(resolve(_registry(), args.uri).to_dict())
+    return 0
+
+
+def _pin(args: argparse.Namespace) -> int:
+    from kubemind_registry.pin import check_pins, parse_model_flags, write_pins
+
+    requested = parse_model_flags(args.model)
+    if args.check:
+        stale = check_pins(_registry(), args.root, args.env, requested)
+        for line in stale:
+            print(f"stale: {line}", file=sys.stderr)
+        if stale:
+            print(f"kubemind models: pins for {args.env} are stale; rerun `kubemind models pin"
+                  f" --env {args.env}`", file=sys.stderr)
+            return 1
+        print(f"pins for {args.env} are up to date")
+        return 0
+    path, pins = write_pins(_registry(), args.root, args.env, requested)
+    for pin in pins:
+        print(f"{pin.isvc}: {pin.ref_uri} -> {pin.pinned_uri} ({pin.digest})")
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,189 @@
+"""The only module that imports MLflow (design principle 3).
+
+`MlflowRegistry` is the small surface kubemind needs from MLflow: log a model folder as a run's
+artifacts, create versions and aliases, look versions up, and download single artifact files.
+MLflow's exceptions are translated here into kubemind errors, so callers never see an MLflow
+traceback: a server that is down becomes `RegistryUnavailable`, a missing name, version or alias
+becomes `ModelVersionNotFound`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from kubemind_registry.errors import ModelVersionNotFound, RegistryUnavailable
+from kubemind_registry.settings import RegistrySettings
+from kubemind_registry.uris import ModelUri
+
+T = TypeVar("T")
+
+_NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered model version, in plain Python types (no MLflow entities leak out)."""
+
+    name: str
+    version: str
+    source: str
+    run_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+
+class MlflowRegistry:
+    def __init__(self, settings: RegistrySettings):
+        self.settings = settings
+        self.tracking_uri = settings.effective_tracking_uri
+        # MLflow reads its HTTP retry policy from the environment at request time; only fill
+        # in what the user has not set, so an explicit MLFLOW_* variable still wins.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.http_retries))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.http_timeout_seconds))
+        # `kubemind models ...` prints JSON on stdout; MLflow's "View run at" line would break it.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        if settings.local_artifact_root is not None:
+            settings.home.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    # -- error translation --------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except MlflowException as exc:
+            if exc.error_code in _NOT_FOUND_CODES:
+                raise ModelVersionNotFound(f"{what}: {_first_line(exc.message)}") from None
+            raise RegistryUnavailable(
+                f"{what}: the MLflow registry at {self.tracking_uri} failed:"
+                f" {_first_line(exc.message)}"
+            ) from None
+        except OSError as exc:  # requests' ConnectionError is an OSError
+            raise RegistryUnavailable(
+                f"{what}: cannot reach the MLflow registry at {self.tracking_uri}: {exc}"
+            ) from None
+
+    # -- registration ---------------------------------------------------------------------------
+    def _experiment_id(self) -> str:
+        name = self.settings.experiment
+        experiment = self._call("look up experiment", lambda: self.client.get_experiment_by_name(name))
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        root = self.settings.local_artifact_root
+        # Embedded store: MLflow's default artifact root is ./mlruns relative to the current
+        # directory; keep artifacts under KUBEMIND_HOME instead.
+        location = root.as_uri() if root is not None else None
+        created: str = self._call(
+            "create experiment",
+            lambda: self.client.create_experiment(name, artifact_location=location),
+        )
+        return created
+
+    def log_model_folder(
+        self, model_dir: Path, extra_files: dict[str, bytes], run_name: str, tags: dict[str, str]
+    ) -> tuple[str, str]:
+        """Log `model_dir` (plus `extra_files`) under `model/` of a new run.
+
+        Returns (run_id, source URI of the `model/` folder)."""
+        experiment_id = self._experiment_id()
+        run = self._call(
+            "create run",
+            lambda: self.client.create_run(experiment_id, tags=tags, run_name=run_name),
+        )
+        run_id = run.info.run_id
+        try:
+            self._call(
+                f"upload {model_dir}",
+                lambda: self.client.log_artifacts(run_id, str(model_dir), "model"),
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, content in extra_files.items():
+                    extra = Path(tmp) / name
+                    extra.write_bytes(content)
+                    self._call(
+                        f"upload {name}",
+                        functools.partial(self.client.log_artifact, run_id, str(extra), "model"),
+                    )
+        except Exception:
+            self._call("mark run failed", lambda: self.client.set_terminated(run_id, "FAILED"))
+            raise
+        self._call("finish run", lambda: self.client.set_terminated(run_id))
+        return run_id, f"{run.info.artifact_uri.rstrip('/')}/model"
+
+    def create_version(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> str:
+        def ensure_model() -> None:
+            try:
+                self.client.create_registered_model(name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+
+        self._call(f"create registered model {name!r}", ensure_model)
+        version = self._call(
+            f"create a version of {name!r}",
+            lambda: self.client.create_model_version(name, source, run_id=run_id, tags=tags),
+        )
+        return str(version.version)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._call(
+            f"set alias {name}@{alias}",
+            lambda: self.client.set_registered_model_alias(name, alias, version),
+        )
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def get_version(self, uri: ModelUri) -> VersionInfo:
+        if uri.alias is not None:
+            alias = uri.alias
+            mv = self._call(
+                f"resolve {uri}", lambda: self.client.get_model_version_by_alias(uri.name, alias)
+            )
+        else:
+            version = str(uri.version)
+            mv = self._call(
+                f"resolve {uri}", lambda: self.client.get_model_version(uri.name, version)
+            )
+        return VersionInfo(
+            name=mv.name,
+            version=str(mv.version),
+            source=str(mv.source),
+            run_id=str(mv.run_id or ""),
+            tags={str(k): str(v) for k, v in (mv.tags or {}).items()},
+            aliases=tuple(mv.aliases or ()),
+        )
+
+    # -- artifacts ------------------------------------------------------------------------------
+    def download_file(self, source: str, artifact_path: str, dest_root: Path) -> None:
+        """Download one file of the version's folder to `dest_root/artifact_path`.
+
+        The caller has already checked that `artifact_path` stays inside `dest_root`."""
+        repo = self._call(
+            f"open artifacts {source}",
+            lambda: get_artifact_repository(source, tracking_uri=self.tracking_uri),
+        )
+        self._call(
+            f"download {artifact_path}",
+            lambda: repo.download_artifacts(artifact_path, dst_path=str(dest_root)),
+        )
+
+    @contextmanager
+    def fetched_file(self, source: str, artifact_path: str) -> Iterator[Path]:
+        """A small artifact file (the manifest) in a temporary folder."""
+        with tempfile.TemporaryDirectory(prefix="kubemind-fetch-") as tmp:
+            self.download_file(source, artifact_path, Path(tmp))
+            yield Path(tmp) / artifact_path
+
+
+def _first_line(message: str) -> str:
+    return str(message).strip().splitlines()[0] if str(message).strip() else "unknown error"

@@ -1,0 +1,149 @@
+"""The v2 signature of a model folder, inferred per flavor (or read from a JSON file).
+
+Runs at registration time on the data scientist's machine; `onnx` is imported only here and
+only for the onnx flavor.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from kubemind.errors import InvalidInput
+from kubemind_registry.served import Signature, TensorSignature
+
+FLAVORS = ("hf-llm", "onnx", "triton-repo", "sentence-transformers")
+
+# flavor -> (framework tag, default task tag)
+FLAVOR_TAGS = {
+    "hf-llm": ("transformers", "text-generation"),
+    "onnx": ("onnx", "inference"),
+    "triton-repo": ("triton", "inference"),
+    "sentence-transformers": ("sentence-transformers", "feature-extraction"),
+}
+
+# onnx.TensorProto element types -> v2 datatypes
+_ONNX_DATATYPES = {
+    1: "FP32", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32", 7: "INT64",
+    8: "BYTES", 9: "BOOL", 10: "FP16", 11: "FP64", 12: "UINT32", 13: "UINT64", 16: "BF16",
+}
+
+# Triton config.pbtxt TYPE_* -> v2 datatypes
+_TRITON_DATATYPES = {
+    "TYPE_BOOL": "BOOL", "TYPE_UINT8": "UINT8", "TYPE_UINT16": "UINT16",
+    "TYPE_UINT32": "UINT32", "TYPE_UINT64": "UINT64", "TYPE_INT8": "INT8",
+    "TYPE_INT16": "INT16", "TYPE_INT32": "INT32", "TYPE_INT64": "INT64", "TYPE_FP16": "FP16",
+    "TYPE_FP32": "FP32", "TYPE_FP64": "FP64", "TYPE_BF16": "BF16", "TYPE_STRING": "BYTES",
+}
+
+# Text in, text out: the names KServe's and Triton's generate endpoints use.
+_TEXT_GENERATION = Signature(
+    inputs=(TensorSignature("text_input", "BYTES", (-1,)),),
+    outputs=(TensorSignature("text_output", "BYTES", (-1,)),),
+)
+
+
+def load_signature_file(path: Path) -> Signature:
+    try:
+        return Signature.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"--signature {path}: not a v2 signature file: {exc}") from None
+
+
+def infer_signature(model_dir: Path, flavor: str) -> Signature:
+    if flavor == "onnx":
+        return _onnx_signature(model_dir)
+    if flavor == "hf-llm":
+        return _TEXT_GENERATION
+    if flavor == "sentence-transformers":
+        return _sentence_transformers_signature(model_dir)
+    if flavor == "triton-repo":
+        return _triton_signature(model_dir)
+    raise InvalidInput(f"unknown flavor {flavor!r}; choose one of {', '.join(FLAVORS)}")
+
+
+def _onnx_signature(model_dir: Path) -> Signature:
+    import onnx  # release-time only; the runtime never needs it
+
+    candidates = sorted(model_dir.rglob("*.onnx"))
+    if len(candidates) != 1:
+        raise InvalidInput(
+            f"{model_dir}: expected exactly one .onnx file, found {len(candidates)};"
+            " pass --signature FILE to declare the signature"
+        )
+    # Graph structure only: skip loading external weight files.
+    graph = onnx.load(str(candidates[0]), load_external_data=False).graph
+    initializers = {init.name for init in graph.initializer}
+
+    def tensor(value: onnx.ValueInfoProto) -> TensorSignature:
+        tensor_type = value.type.tensor_type
+        datatype = _ONNX_DATATYPES.get(tensor_type.elem_type)
+        if datatype is None:
+            raise InvalidInput(f"{candidates[0].name}: tensor {value.name!r} has an unsupported type")
+        shape = tuple(
+            dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor_type.shape.dim
+        )
+        return TensorSignature(value.name, datatype, shape)
+
+    return Signature(
+        inputs=tuple(tensor(v) for v in graph.input if v.name not in initializers),
+        outputs=tuple(tensor(v) for v in graph.output),
+    )
+
+
+def _sentence_transformers_signature(model_dir: Path) -> Signature:
+    dimension = -1
+    pooling = model_dir / "1_Pooling" / "config.json"
+    config = model_dir / "config.json"
+    if pooling.is_file():
+        dimension = int(json.loads(pooling.read_text()).get("word_embedding_dimension", -1))
+    elif config.is_file():
+        dimension = int(json.loads(config.read_text()).get("hidden_size", -1))
+    return Signature(
+        inputs=(TensorSignature("text", "BYTES", (-1,)),),
+        outputs=(TensorSignature("embedding", "FP32", (-1, dimension)),),
+    )
+
+
+_TRITON_TENSOR = re.compile(
+    r"\{[^{}]*?name:\s*\"(?P<name>[^\"]+)\"[^{}]*?data_type:\s*(?P<type>TYPE_\w+)"
+    r"[^{}]*?dims:\s*\[(?P<dims>[^\]]*)\][^{}]*\}",
+    re.S,
+)
+
+
+def _triton_section(text: str, key: str) -> str:
+    match = re.search(rf"\b{key}\s*\[", text)
+    if not match:
+        return ""
+    depth, start = 0, match.end() - 1
+    for index in range(start, len(text)):
+        depth += {"[": 1, "]": -1}.get(text[index], 0)
+        if depth == 0:
+            return text[start : index + 1]
+    return text[start:]
+
+
+def _triton_signature(repo_dir: Path) -> Signature:
+    """Inputs and outputs of the repository's model: the single model, or the ensemble when
+    the repository holds several (clients call the ensemble)."""
+    configs = sorted(repo_dir.glob("*/config.pbtxt"))
+    if not configs:
+        raise InvalidInput(f"{repo_dir}: no */config.pbtxt; is this a Triton model repository?")
+    ensembles = [c for c in configs if 'platform: "ensemble"' in c.read_text()]
+    chosen = ensembles[0] if len(ensembles) == 1 else configs[0] if len(configs) == 1 else None
+    if chosen is None:
+        raise InvalidInput(
+            f"{repo_dir}: several models and no single ensemble; pass --signature FILE"
+        )
+    text = chosen.read_text()
+
+    def tensors(section: str) -> tuple[TensorSignature, ...]:
+        found = []
+        for match in _TRITON_TENSOR.finditer(_triton_section(text, section)):
+            dims = tuple(int(d) for d in match["dims"].replace(" ", "").split(",") if d)
+            found.append(TensorSignature(match["name"], _TRITON_DATATYPES[match["type"]], dims))
+        return tuple(found)
+
+    return Signature(inputs=tensors("input"), outputs=tensors("output"))
