@@ -169,10 +169,7 @@ def _narrow(name: str, values: np.ndarray, datatype: str) -> np.ndarray:
         raise InvalidInput(f"input '{name}': {datatype} data must be numbers, got booleans")
     if target.kind in "iu":
         if kind not in "iu":
-            raise InvalidInput(
-                f"input '{name}': {datatype} data must be integers"
-                + (" (values out of range or of mixed types)" if kind == "O" else "")
-            )
+            return _integers_checked_one_by_one(name, values, datatype)
         info = np.iinfo(target)
         if values.min() < info.min or values.max() > info.max:
             raise InvalidInput(f"input '{name}': values out of range for {datatype}")
@@ -180,6 +177,19 @@ def _narrow(name: str, values: np.ndarray, datatype: str) -> np.ndarray:
     if kind not in "iuf":
         raise InvalidInput(f"input '{name}': {datatype} data must be numbers")
     return values.astype(target, copy=False)
+
+
+def _integers_checked_one_by_one(name: str, values: np.ndarray, datatype: str) -> np.ndarray:
+    """Slow path for integer data numpy could not infer as integers: values past INT64_MAX mixed
+    with smaller ones (numpy falls back to float64 or object), or genuinely non-integer data."""
+    info = np.iinfo(DATATYPES[datatype])
+    items = values.tolist()
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise InvalidInput(f"input '{name}': {datatype} data must be integers")
+        if not info.min <= item <= info.max:
+            raise InvalidInput(f"input '{name}': values out of range for {datatype}")
+    return np.array(items, dtype=DATATYPES[datatype])
 
 
 def _flatten_strings(name: str, data: list) -> list[bytes]:
@@ -214,6 +224,10 @@ def array_from_json(name: str, datatype: str, shape: Sequence[int], data: Any) -
         return array.reshape(shape)
     try:
         values = np.asarray(data)
+        if values.dtype.kind == "f" and DATATYPES[datatype].kind in "iu":
+            # numpy promotes a mix of int64 and uint64-only values to float64, losing precision:
+            # look at the original Python values instead.
+            values = np.asarray(data, dtype=np.object_)
     except (ValueError, OverflowError):
         raise InvalidInput(f"input '{name}': nested data is ragged or not numeric") from None
     if values.dtype.kind == "O" and values.size and values.ndim > 1:
@@ -445,7 +459,7 @@ def _array_from_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> np.nd
         array = np.empty(count, dtype=np.object_)
         array[:] = list(values)
         return array.reshape(shape)
-    wide = np.array(values, dtype=_GRPC_CONTENTS_DTYPE[field])
+    wide: np.ndarray = np.array(values, dtype=_GRPC_CONTENTS_DTYPE[field])
     return _narrow(name, wide, datatype).reshape(shape) if datatype != "BOOL" else wide.reshape(shape)
 
 
@@ -496,7 +510,7 @@ def encode_grpc_response(response: InferResponse, request: InferRequest, model_v
     if response.parameters:
         for key, value in to_grpc_parameters(dict(response.parameters)).items():
             reply.parameters[key].CopyFrom(value)
-    for output, array in zip(selected, arrays):
+    for output, array in zip(selected, arrays, strict=True):
         tensor = reply.outputs.add(name=output.name, datatype=output.datatype, shape=list(array.shape))
         if use_raw:
             reply.raw_output_contents.append(array_to_bytes(array, output.datatype))

@@ -8,6 +8,7 @@ by `as_kubemind_error`, so both transports answer them the same way.
 
 from __future__ import annotations
 
+import contextlib
 from http import HTTPStatus
 
 import grpc
@@ -132,10 +133,8 @@ def as_kubemind_error(exc: BaseException) -> KubemindError:
     if isinstance(exc, kserve_errors.InferenceError):
         error = InternalError(str(exc.reason))
         if exc.status:
-            try:
+            with contextlib.suppress(ValueError):
                 error.status = HTTPStatus(int(exc.status))
-            except ValueError:
-                pass
         return error
     if isinstance(exc, NotImplementedError):
         return NotImplementedByModel(str(exc) or "not implemented")

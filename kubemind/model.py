@@ -218,7 +218,7 @@ class KubemindModel(Model):
 
     def _check_shape(self, spec: TensorSpec, shape: list[int]) -> None:
         if len(shape) != len(spec.shape) or any(
-            want != -1 and want != got for want, got in zip(spec.shape, shape)
+            want != -1 and want != got for want, got in zip(spec.shape, shape, strict=True)
         ):
             raise InvalidInput(
                 f"input '{spec.name}': shape {shape} does not match the model's {list(spec.shape)}"

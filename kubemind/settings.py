@@ -12,6 +12,7 @@ Precedence: command-line flag > environment variable > field default.
 from __future__ import annotations
 
 import argparse
+import copy
 import types
 import typing
 from collections.abc import Sequence
@@ -91,19 +92,26 @@ def _flag_type(annotation: Any) -> tuple[Any, dict[str, Any]]:
 def build_parser(settings_cls: type[ComponentSettings], prog: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with KServe's flags plus one flag per settings field.
 
-    Fields shadow KServe flags of the same name (conflict_handler="resolve"), so `--http_port`
-    means the kubemind setting. Defaults are suppressed so that only flags actually given override
+    Fields shadow KServe flags of the same name, so `--http_port` means the kubemind setting.
+    Defaults are suppressed so that only flags actually given override
     the environment.
     """
     from kserve.model_server import parser as kserve_parser  # imported lazily: kserve is heavy
 
     parser = argparse.ArgumentParser(
         prog=prog,
-        parents=[kserve_parser],
-        conflict_handler="resolve",
         description=(settings_cls.__doc__ or "").strip(),
         argument_default=argparse.SUPPRESS,
     )
+    kserve_group = parser.add_argument_group("KServe model-server flags (accepted for compatibility)")
+    for action in kserve_parser._actions:
+        if action.dest in settings_cls.model_fields or not action.option_strings:
+            continue
+        # Copies, so the shared KServe parser is never mutated; defaults suppressed so only
+        # flags actually given show up.
+        kserve_action = copy.copy(action)
+        kserve_action.default = argparse.SUPPRESS
+        kserve_group._add_action(kserve_action)
     group = parser.add_argument_group(f"{settings_cls.__name__} (env prefix {settings_cls.model_config.get('env_prefix', '')})")
     for name, field in settings_cls.model_fields.items():
         flag_type, extra = _flag_type(field.annotation)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 PROTOCOL_DIR = Path(__file__).parent
+# Each .proto becomes a _pb2.py module and a _pb2.pyi stub (for mypy).
 PROTO_FILES = ["triton_extensions.proto"]
 
 
@@ -20,11 +21,12 @@ def generate(out_dir: Path) -> list[Path]:
     written = []
     for proto in PROTO_FILES:
         code = protoc.main(
-            ["protoc", f"-I{PROTOCOL_DIR}", f"--python_out={out_dir}", str(PROTOCOL_DIR / proto)]
+            ["protoc", f"-I{PROTOCOL_DIR}", f"--python_out={out_dir}", f"--pyi_out={out_dir}", str(PROTOCOL_DIR / proto)]
         )
         if code != 0:
             raise RuntimeError(f"protoc failed on {proto} (exit {code})")
-        written.append(out_dir / proto.replace(".proto", "_pb2.py"))
+        stem = proto.removesuffix(".proto")
+        written += [out_dir / f"{stem}_pb2.py", out_dir / f"{stem}_pb2.pyi"]
     return written
 
 

@@ -24,11 +24,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kubemind.codecs import JSON_HEADER_LENGTH, decode_rest_request, encode_rest_response, parse_json_body
+from kubemind.codecs import (
+    JSON_HEADER_LENGTH,
+    decode_rest_request,
+    encode_rest_response,
+    parse_json_body,
+)
 from kubemind.errors import InvalidInput, KubemindError, PayloadTooLarge, error_body
 from kubemind.protocol.service import InferenceService
 from kubemind.settings import ComponentSettings
-from kubemind.telemetry import REQUEST_ID, RequestRecord, ServerMetrics, finish_request, propagated_headers
+from kubemind.telemetry import (
+    REQUEST_ID,
+    RequestRecord,
+    ServerMetrics,
+    finish_request,
+    propagated_headers,
+)
 
 Handler = Callable[[Request, RequestRecord], Awaitable[Response]]
 

@@ -91,8 +91,8 @@ class InferenceService:
         model, _ = self.lookup(name, version)
         if isinstance(model, KubemindModel):
             return model.metadata()
-        inputs = getattr(model, "get_input_types", lambda: [])()
-        outputs = getattr(model, "get_output_types", lambda: [])()
+        inputs: list[dict[str, Any]] = getattr(model, "get_input_types", list)()
+        outputs: list[dict[str, Any]] = getattr(model, "get_output_types", list)()
         return {"name": name, "versions": list(_UNVERSIONED), "platform": "", "inputs": inputs, "outputs": outputs}
 
     def model_config(self, name: str, version: str | None) -> dict[str, Any]:
@@ -146,7 +146,7 @@ class InferenceService:
             record.batch = model.batch_size(request)
         request.model_version = version
         since = time.perf_counter()
-        response, _ = await model(request, headers=headers)  # type: ignore[operator]
+        response, _ = await model(request, headers=headers)
         record.stage("infer", since)
         if isinstance(response, dict):
             response = InferResponse.from_rest(response)

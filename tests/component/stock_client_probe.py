@@ -1,0 +1,88 @@
+"""Drives a server with the stock Triton clients and prints what they saw as JSON.
+
+Runs as its own process: `tritonclient.grpc` and `kserve` register the same `inference`
+protobuf package and cannot share one interpreter, so the test process (which imports kserve)
+starts this script instead. Usage: python stock_client_probe.py HTTP_ADDR GRPC_ADDR MODEL
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from google.protobuf.json_format import MessageToDict
+from tritonclient.utils import InferenceServerException
+
+INPUT0 = np.arange(16, dtype=np.int32).reshape(1, 16)
+INPUT1 = np.full((1, 16), 3, dtype=np.int32)
+
+
+def _inputs(module: Any, binary: bool = True) -> list[Any]:
+    tensors = []
+    for name, array in (("INPUT0", INPUT0), ("INPUT1", INPUT1)):
+        tensor = module.InferInput(name, list(array.shape), "INT32")
+        if module is httpclient:
+            tensor.set_data_from_numpy(array, binary_data=binary)
+        else:
+            tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors
+
+
+def _error(call: Any) -> dict[str, str]:
+    try:
+        call()
+    except InferenceServerException as exc:
+        return {"status": str(exc.status()), "message": exc.message()}
+    return {"status": "ok", "message": ""}
+
+
+def probe_http(address: str, model: str) -> dict[str, Any]:
+    client = httpclient.InferenceServerClient(address)
+    binary = client.infer(model, _inputs(httpclient), outputs=[httpclient.InferRequestedOutput(n, binary_data=True) for n in ("OUTPUT0", "OUTPUT1")])
+    as_json = client.infer(model, _inputs(httpclient, binary=False), outputs=[httpclient.InferRequestedOutput(n, binary_data=False) for n in ("OUTPUT0", "OUTPUT1")])
+    versioned = client.infer(model, _inputs(httpclient), model_version="1")
+    return {
+        "live": client.is_server_live(),
+        "ready": client.is_server_ready(),
+        "model_ready": client.is_model_ready(model),
+        "server_metadata": client.get_server_metadata(),
+        "model_metadata": client.get_model_metadata(model),
+        "model_config": client.get_model_config(model),
+        "statistics": client.get_inference_statistics(model),
+        "repository_index": client.get_model_repository_index(),
+        "binary_outputs": [binary.as_numpy("OUTPUT0").tolist(), binary.as_numpy("OUTPUT1").tolist()],
+        "json_outputs": [as_json.as_numpy("OUTPUT0").tolist(), as_json.as_numpy("OUTPUT1").tolist()],
+        "versioned_outputs": [versioned.as_numpy("OUTPUT0").tolist(), versioned.as_numpy("OUTPUT1").tolist()],
+        "unknown_model": _error(lambda: client.infer("no-such-model", _inputs(httpclient))),
+        "unknown_version": _error(lambda: client.infer(model, _inputs(httpclient), model_version="99")),
+    }
+
+
+def probe_grpc(address: str, model: str) -> dict[str, Any]:
+    client = grpcclient.InferenceServerClient(address)
+    result = client.infer(model, _inputs(grpcclient))
+    wrong_type = grpcclient.InferInput("INPUT0", [1, 16], "FP32")
+    wrong_type.set_data_from_numpy(INPUT0.astype(np.float32))
+    return {
+        "live": client.is_server_live(),
+        "ready": client.is_server_ready(),
+        "model_ready": client.is_model_ready(model),
+        "server_metadata": MessageToDict(client.get_server_metadata()),
+        "model_metadata": MessageToDict(client.get_model_metadata(model)),
+        "model_config": client.get_model_config(model, as_json=True),
+        "statistics": client.get_inference_statistics(model, as_json=True),
+        "repository_index": client.get_model_repository_index(as_json=True),
+        "raw_outputs": [result.as_numpy("OUTPUT0").tolist(), result.as_numpy("OUTPUT1").tolist()],
+        "unknown_model": _error(lambda: client.infer("no-such-model", _inputs(grpcclient))),
+        "wrong_datatype": _error(lambda: client.infer(model, [wrong_type, _inputs(grpcclient)[1]])),
+    }
+
+
+if __name__ == "__main__":
+    http_address, grpc_address, model_name = sys.argv[1:4]
+    print(json.dumps({"http": probe_http(http_address, model_name), "grpc": probe_grpc(grpc_address, model_name)}))

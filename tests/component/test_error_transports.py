@@ -1,0 +1,88 @@
+"""Every kubemind error class reaches REST and gRPC clients with its status and its message."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+
+import grpc
+import httpx
+import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+from kserve.protocol.infer_type import InferRequest, InferResponse
+
+from kubemind import errors
+from kubemind.model import KubemindModel, TensorSpec
+from kubemind.server import KubemindServer
+from kubemind.settings import ComponentSettings
+
+
+def all_error_classes() -> list[type[errors.KubemindError]]:
+    found, pending = [], [errors.KubemindError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return sorted(found, key=lambda c: c.__name__)
+
+
+class RaisingModel(KubemindModel):
+    """Raises the kubemind error class named in its BYTES input."""
+
+    def __init__(self) -> None:
+        super().__init__("raiser", inputs=[TensorSpec("error", "BYTES", (1,))])
+        self.ready = True
+
+    async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
+        name = payload.inputs[0].as_numpy()[0].decode()
+        error_class = next(c for c in all_error_classes() if c.__name__ == name)
+        raise error_class(f"{name} raised on purpose")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[KubemindServer]:
+    settings = ComponentSettings(host="127.0.0.1", http_port=0, grpc_port=0, log_requests=False, grace_period_seconds=0)
+    running = KubemindServer(settings, [RaisingModel()])
+    await running.start()
+    yield running
+    await running.stop()
+
+
+@pytest.mark.parametrize("error_class", all_error_classes(), ids=lambda c: c.__name__)
+async def test_error_over_rest(server: KubemindServer, error_class: type[errors.KubemindError]) -> None:
+    body = {"inputs": [{"name": "error", "datatype": "BYTES", "shape": [1], "data": [error_class.__name__]}]}
+    async with httpx.AsyncClient() as client:
+        reply = await client.post(f"http://127.0.0.1:{server.http_port}/v2/models/raiser/infer", json=body)
+    assert reply.status_code == error_class.status
+    assert reply.json() == {"error": f"{error_class.__name__} raised on purpose"}
+
+
+@pytest.mark.parametrize("error_class", all_error_classes(), ids=lambda c: c.__name__)
+async def test_error_over_grpc(server: KubemindServer, error_class: type[errors.KubemindError]) -> None:
+    request = pb.ModelInferRequest(model_name="raiser")
+    request.inputs.add(name="error", datatype="BYTES", shape=[1]).contents.bytes_contents.append(
+        error_class.__name__.encode()
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+    assert caught.value.code() == errors.grpc_code(error_class.status)
+    assert caught.value.details() == f"{error_class.__name__} raised on purpose"
+
+
+def test_status_table_covers_the_documented_pairs() -> None:
+    assert errors.grpc_code(HTTPStatus.BAD_REQUEST) == grpc.StatusCode.INVALID_ARGUMENT
+    assert errors.grpc_code(HTTPStatus.NOT_FOUND) == grpc.StatusCode.NOT_FOUND
+    assert errors.grpc_code(HTTPStatus.SERVICE_UNAVAILABLE) == grpc.StatusCode.UNAVAILABLE
+    assert errors.grpc_code(HTTPStatus.GATEWAY_TIMEOUT) == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_kserve_errors_translate_to_kubemind_statuses() -> None:
+    from kserve import errors as kserve_errors
+
+    assert errors.as_kubemind_error(kserve_errors.InvalidInput("bad")).status == HTTPStatus.BAD_REQUEST
+    assert errors.as_kubemind_error(kserve_errors.ModelNotFound("m")).status == HTTPStatus.NOT_FOUND
+    assert errors.as_kubemind_error(kserve_errors.ModelNotReady("m")).status == HTTPStatus.SERVICE_UNAVAILABLE
+    unexpected = errors.as_kubemind_error(ZeroDivisionError("division by zero"))
+    assert unexpected.status == HTTPStatus.INTERNAL_SERVER_ERROR and "ZeroDivisionError" in unexpected.message
