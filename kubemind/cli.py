@@ -15,11 +15,10 @@ from collections.abc import Sequence
 
 # subcommand -> (module exposing register(), one-line help shown by `kubemind --help`)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("kubemind.local.serve", "run kubemind's services locally on embedded defaults"),
+    "serve": ("kubemind.local.serve", "run kubemind's services on 127.0.0.1 on embedded defaults"),
     "models": ("kubemind_registry.cli", "register, resolve and pin models in the MLflow registry"),
     "validate": ("kubemind.manifests.validate_cli", "validate kustomize overlays and manifests"),
     "size": ("kubemind.manifests.size_cli", "memory requests and limits for a model"),
-    "up": ("kubemind.local.up", "start the local stack (servers, brokers, registry)"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Helpers for running kubemind servers as real processes (tests, benchmarks, `make serve`).
+"""Running kubemind servers as real child processes: tests, benchmarks and `kubemind serve`.
 
 Servers bind 127.0.0.1 on ports chosen at run time and are stopped by PID.
 """
@@ -81,9 +81,13 @@ def start_server(
     log_path: Path,
     env: dict[str, str] | None = None,
     ready_timeout: float = 60.0,
+    ports: tuple[int, int] | tuple[()] = (),
 ) -> ServerProcess:
-    """Start `python -m module --host 127.0.0.1 --http_port P --grpc_port Q *args` and wait for ready."""
-    http_port, grpc_port = free_port(), free_port()
+    """Start `python -m module --host 127.0.0.1 --http_port P --grpc_port Q *args` and wait for ready.
+
+    Ports are chosen at run time unless `ports` gives (http, grpc).
+    """
+    http_port, grpc_port = ports or (free_port(), free_port())
     command = [
         sys.executable, "-m", module,
         "--host", "127.0.0.1", "--http_port", str(http_port), "--grpc_port", str(grpc_port), *args,

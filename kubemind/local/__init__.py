@@ -1,0 +1,1 @@
+"""Running kubemind on one machine: the same components as processes, on embedded defaults."""

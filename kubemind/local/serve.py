@@ -1,0 +1,63 @@
+"""`kubemind serve`: start every local service on 127.0.0.1, print endpoints and sample calls,
+and stop them all (by PID) on Ctrl+C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from kubemind.local.services import local_services
+from kubemind.testing import ServerProcess, start_server
+
+
+def register(subparsers: Any, name: str, help_text: str) -> None:
+    parser = subparsers.add_parser(name, help=help_text, description=__doc__)
+    parser.add_argument(
+        "--port_base",
+        type=int,
+        default=8080,
+        help="first port; service i gets HTTP port base+2i and gRPC port base+2i+1 (0: free ports)",
+    )
+    parser.add_argument("--only", action="append", default=None, help="start only this service (repeatable)")
+    parser.add_argument("--log_dir", type=Path, default=None, help="where service logs go (default: a temp folder)")
+    parser.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    services = [s for s in local_services() if not args.only or s.name in args.only]
+    if not services:
+        print(f"no such service: {args.only}; available: {[s.name for s in local_services()]}")
+        return 2
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="kubemind-serve-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    running: list[ServerProcess] = []
+    try:
+        for index, service in enumerate(services):
+            ports = () if args.port_base == 0 else (args.port_base + 2 * index, args.port_base + 2 * index + 1)
+            print(f"starting {service.name} ({service.module}) ...", flush=True)
+            server = start_server(
+                service.module, service.args, log_dir / f"{service.name}.log", ports=ports, ready_timeout=service.ready_timeout
+            )
+            running.append(server)
+            print(
+                f"\n== {service.name}: REST {server.http_url}  gRPC {server.grpc_address}  (pid {server.pid})\n"
+                f"{service.sample_call(server.http_url, server.grpc_address)}\n",
+                flush=True,
+            )
+        print(f"logs: {log_dir}\nall services ready; Ctrl+C stops them.", flush=True)
+        while not stop.wait(0.5):
+            for server in running:
+                if server.process.poll() is not None:
+                    print(f"{server.log_path.stem} exited with {server.process.returncode}; see {server.log_path}")
+                    return 1
+        return 0
+    finally:
+        for server in reversed(running):
+            server.stop()
