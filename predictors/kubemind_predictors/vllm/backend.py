@@ -1,0 +1,300 @@
+"""The vLLM engine behind the predictor: the only module that imports vLLM.
+
+`VLLMEngine` owns one `AsyncLLM` (continuous batching, paged KV cache; the engine core runs in a
+child process). The model classes talk to it through plain dataclasses (`GenerationStep`,
+`SequenceDelta`), so they never touch vLLM types and the engine can be swapped in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubemind.errors import BackendUnavailable, InvalidInput, ModelNotReady
+from kubemind_predictors.vllm.sampling import validate_sampling_fields
+from kubemind_predictors.vllm.settings import VLLMSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    token_id: int
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class PositionLogprobs:
+    """Log-probabilities at one generated position: the sampled token and the top alternatives."""
+
+    sampled: TokenLogprob
+    top: tuple[TokenLogprob, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceDelta:
+    """What one of the request's `n` sequences produced since the previous step."""
+
+    index: int
+    text: str
+    token_ids: Sequence[int]
+    logprobs: tuple[PositionLogprobs, ...] | None
+    finish_reason: str | None
+    stop_reason: int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationStep:
+    request_id: str
+    prompt_token_count: int
+    sequences: tuple[SequenceDelta, ...]
+    finished: bool
+
+
+def make_kserve_openai_importable() -> None:
+    """Let KServe 0.21's OpenAI layer import against vLLM 0.32.
+
+    KServe's `kserve.protocol.rest.openai.types` re-exports vLLM's protocol classes from two
+    modules vLLM 0.32 moved (`vllm.entrypoints.openai.engine.protocol` and
+    `vllm.entrypoints.chat_utils`); without them KServe silently skips the /openai routes. The
+    classes themselves are unchanged, so registering the old module names fixes the import.
+    Idempotent, and a no-op once a KServe release follows the move.
+    """
+    import importlib
+    import sys
+    import types
+
+    if "vllm.entrypoints.openai.engine.protocol" not in sys.modules:
+        try:
+            importlib.import_module("vllm.entrypoints.openai.engine.protocol")
+        except ModuleNotFoundError:
+            from vllm.entrypoints.generate.base import protocol as generate_protocol
+            from vllm.entrypoints.serve.engine import protocol as serve_protocol
+
+            legacy = types.ModuleType("vllm.entrypoints.openai.engine.protocol")
+            legacy.__dict__.update(
+                {k: v for k, v in vars(serve_protocol).items() if not k.startswith("__")}
+            )
+            legacy.DeltaMessage = generate_protocol.DeltaMessage  # type: ignore[attr-defined]
+            sys.modules.setdefault(
+                "vllm.entrypoints.openai.engine", types.ModuleType("vllm.entrypoints.openai.engine")
+            )
+            sys.modules[legacy.__name__] = legacy
+    if "vllm.entrypoints.chat_utils" not in sys.modules:
+        try:
+            importlib.import_module("vllm.entrypoints.chat_utils")
+        except ModuleNotFoundError:
+            from vllm.renderers import chat_utils
+
+            sys.modules["vllm.entrypoints.chat_utils"] = chat_utils
+
+
+class VLLMEngine:
+    """One vLLM `AsyncLLM` per process, started by `start()` and shut down by `stop()`."""
+
+    def __init__(self, settings: VLLMSettings):
+        self.settings = settings
+        self._engine: Any = None
+        self._tokenizer: Any = None
+        self._max_model_len = 0
+        self._generation_defaults: dict[str, Any] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the model and allocate the KV cache; the engine core process starts here."""
+        if self._engine is not None:
+            return
+        # Read by vLLM's CPU worker when the engine core starts; ignored on a GPU.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.kv_cache_space))
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        # None means "the model's own context length" (vLLM's annotation says int, but its
+        # config resolution treats a missing value the same way).
+        max_model_len: Any = self.settings.max_model_len
+        args = AsyncEngineArgs(
+            model=self.settings.model_dir,
+            served_model_name=[self.settings.openai_model_name],
+            tokenizer=self.settings.model_dir,
+            dtype=self.settings.dtype,
+            max_model_len=max_model_len,
+            max_num_seqs=self.settings.max_num_seqs,
+            gpu_memory_utilization=self.settings.gpu_memory_utilization,
+            enforce_eager=self.settings.enforce_eager,
+            tensor_parallel_size=self.settings.tensor_parallel_size,
+            seed=self.settings.seed,
+            # The Prometheus stat logger publishes TTFT, inter-token latency, queue time, token
+            # counts, running/waiting requests and KV-cache usage on the server's /metrics.
+            disable_log_stats=False,
+        )
+        loop = asyncio.get_running_loop()
+        # Building the engine loads weights and profiles memory for tens of seconds: keep the
+        # event loop (health probes, other models) responsive meanwhile.
+        engine = await asyncio.wait_for(
+            loop.run_in_executor(None, lambda: AsyncLLM.from_engine_args(args)),
+            timeout=self.settings.engine_start_timeout_seconds,
+        )
+        self._engine = engine
+        self._tokenizer = engine.get_tokenizer()
+        self._max_model_len = int(engine.model_config.max_model_len)
+        self._generation_defaults = dict(engine.model_config.get_diff_sampling_param())
+        logger.info(
+            "vLLM engine ready: %s (max_model_len %d)", self.settings.model_dir, self._max_model_len
+        )
+
+    def stop(self) -> None:
+        """Shut the engine core down. Idempotent; SIGTERM alone would leave its workers spinning."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.shutdown()
+            logger.info("vLLM engine stopped")
+
+    @property
+    def started(self) -> bool:
+        return self._engine is not None
+
+    async def healthy(self) -> bool:
+        """Ask the engine core, not a flag: a dead core process makes this false."""
+        if self._engine is None:
+            return False
+        try:
+            await self._engine.check_health()
+        except Exception:
+            return False
+        return not self._engine.errored
+
+    # -- model facts ----------------------------------------------------------------------------
+    def _require_engine(self) -> Any:
+        if self._engine is None:
+            raise ModelNotReady(f"model '{self.settings.model_name}' is not started")
+        if self._engine.errored:
+            raise BackendUnavailable("the vLLM engine has stopped")
+        return self._engine
+
+    @property
+    def tokenizer(self) -> Any:
+        self._require_engine()
+        return self._tokenizer
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    def default_sampling(self) -> dict[str, Any]:
+        """Server defaults over the model's generation_config: the middle of the precedence
+        request > server default > generation_config."""
+        defaults = dict(self._generation_defaults)
+        overrides = {
+            "temperature": self.settings.default_temperature,
+            "top_p": self.settings.default_top_p,
+            "top_k": self.settings.default_top_k,
+        }
+        defaults.update({k: v for k, v in overrides.items() if v is not None})
+        return defaults
+
+    # -- requests -------------------------------------------------------------------------------
+    def openai_sampling_params(self, request: Any, prompt_token_count: int) -> Any:
+        """vLLM SamplingParams for an OpenAI completion or chat request (KServe's request types
+        are vLLM's protocol classes, whose `to_sampling_params` applies the precedence)."""
+        validate_sampling_fields(request.model_dump(exclude_unset=True))
+        requested = getattr(request, "max_completion_tokens", None) or request.max_tokens
+        max_tokens = self._max_tokens(requested, prompt_token_count)
+        try:
+            params = request.to_sampling_params(max_tokens, self.default_sampling())
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+        return params
+
+    def sampling_params(
+        self, options: Mapping[str, Any], prompt_token_count: int, *, stream: bool
+    ) -> Any:
+        """vLLM SamplingParams from plain options (v2 infer parameters, OIP generate)."""
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        validate_sampling_fields(options)
+        merged = {**self.default_sampling(), **{k: v for k, v in options.items() if v is not None}}
+        merged["max_tokens"] = self._max_tokens(merged.pop("max_tokens", None), prompt_token_count)
+        if isinstance(merged.get("stop"), str):
+            merged["stop"] = [merged["stop"]]
+        merged["output_kind"] = RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY
+        try:
+            return SamplingParams.from_optional(**merged)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"invalid sampling parameters: {exc}") from exc
+
+    def _max_tokens(self, requested: int | None, prompt_token_count: int) -> int:
+        room = self._max_model_len - prompt_token_count
+        if room <= 0:
+            raise InvalidInput(
+                f"prompt: {prompt_token_count} tokens do not fit max_model_len {self._max_model_len}"
+            )
+        if requested is None:
+            return min(self.settings.default_max_tokens, room)
+        if requested > room:
+            raise InvalidInput(
+                f"max_tokens: {requested} + {prompt_token_count} prompt tokens exceed "
+                f"max_model_len {self._max_model_len}"
+            )
+        return requested
+
+    async def generate(
+        self, prompt_token_ids: list[int], sampling_params: Any, request_id: str
+    ) -> AsyncIterator[GenerationStep]:
+        """Stream the engine's outputs. Closing or cancelling the iterator aborts the request in
+        the engine (vLLM's generate() does so on GeneratorExit/CancelledError)."""
+        from vllm.inputs import TokensPrompt
+
+        engine = self._require_engine()
+        outputs = engine.generate(
+            TokensPrompt(prompt_token_ids=prompt_token_ids), sampling_params, request_id
+        )
+        try:
+            async for output in outputs:
+                yield GenerationStep(
+                    request_id=request_id,
+                    prompt_token_count=len(prompt_token_ids),
+                    sequences=tuple(_sequence_delta(seq) for seq in output.outputs),
+                    finished=bool(output.finished),
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                await outputs.aclose()
+
+    async def abort(self, request_id: str) -> None:
+        if self._engine is not None:
+            await self._engine.abort(request_id)
+
+
+def _sequence_delta(sequence: Any) -> SequenceDelta:
+    logprobs = None
+    if sequence.logprobs is not None:
+        logprobs = tuple(
+            _position_logprobs(token_id, position)
+            for token_id, position in zip(sequence.token_ids, sequence.logprobs, strict=False)
+        )
+    return SequenceDelta(
+        index=sequence.index,
+        text=sequence.text,
+        token_ids=list(sequence.token_ids),
+        logprobs=logprobs,
+        finish_reason=sequence.finish_reason,
+        stop_reason=sequence.stop_reason,
+    )
+
+
+def _position_logprobs(sampled_id: int, position: Mapping[int, Any]) -> PositionLogprobs:
+    def entry(token_id: int) -> TokenLogprob:
+        logprob = position[token_id]
+        return TokenLogprob(token_id, logprob.decoded_token or "", float(logprob.logprob))
+
+    ranked = sorted(position, key=lambda tid: position[tid].rank or 0)
+    return PositionLogprobs(
+        sampled=entry(sampled_id),
+        top=tuple(entry(tid) for tid in ranked if position[tid].rank is not None),
+    )
