@@ -2,7 +2,8 @@
 
 Knative ignores keys it does not know, so a misspelt key silently does nothing. Each upstream
 ConfigMap documents every key it reads in its `_example` block, one unindented `key: value`
-line per key; that block is the list we check against.
+line per key (a few, like queue-sidecar-image, are set in `data` itself); those are the keys we
+check against.
 """
 
 from __future__ import annotations

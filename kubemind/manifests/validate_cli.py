@@ -34,13 +34,20 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         default=None,
         help="folder of CustomResourceDefinitions (default: $KUBEMIND_CRDS, else ../shared/crds when present)",
     )
+    parser.add_argument(
+        "--unchecked-kind",
+        action="append",
+        default=[],
+        metavar="GROUP/KIND",
+        help="accept objects of this kind without a schema check (no CRD for it); repeatable",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     crd_dir = args.crds if args.crds is not None else default_crd_dir()
-    result = validate_paths(args.paths, crd_dir)
+    result = validate_paths(args.paths, crd_dir, frozenset(args.unchecked_kind))
     formatter = format_json if args.format == "json" else format_text
     print(formatter(result.problems, len(result.objects)))
     return 0 if result.ok else 1
