@@ -1,0 +1,191 @@
+"""The predictor's one long-lived gRPC channel to Triton, with deadlines, retries and fail-fast.
+
+Uses KServe's generated v2 stubs (`kserve.protocol.grpc`) on a `grpc.aio` channel, never
+`tritonclient.grpc` (both register the `inference` protobuf package; they cannot share a process).
+
+Failure policy, per request:
+- every call carries the request's deadline; retries happen within it, never past it;
+- only UNAVAILABLE is retried (Triton restarting, connection refused), with exponential backoff,
+  at most `retry_budget` times;
+- after an UNAVAILABLE that used up the retries, the client "opens" for a cool-down: requests
+  fail at once with BackendUnavailable instead of queueing on a dead backend. The first request
+  after the cool-down probes Triton again, so the predictor recovers by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+from kubemind.codecs import array_from_bytes, array_to_bytes
+from kubemind.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    InternalError,
+    InvalidInput,
+    KubemindError,
+    ModelNotFound,
+)
+
+logger = logging.getLogger("kubemind.triton.client")
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.enable_retries", 0),  # retries are ours: bounded and deadline-aware
+    # Reconnect quickly once Triton is back instead of waiting out gRPC's default backoff (up to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.min_reconnect_backoff_ms", 100),
+]
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    datatype: str
+    array: np.ndarray
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    timeout: float
+    retry_budget: int
+    backoff: float
+    cooldown: float
+
+
+def error_from_rpc(error: grpc.aio.AioRpcError, model: str) -> KubemindError:
+    """Triton's gRPC status as kubemind's error, keeping Triton's message."""
+    code, details = error.code(), error.details() or str(error.code())
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return BackendUnavailable(f"Triton is unavailable for model '{model}': {details}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return BackendTimeout(f"Triton did not answer for model '{model}' in time")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidInput(details)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return ModelNotFound(details)
+    return InternalError(f"Triton failed for model '{model}': {code.name}: {details}")
+
+
+class TritonClient:
+    """Async Open Inference Protocol client for one Triton server, shared by all its models."""
+
+    def __init__(self, url: str, policy: RetryPolicy):
+        self.url = url
+        self.policy = policy
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: GRPCInferenceServiceStub | None = None
+        self._open_until = 0.0  # monotonic time until which calls fail fast
+        self.in_flight = 0
+
+    def connect(self) -> None:
+        """Open the channel (needs the running event loop); idempotent."""
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.url, options=_CHANNEL_OPTIONS)
+            self._stub = GRPCInferenceServiceStub(self._channel)
+
+    async def close(self) -> None:
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            await channel.close()
+
+    @property
+    def stub(self) -> GRPCInferenceServiceStub:
+        if self._stub is None:
+            raise BackendUnavailable("the Triton client is not started")
+        return self._stub
+
+    def _fail_fast(self, model: str) -> None:
+        remaining = self._open_until - time.monotonic()
+        if remaining > 0:
+            raise BackendUnavailable(
+                f"Triton is unavailable for model '{model}' (failing fast for {remaining:.2f}s more)"
+            )
+
+    async def _call(
+        self,
+        model: str,
+        method: Any,
+        message: Any,
+        timeout: float | None,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> Any:
+        """One RPC under the retry policy; returns the reply or raises a KubemindError."""
+        self._fail_fast(model)
+        deadline = time.monotonic() + (timeout or self.policy.timeout)
+        backoff = self.policy.backoff
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BackendTimeout(f"Triton did not answer for model '{model}' within the deadline")
+            try:
+                # wait_for_ready=False: a dead Triton is UNAVAILABLE now, not a hang until the deadline.
+                reply = await method(
+                    message, timeout=remaining, metadata=metadata, wait_for_ready=False
+                )
+                self._open_until = 0.0
+                return reply
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise error_from_rpc(error, model) from None
+                if attempt >= self.policy.retry_budget or backoff >= deadline - time.monotonic():
+                    self._open_until = time.monotonic() + self.policy.cooldown
+                    raise error_from_rpc(error, model) from None
+            attempt += 1
+            await asyncio.sleep(backoff)
+            backoff *= 2
+
+    async def infer(
+        self,
+        model: str,
+        inputs: Sequence[Tensor],
+        *,
+        request_id: str = "",
+        outputs: Sequence[str] = (),
+        timeout: float | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> list[Tensor]:
+        """Run one inference on Triton; outputs come back as numpy arrays."""
+        message = pb.ModelInferRequest(model_name=model, id=request_id)
+        for tensor in inputs:
+            message.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.array.shape))
+            message.raw_input_contents.append(array_to_bytes(tensor.array, tensor.datatype))
+        for name in outputs:
+            message.outputs.add(name=name)
+        self.in_flight += 1
+        try:
+            reply = await self._call(model, self.stub.ModelInfer, message, timeout, metadata)
+        finally:
+            self.in_flight -= 1
+        return [
+            Tensor(out.name, out.datatype, array_from_bytes(out.name, out.datatype, list(out.shape), raw))
+            for out, raw in zip(reply.outputs, reply.raw_output_contents, strict=True)
+        ]
+
+    async def model_metadata(self, model: str, timeout: float | None = None) -> Any:
+        request = pb.ModelMetadataRequest(name=model)
+        return await self._call(model, self.stub.ModelMetadata, request, timeout)
+
+    async def model_ready(self, model: str, timeout: float = 1.0) -> bool:
+        """Readiness straight from Triton; False (never an exception) when it cannot answer."""
+        if self._stub is None or self._open_until > time.monotonic():
+            return False
+        try:
+            reply = await self._stub.ModelReady(
+                pb.ModelReadyRequest(name=model), timeout=timeout, wait_for_ready=False
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.ready)

@@ -1,0 +1,89 @@
+"""OpenAI-compatible `/openai/v1/embeddings` for the Triton `minilm` model.
+
+The v2 endpoint and the OpenAI endpoint are one model object: `TritonEmbeddingPredictor` serves
+v2 inference (BYTES text [n] -> FP32 [n, 384]) and mounts the OpenAI route through the kubemind
+server's `register_routes` hook. KServe 0.21's `OpenAIEncoderModel` would be the natural base,
+but its module imports `vllm.entrypoints.openai.engine`, which vllm 0.32 no longer has; the
+request and response shapes here are the OpenAI API's, so the stock `openai` client works unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from kubemind.errors import InvalidInput, ModelNotFound
+from kubemind_predictors.triton.client import Tensor
+from kubemind_predictors.triton.predictor import TritonPredictor
+
+OPENAI_EMBEDDINGS_PATH = "/openai/v1/embeddings"
+
+
+class EmbeddingRequest(BaseModel):
+    """The OpenAI embeddings request (token-id inputs are not supported: the model tokenises)."""
+
+    input: str | list[str]
+    model: str
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, gt=0)
+    user: str | None = None
+
+
+class TritonEmbeddingPredictor(TritonPredictor):
+    """The minilm predictor, plus the OpenAI embeddings route."""
+
+    def register_routes(self, app: FastAPI) -> None:
+        async def create_embedding(request: EmbeddingRequest) -> dict[str, Any]:
+            if request.model != self.name:
+                raise ModelNotFound(f"model '{request.model}' is not served here (embeddings: '{self.name}')")
+            return await self.create_embedding(request)
+
+        app.add_api_route(OPENAI_EMBEDDINGS_PATH, create_embedding, methods=["POST"])
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """FP32 [n, 384] L2-normalised embeddings."""
+        array = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(-1, 1)
+        outputs = await self.client.infer(self.spec.name, [Tensor("text", "BYTES", array)])
+        return outputs[0].array
+
+    async def create_embedding(self, request: EmbeddingRequest) -> dict[str, Any]:
+        texts = [request.input] if isinstance(request.input, str) else list(request.input)
+        if not texts:
+            raise InvalidInput("input must hold at least one text")
+        for index, text in enumerate(texts):
+            if not text:
+                raise InvalidInput(f"input[{index}] is empty")
+        vectors = await self.embed(texts)
+        if request.dimensions is not None:
+            if request.dimensions > vectors.shape[1]:
+                raise InvalidInput(f"dimensions must be at most {vectors.shape[1]}")
+            vectors = vectors[:, : request.dimensions]
+            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        data = [
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": (
+                    base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+                    if request.encoding_format == "base64"
+                    else vector.astype(float).tolist()
+                ),
+            }
+            for index, vector in enumerate(vectors)
+        ]
+        # Approximate token usage (whitespace words + [CLS]/[SEP]); the exact count lives in Triton.
+        tokens = sum(len(text.split()) + 2 for text in texts)
+        return {
+            "id": f"embd-{uuid.uuid4().hex}",
+            "object": "list",
+            "created": int(time.time()),
+            "model": self.name,
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
