@@ -7,6 +7,7 @@
 # kubemind itself is installed editable on every call: cheap, and it re-points a cached venv at
 # whichever clone is running now.
 set -euo pipefail
+shopt -s nullglob
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
@@ -15,7 +16,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # llm-gpu needs CUDA and is left to GPU machines.
 EXTRAS=${EXTRAS:-$(grep -v '^#' "$ROOT/requirements/local-extras.txt" | paste -sd, -)}
 
-deps_hash=$(cat "$ROOT"/setup.py "$ROOT"/requirements/*.txt "$ROOT"/tools/install.sh "$ROOT"/tools/install.d/*.sh 2>/dev/null | sha256sum | cut -c1-16)
+deps_hash=$(cat "$ROOT"/setup.py "$ROOT"/requirements/*.txt "$ROOT"/tools/install.sh "$ROOT"/tools/install.d/*.sh | sha256sum | cut -c1-16)
 stamp="$VENV/.kubemind-deps-$deps_hash"
 
 install_debian_packages() {
@@ -43,7 +44,6 @@ if [[ ! -f "$stamp" ]]; then
   # Per-backend steps (side environments, model conversion, known-bad packages to remove):
   # each tools/install.d/*.sh runs with VENV and ROOT set, in name order.
   for step in "$ROOT"/tools/install.d/*.sh; do
-    [[ -f "$step" ]] || continue
     echo "install: $(basename "$step")"
     VENV="$VENV" ROOT="$ROOT" bash "$step"
   done
