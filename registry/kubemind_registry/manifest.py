@@ -95,7 +95,7 @@ def build_manifest(model_dir: Path, flavor: str, signature: Signature) -> Manife
             entries.append(FileEntry(relative, path.stat().st_size, sha256_file(path)))
     if not entries:
         raise FileNotFoundError(f"{model_dir} holds no files to register")
-    return Manifest(flavor=flavor, signature=signature, files=tuple(entries))
+    return Manifest(flavor=flavor, signature=signature, files=tuple(sorted(entries, key=lambda e: e.path)))
 
 
 def safe_destination(dest_root: Path, artifact_path: str) -> Path:

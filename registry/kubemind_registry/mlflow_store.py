@@ -54,6 +54,8 @@ class MlflowRegistry:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.http_timeout_seconds))
         # `kubemind models ...` prints JSON on stdout; MLflow's "View run at" line would break it.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        # One progress bar per file would bury the initializer's own one-line report.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         if settings.local_artifact_root is not None:
             settings.home.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)

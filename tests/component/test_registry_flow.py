@@ -14,13 +14,15 @@ import yaml
 
 from kubemind.cli import main as kubemind_main
 from kubemind_registry.served import read_served_model
+from tests.component import registry_fixtures
 from tests.component.registry_fixtures import (
     build_onnx_model,
     build_tiny_llm_folder,
-    mlflow_server,  # noqa: F401 - pytest fixture
-    registry_env,  # noqa: F401 - pytest fixture
 )
 
+# The shared real-server fixtures (see registry_fixtures.py).
+mlflow_server = registry_fixtures.mlflow_server
+registry_env = registry_fixtures.registry_env
 pytestmark = pytest.mark.usefixtures("registry_env")
 
 
