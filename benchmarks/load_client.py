@@ -1,0 +1,225 @@
+"""Closed-loop load generator for the `simple` model over the Open Inference Protocol.
+
+python benchmarks/load_client.py --protocol rest|grpc --target NAME=HOST:PORT [--target ...]
+    [--concurrency 1 8] [--rounds 3] [--seconds 3] [--warmup 0.3]
+
+Prints one JSON object per (round, concurrency, target) measurement on stdout, one per line.
+The targets are measured alternately, in a reversed order every other round, so that a slow
+patch on the shared machine falls on both servers rather than on one.
+
+Imports only tritonclient and numpy: `tritonclient.grpc` and `kserve` cannot share a process
+(both register the `inference` protobuf package). The same stock client drives every target:
+  rest: `tritonclient.http` with the binary tensor extension for inputs and outputs; concurrency is
+        that many greenlets over a pool of that many keep-alive connections (the client is gevent-based).
+  grpc: `tritonclient.grpc.aio` (raw_input_contents); concurrency is that many asyncio tasks on one channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+MODEL_NAME = "simple"
+ELEMENTS = 16
+FIRST = np.arange(ELEMENTS, dtype=np.int32).reshape(1, ELEMENTS)
+SECOND = np.ones((1, ELEMENTS), dtype=np.int32)
+
+
+@dataclass
+class Measurement:
+    protocol: str
+    target: str
+    concurrency: int
+    round: int
+    requests: int
+    errors: int
+    seconds: float
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    first_error: str
+
+
+def summarize(
+    protocol: str, target: str, concurrency: int, round_index: int,
+    latencies: list[float], errors: list[str], seconds: float,
+) -> Measurement:
+    if latencies:
+        p50, p99 = (float(value) * 1000 for value in np.percentile(latencies, [50, 99]))
+    else:
+        p50 = p99 = float("nan")
+    return Measurement(
+        protocol=protocol, target=target, concurrency=concurrency, round=round_index,
+        requests=len(latencies), errors=len(errors), seconds=seconds,
+        requests_per_second=len(latencies) / seconds, p50_ms=p50, p99_ms=p99,
+        first_error=errors[0] if errors else "",
+    )
+
+
+def check_outputs(first: Any, second: Any, target: str) -> None:
+    """A benchmark of a wrong answer (or of an error path) would be meaningless: check once up front."""
+    if not (np.array_equal(first, FIRST + SECOND) and np.array_equal(second, FIRST - SECOND)):
+        raise SystemExit(f"{target}: wrong outputs {first!r} {second!r}")
+
+
+class RestLoad:
+    """tritonclient.http driven by greenlets (its own concurrency model)."""
+
+    def __init__(self, address: str, concurrency: int):
+        import tritonclient.http as httpclient
+
+        self.client = httpclient.InferenceServerClient(
+            address, concurrency=concurrency, connection_timeout=30.0, network_timeout=30.0
+        )
+        self.inputs = [
+            httpclient.InferInput("INPUT0", [1, ELEMENTS], "INT32"),
+            httpclient.InferInput("INPUT1", [1, ELEMENTS], "INT32"),
+        ]
+        self.inputs[0].set_data_from_numpy(FIRST, binary_data=True)
+        self.inputs[1].set_data_from_numpy(SECOND, binary_data=True)
+        self.outputs = [
+            httpclient.InferRequestedOutput("OUTPUT0", binary_data=True),
+            httpclient.InferRequestedOutput("OUTPUT1", binary_data=True),
+        ]
+
+    def infer(self) -> Any:
+        return self.client.infer(MODEL_NAME, self.inputs, outputs=self.outputs)
+
+    def run(self, concurrency: int, seconds: float) -> tuple[list[float], list[str], float]:
+        import gevent
+
+        latencies: list[float] = []
+        errors: list[str] = []
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        def worker() -> None:
+            while time.perf_counter() < deadline:
+                sent = time.perf_counter()
+                try:
+                    self.infer()
+                except Exception as error:  # counted and reported, the run goes on
+                    errors.append(repr(error)[:200])
+                    continue
+                latencies.append(time.perf_counter() - sent)
+
+        gevent.joinall([gevent.spawn(worker) for _ in range(concurrency)])
+        return latencies, errors, time.perf_counter() - started
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class GrpcLoad:
+    """tritonclient.grpc.aio driven by asyncio tasks."""
+
+    def __init__(self, address: str):
+        import tritonclient.grpc.aio as grpcclient
+
+        self.client = grpcclient.InferenceServerClient(address)
+        self.inputs = [
+            grpcclient.InferInput("INPUT0", [1, ELEMENTS], "INT32"),
+            grpcclient.InferInput("INPUT1", [1, ELEMENTS], "INT32"),
+        ]
+        self.inputs[0].set_data_from_numpy(FIRST)
+        self.inputs[1].set_data_from_numpy(SECOND)
+
+    async def infer(self) -> Any:
+        return await self.client.infer(MODEL_NAME, self.inputs)
+
+    async def run(self, concurrency: int, seconds: float) -> tuple[list[float], list[str], float]:
+        latencies: list[float] = []
+        errors: list[str] = []
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                sent = time.perf_counter()
+                try:
+                    await self.infer()
+                except Exception as error:  # counted and reported, the run goes on
+                    errors.append(repr(error)[:200])
+                    continue
+                latencies.append(time.perf_counter() - sent)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies, errors, time.perf_counter() - started
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def round_orders(targets: Sequence[tuple[str, str]], rounds: int) -> list[list[tuple[str, str]]]:
+    return [list(targets) if index % 2 == 0 else list(reversed(targets)) for index in range(rounds)]
+
+
+def emit(measurement: Measurement) -> None:
+    print(json.dumps(asdict(measurement)), flush=True)
+
+
+def run_rest(args: argparse.Namespace, targets: list[tuple[str, str]]) -> None:
+    loads = {(name, c): RestLoad(address, c) for name, address in targets for c in args.concurrency}
+    for (name, _), load in loads.items():
+        result = load.infer()
+        check_outputs(result.as_numpy("OUTPUT0"), result.as_numpy("OUTPUT1"), name)
+    for round_index, order in enumerate(round_orders(targets, args.rounds)):
+        for concurrency in args.concurrency:
+            for name, _ in order:
+                load = loads[(name, concurrency)]
+                load.run(concurrency, args.warmup)
+                latencies, errors, seconds = load.run(concurrency, args.seconds)
+                emit(summarize("rest", name, concurrency, round_index, latencies, errors, seconds))
+    for load in loads.values():
+        load.close()
+
+
+async def run_grpc(args: argparse.Namespace, targets: list[tuple[str, str]]) -> None:
+    loads = {name: GrpcLoad(address) for name, address in targets}
+    for name, load in loads.items():
+        result = await load.infer()
+        check_outputs(result.as_numpy("OUTPUT0"), result.as_numpy("OUTPUT1"), name)
+    for round_index, order in enumerate(round_orders(targets, args.rounds)):
+        for concurrency in args.concurrency:
+            for name, _ in order:
+                await loads[name].run(concurrency, args.warmup)
+                latencies, errors, seconds = await loads[name].run(concurrency, args.seconds)
+                emit(summarize("grpc", name, concurrency, round_index, latencies, errors, seconds))
+    for load in loads.values():
+        await load.close()
+
+
+def parse_target(text: str) -> tuple[str, str]:
+    name, separator, address = text.partition("=")
+    if not separator or not name or not address:
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT, got {text!r}")
+    return name, address
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", choices=["rest", "grpc"], required=True)
+    parser.add_argument("--target", type=parse_target, action="append", required=True)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured time per measurement")
+    parser.add_argument("--warmup", type=float, default=0.3, help="unmeasured time before each measurement")
+    args = parser.parse_args(argv)
+    runners: dict[str, Callable[[], None]] = {
+        "rest": lambda: run_rest(args, args.target),
+        "grpc": lambda: asyncio.run(run_grpc(args, args.target)),
+    }
+    runners[args.protocol]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
