@@ -9,9 +9,16 @@ imported and always binds 0.0.0.0; the benchmark passes ports it picked at run t
 from __future__ import annotations
 
 import argparse
+import sys
 
-import kserve
-from kserve import InferOutput, InferRequest, InferResponse, model_server
+# KServe's REST server registers its OpenAI routes whenever vLLM is importable, importing vLLM and
+# torch at startup: tens of seconds on this machine, and a crash (RuntimeError, not the ImportError
+# KServe catches) while the shared venv's torch and torchvision disagree. The v2 protocol measured
+# here never touches those routes, so make `import vllm` fail and KServe skips them.
+sys.modules["vllm"] = None  # type: ignore[assignment]
+
+import kserve  # noqa: E402
+from kserve import InferOutput, InferRequest, InferResponse, model_server  # noqa: E402
 
 
 class SimpleBaselineModel(kserve.Model):
