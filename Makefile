@@ -23,7 +23,7 @@ lint: install
 bench: install
 	$(PY) -m benchmarks
 
-# Regenerates the committed protobuf modules; tests/unit/test_generated.py fails on a diff.
+# Regenerates the committed protobuf modules; tests/unit/test_generated_protos.py fails on a diff.
 protos: install
 	$(PY) -m kubemind.protocol.protos
 
