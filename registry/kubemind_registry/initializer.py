@@ -32,7 +32,6 @@ from kubemind_registry.manifest import (
     FileEntry,
     Manifest,
     safe_destination,
-    sha256_file,
 )
 from kubemind_registry.mlflow_store import MlflowRegistry
 from kubemind_registry.resolve import ModelRef, read_manifest, resolve
@@ -78,7 +77,7 @@ def initialize(registry: MlflowRegistry, src_uri: str, dest: Path) -> Initialize
     try:
         # Refuse escaping paths before a single byte is written.
         targets = {entry.path: safe_destination(staging, entry.path) for entry in manifest.files}
-        _download_and_verify(registry, ref, manifest, staging, targets)
+        _download_and_verify(registry, ref, manifest, targets)
         write_served_model(staging, _served_model(ref, manifest))
         _commit(staging, dest)
     except BaseException:
@@ -118,12 +117,13 @@ def _download_and_verify(
     registry: MlflowRegistry,
     ref: ModelRef,
     manifest: Manifest,
-    staging: Path,
     targets: dict[str, Path],
 ) -> None:
+    repo = registry.artifact_repository(ref.source)
+
     def fetch(entry: FileEntry) -> None:
-        registry.download_file(ref.source, entry.path, staging)
         target = targets[entry.path]
+        actual = registry.download_file(repo, entry.path, target)
         if target.is_symlink() or not target.is_file():
             raise ArtifactIntegrityError(f"{entry.path}: not downloaded as a regular file")
         size = target.stat().st_size
@@ -132,7 +132,6 @@ def _download_and_verify(
                 f"{entry.path}: size {size} does not match the manifest ({entry.size});"
                 f" {ref.uri} was modified after registration"
             )
-        actual = sha256_file(target)
         if actual != entry.sha256:
             raise ArtifactIntegrityError(
                 f"{entry.path}: sha256 {actual} does not match the manifest ({entry.sha256});"
@@ -142,8 +141,14 @@ def _download_and_verify(
     # Largest files first so the long downloads overlap with the many small ones.
     ordered = sorted(manifest.files, key=lambda e: -e.size)
     with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(ordered) or 1)) as pool:
-        for future in [pool.submit(fetch, entry) for entry in ordered]:
-            future.result()
+        futures = [pool.submit(fetch, entry) for entry in ordered]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            # One bad file fails the whole model: don't start the downloads still queued.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _served_model(ref: ModelRef, manifest: Manifest) -> ServedModel:

@@ -10,17 +10,23 @@ becomes `ModelVersionNotFound`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import posixpath
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+from mlflow.utils.credentials import get_default_host_creds
+from mlflow.utils.request_utils import augmented_raise_for_status
+from mlflow.utils.rest_utils import http_request
 
 from kubemind_registry.errors import ModelVersionNotFound, RegistryUnavailable
 from kubemind_registry.settings import RegistrySettings
@@ -166,25 +172,58 @@ class MlflowRegistry:
         )
 
     # -- artifacts ------------------------------------------------------------------------------
-    def download_file(self, source: str, artifact_path: str, dest_root: Path) -> None:
-        """Download one file of the version's folder to `dest_root/artifact_path`.
-
-        The caller has already checked that `artifact_path` stays inside `dest_root`."""
-        repo = self._call(
+    def artifact_repository(self, source: str) -> ArtifactRepository:
+        """The artifact repository of a version's folder; reuse it for all of its files."""
+        return self._call(
             f"open artifacts {source}",
             lambda: get_artifact_repository(source, tracking_uri=self.tracking_uri),
         )
-        self._call(
-            f"download {artifact_path}",
-            lambda: repo.download_artifacts(artifact_path, dst_path=str(dest_root)),
-        )
 
-    @contextmanager
-    def fetched_file(self, source: str, artifact_path: str) -> Iterator[Path]:
-        """A small artifact file (the manifest) in a temporary folder."""
+    def download_file(self, repo: ArtifactRepository, artifact_path: str, target: Path) -> str:
+        """Download one file of the version's folder to `target`; returns its sha256.
+
+        Through the server's artifact proxy the file is hashed while it streams in, so it is
+        never read back from disk. The caller has already checked that `target` stays inside
+        the destination folder."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(repo, HttpArtifactRepository):
+            return self._call(
+                f"download {artifact_path}",
+                lambda: _stream_to_file(repo, artifact_path, target),
+            )
+        # Embedded store (local folder) and other backends: MLflow copies, we hash after.
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".kubemind-dl-") as tmp:
+            self._call(
+                f"download {artifact_path}",
+                lambda: repo.download_artifacts(artifact_path, dst_path=tmp),
+            )
+            os.replace(Path(tmp) / artifact_path, target)
+        with open(target, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+
+    def read_small_file(self, source: str, artifact_path: str) -> bytes:
+        """A small artifact (the manifest), read into memory."""
+        repo = self.artifact_repository(source)
         with tempfile.TemporaryDirectory(prefix="kubemind-fetch-") as tmp:
-            self.download_file(source, artifact_path, Path(tmp))
-            yield Path(tmp) / artifact_path
+            self.download_file(repo, artifact_path, Path(tmp) / "file")
+            return (Path(tmp) / "file").read_bytes()
+
+
+STREAM_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def _stream_to_file(repo: HttpArtifactRepository, artifact_path: str, target: Path) -> str:
+    # Same request HttpArtifactRepository._download_file makes, plus hashing on the way in.
+    creds = get_default_host_creds(repo.artifact_uri)
+    response = http_request(creds, posixpath.join("/", artifact_path), "GET", stream=True)
+    digest = hashlib.sha256()
+    with response:
+        augmented_raise_for_status(response)
+        with open(target, "xb") as out:  # "x": never follow or overwrite an existing path
+            for chunk in response.iter_content(chunk_size=STREAM_CHUNK_BYTES):
+                out.write(chunk)
+                digest.update(chunk)  # releases the GIL: other downloads proceed meanwhile
+    return digest.hexdigest()
 
 
 def _first_line(message: str) -> str:

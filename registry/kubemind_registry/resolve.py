@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubemind_registry.errors import NotAKubemindModel
+from kubemind_registry.errors import ArtifactIntegrityError, NotAKubemindModel
 from kubemind_registry.manifest import MANIFEST_FILE, Manifest
 from kubemind_registry.mlflow_store import MlflowRegistry, VersionInfo
 from kubemind_registry.served import Signature
@@ -87,5 +87,8 @@ def resolve(registry: MlflowRegistry, uri: str | ModelUri) -> ModelRef:
 
 
 def read_manifest(registry: MlflowRegistry, info: VersionInfo | ModelRef) -> Manifest:
-    with registry.fetched_file(info.source, MANIFEST_FILE) as path:
-        return Manifest.from_bytes(path.read_bytes())
+    raw = registry.read_small_file(info.source, MANIFEST_FILE)
+    try:
+        return Manifest.from_bytes(raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactIntegrityError(f"{MANIFEST_FILE} of {info.source} is unreadable: {exc}") from None

@@ -13,7 +13,11 @@ class RegistrySettings(BaseSettings):
     """Settings of `kubemind models` and the models:/ storage initializer."""
 
     model_config = SettingsConfigDict(
-        env_prefix="KUBEMIND_REGISTRY_", extra="ignore", use_attribute_docstrings=True
+        env_prefix="KUBEMIND_REGISTRY_",
+        extra="ignore",
+        use_attribute_docstrings=True,
+        # Code (tests, the benchmark) may pass tracking_uri=/home= by field name too.
+        populate_by_name=True,
     )
 
     tracking_uri: str | None = Field(
