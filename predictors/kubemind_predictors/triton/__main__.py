@@ -7,6 +7,7 @@ predictor has drained; otherwise connects to the Triton at --triton_host/--trito
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from kubemind.server import run
@@ -17,6 +18,8 @@ from kubemind_predictors.triton.settings import TritonPredictorSettings
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(TritonPredictorSettings, argv, prog="python -m kubemind_predictors.triton")
+    # The metrics poller reads Triton every second; httpx would log each read at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     triton = launch_local_triton(settings) if settings.launch_triton else None
     try:
         run(settings, build_models(settings))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from kubemind.settings import ComponentSettings
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained on pixels scaled to [-1, 1] ((x - 127) / 128), not on the usual
+# ImageNet mean/std: on [0, 1] pixels that is mean 0.498, std 0.502 per channel.
+EFFICIENTNET_LITE_MEAN = (0.498, 0.498, 0.498)
+EFFICIENTNET_LITE_STD = (0.502, 0.502, 0.502)
 
 
 class ImageTransformerSettings(ComponentSettings):
@@ -28,8 +32,9 @@ class ImageTransformerSettings(ComponentSettings):
     predictor_host: str = "127.0.0.1:8081"
     """host:port of the predictor (KServe's --predictor_host)."""
 
-    predictor_protocol: str = "grpc-v2"
-    """Protocol to the predictor: grpc-v2 or v2 (REST)."""
+    predictor_protocol: Literal["grpc-v2", "v2"] = "grpc-v2"
+    """Protocol to the predictor (KServe's --predictor_protocol); only grpc-v2 is implemented,
+    v2 (REST) is refused at start."""
 
     predictor_model_name: str | None = None
     """Model name at the predictor; default: model_name."""
@@ -37,8 +42,14 @@ class ImageTransformerSettings(ComponentSettings):
     predictor_input_name: str = "input"
     """Name of the predictor's FP32 NCHW image tensor."""
 
+    predictor_output_name: str = "logits"
+    """Name of the predictor's FP32 [n, classes] logits tensor."""
+
     request_timeout_seconds: float = Field(default=10.0, gt=0)
-    """Deadline for the call to the predictor."""
+    """Deadline for the call to the predictor, retries included; past it: 504."""
+
+    retry_budget: int = Field(default=2, ge=0)
+    """Retries per request after the predictor answered UNAVAILABLE."""
 
     image_size: int = Field(default=224, gt=0)
     """Side of the square model input in pixels (centre crop after resizing the short side)."""
@@ -46,10 +57,10 @@ class ImageTransformerSettings(ComponentSettings):
     resize_ratio: float = Field(default=224 / 256, gt=0, le=1)
     """image_size / short side after resizing (the classic 224-of-256 crop)."""
 
-    mean: list[float] = Field(default_factory=lambda: list(IMAGENET_MEAN))
+    mean: list[float] = Field(default_factory=lambda: list(EFFICIENTNET_LITE_MEAN))
     """Per-channel RGB mean on [0, 1] pixels; comma-separated on the CLI."""
 
-    std: list[float] = Field(default_factory=lambda: list(IMAGENET_STD))
+    std: list[float] = Field(default_factory=lambda: list(EFFICIENTNET_LITE_STD))
     """Per-channel RGB standard deviation on [0, 1] pixels; comma-separated on the CLI."""
 
     max_pixels: int = Field(default=40_000_000, gt=0)

@@ -1,0 +1,157 @@
+"""Direct to Triton vs through TritonPredictor vs through image transformer + predictor.
+
+One 224x224 image per request, concurrency 1 and 8, all three measured in one run with the same
+async gRPC client (KServe's v2 stubs), so the ratios compare hops, not clients. Goals (issue 3):
+the predictor keeps >= 0.9x of direct-to-Triton throughput; the transformer hop adds <= 2 ms p50.
+
+Everything shares this machine's cores (Triton, predictor, transformer and the load generator),
+so absolute numbers are pessimistic; the ratios are the point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kubemind.testing import running_server
+from kubemind_predictors.triton.client import RetryPolicy, Tensor, TritonClient
+from kubemind_predictors.triton.launcher import TritonInstall, TritonServerProcess
+from kubemind_predictors.triton.repository import build_repository
+from kubemind_transformers.image.preprocessing import ImagePreprocessor
+from kubemind_transformers.image.settings import ImageTransformerSettings
+
+MODEL = "efficientnet_lite0"
+CONCURRENCIES = (1, 8)
+SECONDS = float(os.environ.get("KUBEMIND_BENCH_SECONDS", "4"))
+WARMUP_SECONDS = 1.0
+
+
+@dataclass
+class Result:
+    target: str
+    concurrency: int
+    latencies: list[float]
+    elapsed: float
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.elapsed
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q) * 1000)
+
+
+def sample_jpeg() -> bytes:
+    """A real photo (scikit-image's coffee) centre-cropped to 224x224, as a JPEG."""
+    import skimage.data
+
+    image = Image.fromarray(skimage.data.coffee())
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side)).resize((224, 224))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+async def measure(
+    target: str, concurrency: int, call: Callable[[], Awaitable[object]]
+) -> Result:
+    stop_warmup = time.monotonic() + WARMUP_SECONDS
+    while time.monotonic() < stop_warmup:
+        await call()
+    latencies: list[float] = []
+    deadline = time.monotonic() + SECONDS
+
+    async def worker() -> None:
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - started)
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Result(target, concurrency, latencies, time.monotonic() - started)
+
+
+async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: str) -> list[Result]:
+    jpeg = sample_jpeg()
+    preprocessor = ImagePreprocessor(ImageTransformerSettings())
+    tensor = preprocessor.prepare_encoded(0, jpeg)[None]
+    policy = RetryPolicy(timeout=30.0, retry_budget=0, backoff=0.0, cooldown=0.0)
+    clients = {name: TritonClient(url, policy) for name, url in (
+        ("direct to Triton", triton_url),
+        ("TritonPredictor", predictor_url),
+        ("transformer + predictor", transformer_url),
+    )}  # fmt: skip
+    for client in clients.values():
+        client.connect()
+    image_tensor = Tensor("input", "FP32", tensor)
+    jpeg_tensor = Tensor("image", "BYTES", np.array([jpeg], dtype=np.object_))
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "direct to Triton": lambda: clients["direct to Triton"].infer(MODEL, [image_tensor]),
+        "TritonPredictor": lambda: clients["TritonPredictor"].infer(MODEL, [image_tensor]),
+        "transformer + predictor": lambda: clients["transformer + predictor"].infer(MODEL, [jpeg_tensor]),
+    }
+    results = []
+    for concurrency in CONCURRENCIES:
+        for target, call in calls.items():
+            results.append(await measure(target, concurrency, call))
+    for client in clients.values():
+        await client.close()
+    return results
+
+
+def report(results: list[Result]) -> None:
+    print(f"{'target':<26}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in results:
+        print(f"{r.target:<26}{r.concurrency:>5}{r.throughput:>9.1f}{r.percentile(50):>9.2f}{r.percentile(99):>9.2f}")
+    by_key = {(r.target, r.concurrency): r for r in results}
+    for concurrency in CONCURRENCIES:
+        direct = by_key[("direct to Triton", concurrency)]
+        predictor = by_key[("TritonPredictor", concurrency)]
+        transformer = by_key[("transformer + predictor", concurrency)]
+        print(
+            f"concurrency {concurrency}: predictor/direct throughput {predictor.throughput / direct.throughput:.2f}x "
+            f"(goal >= 0.90x); transformer hop adds {transformer.percentile(50) - predictor.percentile(50):+.2f} ms p50 "
+            f"(goal <= 2 ms at concurrency 1); predictor hop adds {predictor.percentile(50) - direct.percentile(50):+.2f} ms p50"
+        )
+
+
+def main() -> None:
+    install = TritonInstall.default()
+    if not install.binary.is_file():
+        print(f"skipped: Triton is not installed under {install.home} (run `make install`)")
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="kubemind-bench-triton-"))
+    with ExitStack() as stack:
+        repository = build_repository(workdir / "repository", [MODEL], install.onnx_dir, intra_op_threads=1)
+        triton = stack.enter_context(TritonServerProcess(repository, [MODEL], install=install))
+        predictor = stack.enter_context(running_server(
+            "kubemind_predictors.triton",
+            ["--models", MODEL, "--triton_grpc_port", str(triton.grpc_port),
+             "--triton_http_port", str(triton.http_port), "--triton_metrics_port", str(triton.metrics_port),
+             "--log_requests", "false"],
+            workdir / "predictor.log",
+        ))  # fmt: skip
+        transformer = stack.enter_context(running_server(
+            "kubemind_transformers.image",
+            ["--model_name", MODEL, "--predictor_host", predictor.grpc_address, "--log_requests", "false"],
+            workdir / "transformer.log",
+        ))  # fmt: skip
+        results = asyncio.run(run_benchmark(triton.grpc_url, predictor.grpc_address, transformer.grpc_address))
+    report(results)
+
+
+if __name__ == "__main__":
+    main()

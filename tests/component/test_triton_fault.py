@@ -1,0 +1,99 @@
+"""Triton dies under load and comes back: the predictor fails fast, never hangs, and recovers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from kubemind.testing import ServerProcess
+from kubemind_predictors.triton.launcher import TritonServerProcess
+from tests.component.triton_fixtures import (
+    PREDICTOR_DEADLINE_SECONDS,
+    restart_triton,
+    running_predictor,
+    running_triton,
+    stock_client,
+)
+
+BODY = {
+    "inputs": [
+        {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": list(range(16))},
+        {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16},
+    ]
+}
+GRPC_REQUEST = {"model": "simple", "inputs": BODY["inputs"], "timeout": 30.0}
+
+
+@dataclass
+class Traffic:
+    """A stream of requests from a background thread, recording (status, seconds) per request."""
+
+    url: str
+    results: list[tuple[int, float]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        # The client timeout is far past the predictor's deadline: a hang would show as a long call.
+        with httpx.Client(timeout=PREDICTOR_DEADLINE_SECONDS * 4) as client:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                try:
+                    status = client.post(self.url, json=BODY).status_code
+                except httpx.TimeoutException:
+                    status = -1
+                self.results.append((status, time.monotonic() - started))
+                time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TritonServerProcess, ServerProcess]]:
+    workdir = tmp_path_factory.mktemp("triton-fault")
+    with running_triton(workdir, ["simple"]) as triton, running_predictor(triton, workdir) as predictor:
+        yield triton, predictor
+
+
+def test_killed_triton_gives_fast_503_then_the_predictor_recovers(
+    stack: tuple[TritonServerProcess, ServerProcess],
+) -> None:
+    triton, predictor = stack
+    traffic = Traffic(f"{predictor.http_url}/v2/models/simple/infer")
+    thread = threading.Thread(target=traffic.run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        before_kill = len(traffic.results)
+        triton.kill()
+        time.sleep(2.0)
+        during_outage = traffic.results[before_kill:]
+        (grpc_answer,) = stock_client(predictor.grpc_address, GRPC_REQUEST)
+
+        restarted = restart_triton(triton)
+        try:
+            recovered_at = None
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and recovered_at is None:
+                time.sleep(0.2)
+                recent = traffic.results[-3:]
+                if len(recent) == 3 and all(status == 200 for status, _ in recent):
+                    recovered_at = time.monotonic()
+        finally:
+            traffic.stop.set()
+            thread.join(PREDICTOR_DEADLINE_SECONDS * 5)
+            restarted.stop()
+    finally:
+        traffic.stop.set()
+
+    assert before_kill > 0 and all(status == 200 for status, _ in traffic.results[:before_kill])
+    statuses = {status for status, _ in during_outage}
+    assert 503 in statuses, f"no 503 while Triton was down: {statuses}"
+    assert statuses <= {200, 503}, f"unexpected statuses while Triton was down: {statuses}"
+    slowest = max(seconds for _, seconds in during_outage)
+    assert slowest < PREDICTOR_DEADLINE_SECONDS, f"a request took {slowest:.2f}s while Triton was down"
+    assert len(during_outage) > 20, "requests should fail fast, not trickle"
+    assert grpc_answer["error"]["status"] == "StatusCode.UNAVAILABLE"
+    assert recovered_at is not None, "the predictor did not recover after Triton came back"

@@ -1,0 +1,133 @@
+"""TritonPredictor in front of a real Triton server: forwarding, metadata, errors, metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from kubemind.testing import ServerProcess
+from kubemind_predictors.triton.launcher import TritonServerProcess
+from kubemind_predictors.triton.repository import build_repository, render_config, shipped_model
+from tests.component.triton_fixtures import running_predictor, running_triton, stock_client
+
+INPUT0 = np.arange(16, dtype=np.int32).reshape(1, 16)
+INPUT1 = np.full((1, 16), 3, dtype=np.int32)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TritonServerProcess, ServerProcess]]:
+    workdir = tmp_path_factory.mktemp("triton-predictor")
+    with running_triton(workdir, ["simple"]) as triton, running_predictor(triton, workdir) as predictor:
+        yield triton, predictor
+
+
+def simple_body(first: np.ndarray = INPUT0, second: np.ndarray = INPUT1) -> dict[str, object]:
+    return {
+        "inputs": [
+            {"name": "INPUT0", "datatype": "INT32", "shape": list(first.shape), "data": first.ravel().tolist()},
+            {"name": "INPUT1", "datatype": "INT32", "shape": list(second.shape), "data": second.ravel().tolist()},
+        ]
+    }
+
+
+def outputs_of(response: httpx.Response) -> dict[str, np.ndarray]:
+    return {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in response.json()["outputs"]}
+
+
+def test_predictor_answers_like_triton_itself(stack: tuple[TritonServerProcess, ServerProcess]) -> None:
+    triton, predictor = stack
+
+    through_predictor = httpx.post(f"{predictor.http_url}/v2/models/simple/infer", json=simple_body(), timeout=10)
+    direct = httpx.post(f"{triton.http_url}/v2/models/simple/infer", json=simple_body(), timeout=10)
+
+    assert through_predictor.status_code == 200, through_predictor.text
+    ours, theirs = outputs_of(through_predictor), outputs_of(direct)
+    np.testing.assert_array_equal(ours["OUTPUT0"], INPUT0 + INPUT1)
+    np.testing.assert_array_equal(ours["OUTPUT1"], INPUT0 - INPUT1)
+    for name in ("OUTPUT0", "OUTPUT1"):
+        np.testing.assert_array_equal(ours[name], theirs[name])
+
+
+def test_stock_grpc_client_through_the_predictor(stack: tuple[TritonServerProcess, ServerProcess]) -> None:
+    _, predictor = stack
+    request = {
+        "model": "simple",
+        "inputs": [
+            {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": INPUT0.ravel().tolist()},
+            {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": INPUT1.ravel().tolist()},
+        ],
+    }
+
+    (answer,) = stock_client(predictor.grpc_address, request)
+
+    assert np.array_equal(answer["outputs"]["OUTPUT0"], (INPUT0 + INPUT1).tolist())
+
+
+def test_metadata_and_readiness_reflect_triton(stack: tuple[TritonServerProcess, ServerProcess]) -> None:
+    _, predictor = stack
+
+    metadata = httpx.get(f"{predictor.http_url}/v2/models/simple", timeout=10).json()
+    ready = httpx.get(f"{predictor.http_url}/v2/models/simple/ready", timeout=10)
+
+    assert metadata["platform"] == "triton"
+    assert {i["name"]: i["shape"] for i in metadata["inputs"]} == {"INPUT0": [-1, 16], "INPUT1": [-1, 16]}
+    assert ready.status_code == 200
+
+
+def test_wrong_shape_is_400_naming_the_tensor(stack: tuple[TritonServerProcess, ServerProcess]) -> None:
+    _, predictor = stack
+
+    response = httpx.post(
+        f"{predictor.http_url}/v2/models/simple/infer",
+        json=simple_body(np.zeros((1, 8), np.int32), np.zeros((1, 8), np.int32)),
+        timeout=10,
+    )
+
+    assert response.status_code == 400
+    assert "INPUT0" in response.json()["error"]
+
+
+def test_unknown_model_is_404(stack: tuple[TritonServerProcess, ServerProcess]) -> None:
+    _, predictor = stack
+
+    response = httpx.post(f"{predictor.http_url}/v2/models/resnet/infer", json=simple_body(), timeout=10)
+
+    assert response.status_code == 404
+
+
+def triton_successes(metrics_text: str, model: str) -> float:
+    prefix = f'kubemind_triton_requests_succeeded_total{{model="{model}"}} '
+    lines = [line for line in metrics_text.splitlines() if line.startswith(prefix)]
+    return float(lines[0][len(prefix) :]) if lines else 0.0
+
+
+def test_triton_queue_metrics_are_exported(stack: tuple[TritonServerProcess, ServerProcess]) -> None:
+    _, predictor = stack
+    for _ in range(5):
+        httpx.post(f"{predictor.http_url}/v2/models/simple/infer", json=simple_body(), timeout=10)
+
+    text = ""
+    deadline = time.monotonic() + 10  # the poller reads Triton once a second
+    while time.monotonic() < deadline and triton_successes(text, "simple") < 5:
+        time.sleep(0.2)
+        text = httpx.get(f"{predictor.http_url}/metrics", timeout=10).text
+
+    assert triton_successes(text, "simple") >= 5
+    assert 'kubemind_triton_queue_duration_seconds_total{model="simple"}' in text
+    assert 'kubemind_triton_pending_requests{model="simple"} 0.0' in text
+
+
+def test_repository_config_batches_the_classifier(tmp_path: Path) -> None:
+    config = render_config(shipped_model("efficientnet_lite0"))
+
+    assert "dynamic_batching" in config
+    assert "max_batch_size: 32" in config
+    assert "dims: [3, 224, 224]" in config
+    assert "dynamic_batching" not in render_config(shipped_model("simple"))
+    repository = build_repository(tmp_path / "repo", ["simple"], onnx_dir=None)
+    assert (repository / "simple" / "1" / "model.py").is_file()

@@ -1,0 +1,157 @@
+"""`ImageTransformer`: encoded images in, top-k ImageNet labels out, via a v2 predictor over gRPC.
+
+Inputs (v2): `image` BYTES [n] - JPEG/PNG bytes (binary over gRPC or binary REST), or base64 text in
+JSON. Outputs: `labels` BYTES [n, k], `probabilities` FP32 [n, k], `class_ids` INT32 [n, k].
+v1: POST /v1/models/{name}:predict with {"instances": [{"image": {"b64": ...}}]}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from kserve.protocol.infer_type import InferRequest, InferResponse
+
+from kubemind.codecs import NumpyOutput
+from kubemind.errors import InvalidInput, ModelNotFound
+from kubemind.model import KubemindModel, TensorSpec
+from kubemind_predictors.triton.client import RetryPolicy, Tensor, TritonClient
+from kubemind_transformers.image.labels import ImageNetLabels, top_k
+from kubemind_transformers.image.preprocessing import ImagePreprocessor
+from kubemind_transformers.image.settings import ImageTransformerSettings
+
+
+class ImageTransformer(KubemindModel):
+    """Pre-processes images, forwards the batch to the classifier, post-processes to top-k."""
+
+    def __init__(self, settings: ImageTransformerSettings):
+        k = settings.top_k
+        super().__init__(
+            settings.model_name,
+            inputs=[TensorSpec("image", "BYTES", (-1,))],
+            outputs=[
+                TensorSpec("labels", "BYTES", (-1, k)),
+                TensorSpec("probabilities", "FP32", (-1, k)),
+                TensorSpec("class_ids", "INT32", (-1, k)),
+            ],
+            max_batch_size=settings.max_batch,
+        )
+        self.settings = settings
+        self.preprocessor = ImagePreprocessor(settings)
+        self.labels = ImageNetLabels.load()
+        self.predictor_model = settings.predictor_model_name or settings.model_name
+        self.propagate = frozenset(settings.propagate_headers)
+        # The predictor speaks the same Open Inference Protocol gRPC as Triton: one client for both.
+        self.client = TritonClient(
+            settings.predictor_host,
+            RetryPolicy(
+                timeout=settings.request_timeout_seconds,
+                retry_budget=settings.retry_budget,
+                backoff=0.05,
+                cooldown=0.5,
+            ),
+        )
+        self._executor: ThreadPoolExecutor | None = None
+
+    def load(self) -> bool:
+        self.ready = True
+        return self.ready
+
+    def start(self) -> None:
+        self.client.connect()
+        self._executor = ThreadPoolExecutor(self.settings.decode_workers, thread_name_prefix="image-decode")
+
+    def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def healthy(self) -> bool:
+        return await self.client.model_ready(self.predictor_model)
+
+    async def preprocess_images(self, items: list[bytes | str]) -> np.ndarray:
+        """Encoded images -> FP32 [n, 3, size, size], decoded in the thread pool."""
+        if not items:
+            raise InvalidInput("the request holds no image (empty 'image' tensor)")
+        if len(items) > self.settings.max_batch:
+            raise InvalidInput(f"{len(items)} images is over the limit of {self.settings.max_batch} per request")
+        loop = asyncio.get_running_loop()
+        tensors = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._executor, self.preprocessor.prepare_encoded, index, item)
+                for index, item in enumerate(items)
+            )
+        )
+        return np.stack(tensors)
+
+    async def classify(
+        self, items: list[bytes | str], headers: dict[str, str] | None = None, request_id: str = ""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k class indices and probabilities, [n, k] each."""
+        batch = await self.preprocess_images(items)
+        forwarded = tuple((k.lower(), v) for k, v in (headers or {}).items() if k.lower() in self.propagate)
+        outputs = await self.client.infer(
+            self.predictor_model,
+            [Tensor(self.settings.predictor_input_name, "FP32", batch)],
+            request_id=request_id,
+            outputs=[self.settings.predictor_output_name],
+            metadata=forwarded,
+        )
+        return top_k(outputs[0].array, self.settings.top_k)
+
+    async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
+        images = payload.get_input_by_name("image")
+        if images is None:
+            raise InvalidInput("missing input 'image'")
+        items = list(images.as_numpy().reshape(-1))
+        indices, probabilities = await self.classify(items, headers, payload.id or "")
+        names = np.array(self.labels.names, dtype=np.object_)[indices]
+        labels = np.vectorize(lambda name: name.encode("utf-8"), otypes=[np.object_])(names)
+        return InferResponse(
+            response_id=payload.id or "",
+            model_name=self.name,
+            infer_outputs=[
+                NumpyOutput("labels", labels, "BYTES"),
+                NumpyOutput("probabilities", probabilities.astype(np.float32), "FP32"),
+                NumpyOutput("class_ids", indices.astype(np.int32), "INT32"),
+            ],
+            model_version=payload.model_version,
+        )
+
+    def register_routes(self, app: FastAPI) -> None:
+        """KServe's v1 protocol: {"instances": [{"image": {"b64": ...}}]} -> {"predictions": [...]}."""
+
+        async def predict_v1(request: Request) -> dict[str, Any]:
+            if request.path_params["model_name"] != self.name:
+                raise ModelNotFound(f"model '{request.path_params['model_name']}' is not served here")
+            items = v1_images(await request.json())
+            indices, probabilities = await self.classify(items, dict(request.headers))
+            return {
+                "predictions": [
+                    [
+                        {"label": self.labels.names[c], "class_id": int(c), "probability": float(p)}
+                        for c, p in zip(row_classes, row_probabilities, strict=True)
+                    ]
+                    for row_classes, row_probabilities in zip(indices, probabilities, strict=True)
+                ]
+            }
+
+        app.add_api_route("/v1/models/{model_name}:predict", predict_v1, methods=["POST"])
+
+
+def v1_images(body: Any) -> list[bytes | str]:
+    """The base64 images of a v1 body; errors name the instance index."""
+    instances = body.get("instances") if isinstance(body, dict) else None
+    if not isinstance(instances, list):
+        raise InvalidInput('the body must be {"instances": [{"image": {"b64": "..."}}, ...]}')
+    items: list[bytes | str] = []
+    for index, instance in enumerate(instances):
+        image = instance.get("image") if isinstance(instance, dict) else None
+        encoded = image.get("b64") if isinstance(image, dict) else None
+        if not isinstance(encoded, str):
+            raise InvalidInput(f'instance {index}: expected {{"image": {{"b64": "<base64>"}}}}')
+        items.append(encoded)
+    return items
