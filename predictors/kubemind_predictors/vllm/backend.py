@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,8 @@ class VLLMEngine:
         self._tokenizer: Any = None
         self._max_model_len = 0
         self._generation_defaults: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop_requested = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -136,11 +139,22 @@ class VLLMEngine:
         loop = asyncio.get_running_loop()
         # Building the engine loads weights and profiles memory for tens of seconds: keep the
         # event loop (health probes, other models) responsive meanwhile.
+        self._stop_requested = False
+
+        def build() -> Any:
+            engine = AsyncLLM.from_engine_args(args)
+            with self._lock:
+                if self._stop_requested:
+                    # stop() came while loading (SIGTERM during start-up): the start task was
+                    # cancelled but this thread was not; don't leave its engine core behind.
+                    engine.shutdown()
+                    raise asyncio.CancelledError
+                self._engine = engine
+            return engine
+
         engine = await asyncio.wait_for(
-            loop.run_in_executor(None, lambda: AsyncLLM.from_engine_args(args)),
-            timeout=self.settings.engine_start_timeout_seconds,
+            loop.run_in_executor(None, build), timeout=self.settings.engine_start_timeout_seconds
         )
-        self._engine = engine
         self._tokenizer = engine.get_tokenizer()
         self._max_model_len = int(engine.model_config.max_model_len)
         self._generation_defaults = dict(engine.model_config.get_diff_sampling_param())
@@ -150,7 +164,9 @@ class VLLMEngine:
 
     def stop(self) -> None:
         """Shut the engine core down. Idempotent; SIGTERM alone would leave its workers spinning."""
-        engine, self._engine = self._engine, None
+        with self._lock:
+            self._stop_requested = True
+            engine, self._engine = self._engine, None
         if engine is not None:
             engine.shutdown()
             logger.info("vLLM engine stopped")

@@ -1,0 +1,274 @@
+"""`VLLMPredictor`: one model name answering OpenAI, v2 infer and the OIP generate extension.
+
+It is both a `KubemindModel` (v2: BYTES `text_input` -> `text_output`) and KServe's
+`OpenAIGenerativeModel` (/openai/v1/completions, /chat/completions, /models), so all three
+protocols share the one engine and the one model name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from kubemind.errors import BackendTimeout, InvalidInput, KubemindError
+from kubemind.model import KubemindModel, TensorSpec
+from kubemind_predictors.vllm import openai_format
+from kubemind_predictors.vllm.backend import GenerationStep, VLLMEngine
+from kubemind_predictors.vllm.kserve_openai import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    ErrorResponse,
+    OpenAIGenerativeModel,
+    create_error_response,
+)
+from kubemind_predictors.vllm.settings import VLLMSettings
+
+TEXT_INPUT = TensorSpec("text_input", "BYTES", (-1,))
+TEXT_OUTPUT = TensorSpec("text_output", "BYTES", (-1,))
+
+
+class VLLMPredictor(KubemindModel, OpenAIGenerativeModel):
+    """An LLM served by vLLM's AsyncLLM in this process."""
+
+    platform = "vllm"
+    backend = "vllm"
+
+    def __init__(self, settings: VLLMSettings, engine: VLLMEngine | None = None):
+        super().__init__(settings.model_name, inputs=[TEXT_INPUT], outputs=[TEXT_OUTPUT])
+        self.settings = settings
+        self.llm = engine or VLLMEngine(settings)
+        # KServe servers start models with an `engine` in the background (start_engine) and
+        # stop them with stop_engine; ready turns true only once the engine answers.
+        self.engine = True
+        self.ready = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Nothing to do synchronously: the engine starts in `start_engine`, off the event loop."""
+
+    async def start_engine(self) -> None:
+        await self.llm.start()
+        self.ready = True
+
+    def stop(self) -> None:
+        self.ready = False
+        self.llm.stop()
+
+    def stop_engine(self) -> None:
+        self.stop()
+
+    async def healthy(self) -> bool:
+        return await self.llm.healthy()
+
+    # -- shared request plumbing ------------------------------------------------------------------
+    async def _encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        tokenizer = self.llm.tokenizer
+        loop = asyncio.get_running_loop()
+        # Tokenizing a long prompt takes milliseconds: not on the event loop.
+        return await loop.run_in_executor(
+            None, lambda: list(tokenizer.encode(text, add_special_tokens=add_special_tokens))
+        )
+
+    async def _chat_prompt(self, messages: list[Any]) -> list[int]:
+        tokenizer = self.llm.tokenizer
+        conversation = [_plain_message(message) for message in messages]
+        loop = asyncio.get_running_loop()
+
+        def render() -> str:
+            return str(
+                tokenizer.apply_chat_template(
+                    conversation, tokenize=False, add_generation_prompt=True
+                )
+            )
+
+        try:
+            text = await loop.run_in_executor(None, render)
+        except Exception as exc:  # jinja errors: a message shape the template cannot render
+            raise InvalidInput(f"messages: {exc}") from exc
+        return await self._encode(text, add_special_tokens=False)
+
+    def _check_model_name(self, requested: str | None) -> None:
+        if requested and requested not in (self.name, self.settings.openai_model_name):
+            raise _OpenAIRequestError(
+                f"model '{requested}' is not served here", "model", HTTPStatus.NOT_FOUND
+            )
+
+    # -- OpenAI ---------------------------------------------------------------------------------
+    async def create_completion(
+        self,
+        request: CompletionRequest,
+        raw_request: Request | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> AsyncIterator[str] | Completion | ErrorResponse:
+        try:
+            self._check_model_name(request.model)
+            prompt = request.prompt
+            if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
+                prompt = prompt[0]
+            if isinstance(prompt, str):
+                token_ids = await self._encode(prompt, add_special_tokens=True)
+            elif isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
+                token_ids = list(prompt)
+            else:
+                raise InvalidInput("prompt: send one prompt (a string or token ids) per request")
+            params = self.llm.openai_sampling_params(request, len(token_ids))
+            request_id = f"cmpl-{uuid.uuid4().hex}"
+            steps = self.llm.generate(token_ids, params, request_id)
+            want_logprobs = request.logprobs is not None
+            model = self.settings.openai_model_name
+            if request.stream:
+                options = request.stream_options
+                include_usage = bool(options and options.include_usage)
+                return openai_format.completion_stream(
+                    steps, request_id, model, want_logprobs, include_usage
+                )
+            states, prompt_tokens = await self._collect(steps, params.n)
+            return openai_format.completion(request_id, model, states, prompt_tokens, want_logprobs)
+        except KubemindError as exc:
+            return _openai_error(exc)
+
+    async def create_chat_completion(
+        self,
+        request: ChatCompletionRequest,
+        raw_request: Request | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> AsyncIterator[str] | ChatCompletion | ErrorResponse:
+        try:
+            self._check_model_name(request.model)
+            token_ids = await self._chat_prompt(list(request.messages))
+            params = self.llm.openai_sampling_params(request, len(token_ids))
+            request_id = f"chatcmpl-{uuid.uuid4().hex}"
+            steps = self.llm.generate(token_ids, params, request_id)
+            want_logprobs = bool(request.logprobs)
+            model = self.settings.openai_model_name
+            if request.stream:
+                options = request.stream_options
+                include_usage = bool(options and options.include_usage)
+                return openai_format.chat_stream(
+                    steps, request_id, model, params.n, want_logprobs, include_usage
+                )
+            states, prompt_tokens = await self._collect(steps, params.n)
+            return openai_format.chat_completion(
+                request_id, model, states, prompt_tokens, want_logprobs
+            )
+        except KubemindError as exc:
+            return _openai_error(exc)
+
+    async def _collect(
+        self, steps: AsyncIterator[GenerationStep], n: int
+    ) -> tuple[list[openai_format.SequenceState], int]:
+        try:
+            return await asyncio.wait_for(
+                openai_format.collect(steps, n), self.settings.request_timeout_seconds
+            )
+        except asyncio.TimeoutError as exc:
+            # wait_for cancelled the generation, which aborted it in the engine
+            raise BackendTimeout(
+                f"generation took longer than {self.settings.request_timeout_seconds}s"
+            ) from exc
+
+    # -- v2 infer -------------------------------------------------------------------------------
+    async def predict(
+        self,
+        payload: InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse:
+        prompts = _text_inputs(payload)
+        options = _plain_parameters(payload.parameters)
+        texts = await asyncio.gather(*(self.generate_text(p, options) for p in prompts))
+        return InferResponse(
+            response_id=payload.id or uuid.uuid4().hex,
+            model_name=self.name,
+            model_version=payload.model_version,
+            infer_outputs=[
+                InferOutput(name=TEXT_OUTPUT.name, shape=[len(texts)], datatype="BYTES", data=texts)
+            ],
+        )
+
+    async def generate_text(self, prompt: str, options: Mapping[str, Any]) -> str:
+        """One whole completion of `prompt` (v2 infer and OIP /generate)."""
+        token_ids = await self._encode(prompt, add_special_tokens=True)
+        params = self.llm.sampling_params(options, len(token_ids), stream=False)
+        steps = self.llm.generate(token_ids, params, f"gen-{uuid.uuid4().hex}")
+        states, _ = await self._collect(steps, 1)
+        return "".join(states[0].text)
+
+    async def stream_text(
+        self, prompt: str, options: Mapping[str, Any]
+    ) -> AsyncIterator[tuple[str, str | None]]:
+        """Text deltas and the finish reason (OIP /generate_stream). Validation happens before
+        the first item, so a bad request fails before any SSE bytes are sent."""
+        token_ids = await self._encode(prompt, add_special_tokens=True)
+        params = self.llm.sampling_params(options, len(token_ids), stream=True)
+        steps = self.llm.generate(token_ids, params, f"gen-{uuid.uuid4().hex}")
+
+        async def deltas() -> AsyncIterator[tuple[str, str | None]]:
+            async for step in steps:
+                for delta in step.sequences:
+                    yield delta.text, delta.finish_reason
+
+        return deltas()
+
+    # -- extra routes ---------------------------------------------------------------------------
+    def register_routes(self, app: FastAPI) -> None:
+        """Mount the OIP generate extension; kubemind.server calls this for every model."""
+        from kubemind_predictors.vllm.generate_api import register_generate_routes
+
+        register_generate_routes(app, self)
+
+
+class _OpenAIRequestError(KubemindError):
+    def __init__(self, message: str, param: str, status: HTTPStatus):
+        super().__init__(message)
+        self.param = param
+        self.status = status
+
+
+def _openai_error(exc: KubemindError) -> ErrorResponse:
+    """OpenAI's error body ({"error": {message, type, param, code}}) with the kubemind status."""
+    param = getattr(exc, "param", None) or exc.message.split(":", 1)[0].strip()
+    return create_error_response(
+        message=exc.message,
+        err_type=type(exc).__name__,
+        param=param if param.isidentifier() else "",
+        status_code=exc.status,
+    )
+
+
+def _plain_message(message: Any) -> dict[str, Any]:
+    """A chat message as the tokenizer's template wants it: text parts joined into a string."""
+    if not isinstance(message, Mapping):
+        raise InvalidInput("messages: each message must be an object with role and content")
+    plain = dict(message)
+    content = plain.get("content")
+    if isinstance(content, list):
+        plain["content"] = "".join(
+            part.get("text", "") for part in content if isinstance(part, Mapping)
+        )
+    return plain
+
+
+def _text_inputs(payload: InferRequest) -> list[str]:
+    for tensor in payload.inputs:
+        if tensor.name == TEXT_INPUT.name:
+            values = tensor.data if isinstance(tensor.data, list) else [tensor.data]
+            return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+    raise InvalidInput(f"missing input '{TEXT_INPUT.name}'")
+
+
+def _plain_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """v2 request parameters as Python values (gRPC gives InferParameter messages)."""
+    plain: dict[str, Any] = {}
+    for key, value in (parameters or {}).items():
+        which = getattr(value, "WhichOneof", None)
+        plain[key] = getattr(value, which("parameter_choice")) if which else value
+    return plain
