@@ -11,6 +11,7 @@ resolution latency, measured side by side in one run against a real `mlflow serv
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import statistics
@@ -68,22 +69,28 @@ def main() -> None:
         mlflow.set_registry_uri(server.url)
         stored = server.artifacts_dir / ref.source.removeprefix("mlflow-artifacts:/")
 
-        copy_times, init_times, mlflow_times = [], [], []
+        copy_times: list[float] = []
+        init_times: list[float] = []
+        mlflow_times: list[float] = []
         for round_ in range(REPEATS):
-            dests = [work / f"{kind}-{round_}" for kind in ("copy", "init", "mlflow")]
-            copy_times.append(_timed(lambda d=dests[0]: shutil.copytree(stored, d)))
-            init_times.append(
-                _timed(lambda d=dests[1]: initialize(registry, "models:/bench-llm@champion", d))
+            copy_dest, init_dest, mlflow_dest = (
+                work / f"{kind}-{round_}" for kind in ("copy", "init", "mlflow")
             )
-            dests[2].mkdir()
+            copy_times.append(_timed(functools.partial(shutil.copytree, stored, copy_dest)))
+            init_times.append(
+                _timed(functools.partial(initialize, registry, "models:/bench-llm@champion", init_dest))
+            )
+            mlflow_dest.mkdir()
             mlflow_times.append(
                 _timed(
-                    lambda d=dests[2]: mlflow.artifacts.download_artifacts(
-                        artifact_uri="models:/bench-llm@champion", dst_path=str(d)
+                    functools.partial(
+                        mlflow.artifacts.download_artifacts,
+                        artifact_uri="models:/bench-llm@champion",
+                        dst_path=str(mlflow_dest),
                     )
                 )
             )
-            for dest in dests:
+            for dest in (copy_dest, init_dest, mlflow_dest):
                 shutil.rmtree(dest)
         cached_dest = work / "cached"
         initialize(registry, "models:/bench-llm@champion", cached_dest)

@@ -41,16 +41,19 @@ class Pin:
     run_id: str
     digest: str
     storage_path: tuple[str, ...] = DEFAULT_STORAGE_PATH
+    namespace: str | None = None
 
     def to_patch(self) -> dict[str, Any]:
         storage: dict[str, Any] = {"storageUri": self.pinned_uri}
         for key in reversed(self.storage_path[1:]):
             storage = {key: storage}
+        # kustomize matches a patch to its target by name *and* namespace.
+        target = {"name": self.isvc, **({"namespace": self.namespace} if self.namespace else {})}
         return {
             "apiVersion": "serving.kserve.io/v1beta1",
             "kind": "InferenceService",
             "metadata": {
-                "name": self.isvc,
+                **target,
                 "annotations": {
                     REF_ANNOTATION: self.ref_uri,
                     "kubemind.io/model-name": self.name,
@@ -79,19 +82,49 @@ def parse_model_flags(flags: Iterable[str]) -> dict[str, str]:
     return requested
 
 
-def read_refs(path: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """{isvc: (ref URI, path to its storageUri)} from an existing pins file."""
+@dataclass(frozen=True)
+class Target:
+    """Where an InferenceService's storageUri lives: its namespace and the key path to it."""
+
+    namespace: str | None = None
+    storage_path: tuple[str, ...] = DEFAULT_STORAGE_PATH
+
+
+def read_refs(path: Path) -> dict[str, tuple[str, Target]]:
+    """{isvc: (ref URI, target)} from an existing pins file."""
     if not path.is_file():
         return {}
     refs = {}
     for doc in yaml.safe_load_all(path.read_text()):
         if not doc:
             continue
-        name = doc["metadata"]["name"]
-        ref = doc["metadata"].get("annotations", {}).get(REF_ANNOTATION)
+        metadata = doc["metadata"]
+        ref = metadata.get("annotations", {}).get(REF_ANNOTATION)
         if ref:
-            refs[name] = (ref, _storage_path(doc) or DEFAULT_STORAGE_PATH)
+            refs[metadata["name"]] = (ref, _target(doc))
     return refs
+
+
+def base_targets(root: Path) -> dict[str, Target]:
+    """InferenceServices declared under inferenceservices/base, by name: a pin needs their
+    namespace (kustomize matches on it) and where their storageUri sits."""
+    targets: dict[str, Target] = {}
+    for manifest in sorted((root / "inferenceservices" / "base").rglob("*.yaml")):
+        try:
+            docs = list(yaml.safe_load_all(manifest.read_text()))
+        except yaml.YAMLError:
+            continue  # not ours to validate; `kubemind validate` reports it
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("kind") == "InferenceService":
+                targets[doc["metadata"]["name"]] = _target(doc)
+    return targets
+
+
+def _target(doc: dict[str, Any]) -> Target:
+    return Target(
+        namespace=doc["metadata"].get("namespace"),
+        storage_path=_storage_path(doc) or DEFAULT_STORAGE_PATH,
+    )
 
 
 def _storage_path(doc: dict[str, Any], prefix: tuple[str, ...] = ()) -> tuple[str, ...] | None:
@@ -107,21 +140,22 @@ def resolve_pins(
     registry: MlflowRegistry, root: Path, env: str, requested: dict[str, str]
 ) -> list[Pin]:
     existing = read_refs(pins_path(root, env))
-    wanted = {isvc: (ref, path) for isvc, (ref, path) in existing.items()}
+    declared = base_targets(root)
+    wanted = dict(existing)
     for isvc, ref in requested.items():
-        wanted[isvc] = (ref, existing.get(isvc, (ref, DEFAULT_STORAGE_PATH))[1])
+        wanted[isvc] = (ref, declared.get(isvc) or existing.get(isvc, (ref, Target()))[1])
     if not wanted:
         raise InvalidInput(
             f"nothing to pin for {env}: pass --model ISVC=models:/NAME@ALIAS"
             f" (no refs in {pins_path(root, env)})"
         )
     pins = []
-    for isvc, (ref_uri, storage_path) in sorted(wanted.items()):
+    for isvc, (ref_uri, target) in sorted(wanted.items()):
         model = resolve(registry, ref_uri)
         pins.append(
             Pin(
                 isvc, ref_uri, model.uri, model.name, model.version, model.run_id, model.digest,
-                storage_path,
+                target.storage_path, target.namespace,
             )
         )
     return pins
@@ -155,7 +189,7 @@ def check_pins(
     stale = [
         f"{isvc}: not pinned to {uri} in {path}"
         for isvc, uri in requested.items()
-        if existing.get(isvc, ("", ()))[0] != uri
+        if existing.get(isvc, ("", Target()))[0] != uri
     ]
     current = {pin.isvc: pin for pin in resolve_pins(registry, root, env, {})}
     written = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all(path.read_text()) if doc}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,41 @@ def test_resolve_unknown_alias_is_a_clear_error(capsys: pytest.CaptureFixture[st
     assert code == 1
     assert out == ""
     assert "models:/no-such-model@champion" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for kustomize) not installed")
+def test_pins_file_is_a_patch_kustomize_applies(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An overlay listing model-pins.yaml renders the base InferenceService with the pinned
+    version and lineage; the namespace comes from the base so kustomize finds its target."""
+    root = tmp_path / "repo"
+    base = root / "inferenceservices" / "base"
+    base.mkdir(parents=True)
+    (base / "embedder.yaml").write_text(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+        "metadata:\n  name: embedder\n  namespace: kubemind\n"
+        "spec:\n  predictor:\n    model:\n      modelFormat: {name: triton}\n"
+        "      storageUri: models:/minilm/1\n"
+    )
+    (base / "kustomization.yaml").write_text("resources:\n  - embedder.yaml\n")
+    overlay = root / "inferenceservices" / "overlays" / "prod"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text(
+        "resources:\n  - ../../base\npatches:\n  - path: model-pins.yaml\n"
+    )
+    folder = build_tiny_llm_folder(tmp_path / "minilm")
+    code, out, _ = kubemind(capsys, "models", "register", "minilm", str(folder),
+                            "--flavor", "sentence-transformers", "--alias", "prod")
+    assert code == 0
+    ref = json.loads(out)
+    assert kubemind(capsys, "models", "pin", "--env", "prod", "--root", str(root),
+                    "--model", "embedder=models:/minilm@prod")[0] == 0
+
+    rendered = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True,
+                              text=True, check=True, timeout=60).stdout
+    (isvc,) = list(yaml.safe_load_all(rendered))
+    assert isvc["metadata"]["namespace"] == "kubemind"
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == ref["uri"]
+    assert isvc["spec"]["predictor"]["model"]["modelFormat"] == {"name": "triton"}
+    assert isvc["metadata"]["annotations"]["kubemind.io/model-digest"] == ref["digest"]

@@ -12,7 +12,14 @@ import yaml
 from kubemind.errors import ModelNotReady
 from kubemind_registry.errors import InvalidModelUri, UnsafeArtifactPath
 from kubemind_registry.manifest import MANIFEST_FILE, Manifest, build_manifest, safe_destination
-from kubemind_registry.pin import Pin, parse_model_flags, read_refs, render_pins
+from kubemind_registry.pin import (
+    Pin,
+    Target,
+    base_targets,
+    parse_model_flags,
+    read_refs,
+    render_pins,
+)
 from kubemind_registry.served import (
     ServedModel,
     Signature,
@@ -153,9 +160,24 @@ def test_pins_render_as_kustomize_patches_and_read_back(tmp_path: Path) -> None:
     path = tmp_path / "model-pins.yaml"
     path.write_text(text)
     assert read_refs(path) == {
-        "llm": ("models:/smollm@champion", ("spec", "predictor", "model")),
-        "embedder": ("models:/minilm@prod", ("spec", "predictor", "model")),
+        "llm": ("models:/smollm@champion", Target(None, ("spec", "predictor", "model"))),
+        "embedder": ("models:/minilm@prod", Target(None, ("spec", "predictor", "model"))),
     }
+
+
+def test_base_inference_services_give_the_pin_its_namespace_and_field(tmp_path: Path) -> None:
+    base = tmp_path / "inferenceservices" / "base" / "ranker"
+    base.mkdir(parents=True)
+    (base / "isvc.yaml").write_text(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+        "metadata: {name: ranker, namespace: kubemind}\n"
+        "spec: {predictor: {model: {storageUri: models:/ranker/1}}}\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\n"
+    )
+    assert base_targets(tmp_path) == {"ranker": Target("kubemind", ("spec", "predictor", "model"))}
+    pin = Pin("ranker", "models:/ranker@champion", "models:/ranker/2", "ranker", "2", "r", "d",
+              namespace="kubemind")
+    assert pin.to_patch()["metadata"]["namespace"] == "kubemind"
 
 
 def test_pin_flags_are_validated() -> None:
