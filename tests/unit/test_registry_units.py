@@ -4,6 +4,8 @@ and the served-model metadata a predictor reads."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ from kubemind_registry.served import (
     read_served_model,
     write_served_model,
 )
+from kubemind_registry.settings import RegistrySettings
 from kubemind_registry.signatures import infer_signature
 from kubemind_registry.uris import ModelUri, parse_model_uri
 
@@ -184,3 +187,25 @@ def test_pin_flags_are_validated() -> None:
     assert parse_model_flags(["llm=models:/smollm@champion"]) == {"llm": "models:/smollm@champion"}
     with pytest.raises(InvalidModelUri):
         parse_model_flags(["llm=s3://x"])
+
+
+def test_runtime_side_modules_do_not_import_mlflow() -> None:
+    """Design principle 7: a predictor reading an initialized folder never loads MLflow."""
+    code = (
+        "import sys, kubemind_registry.served, kubemind_registry.registered_model;"
+        "sys.exit('mlflow' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_settings_default_to_an_embedded_store_under_kubemind_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("KUBEMIND_HOME", str(tmp_path / "home"))
+    settings = RegistrySettings()
+    assert settings.effective_tracking_uri == f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
+    assert settings.local_artifact_root == tmp_path / "home" / "artifacts"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert RegistrySettings().effective_tracking_uri == "http://mlflow:5000"
+    assert RegistrySettings().local_artifact_root is None
