@@ -40,6 +40,7 @@ def tiny_llama_dir() -> Path:
         return target
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     staging = target.with_name(target.name + ".partial")
@@ -93,3 +94,23 @@ def tiny_llama_dir() -> Path:
 def smollm2_dir() -> Path:
     """The converted SmolLM2 folder (`make install` converts it; converted here if missing)."""
     return convert_gguf(smollm2_gguf_path(), default_smollm2_dir())
+
+
+# Flags shared by every test server: float32 because vLLM's bf16 CPU kernels use AMX, which
+# these sandboxed CPUs advertise but kill with SIGILL; eager mode and a 1 GiB KV cache start fast.
+ENGINE_ARGS = ["--enforce_eager", "true", "--kv_cache_space", "1", "--dtype", "float32"]
+ENGINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+ENGINE_READY_TIMEOUT = 300.0
+
+
+def metric_value(exposition: str, name: str) -> float:
+    """Sum of a Prometheus metric's samples (all label sets) in a /metrics page."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -260,7 +260,7 @@ def _plain_message(message: Any) -> dict[str, Any]:
 def _text_inputs(payload: InferRequest) -> list[str]:
     for tensor in payload.inputs:
         if tensor.name == TEXT_INPUT.name:
-            values = tensor.data if isinstance(tensor.data, list) else [tensor.data]
+            values = tensor.as_numpy().ravel().tolist()
             return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
     raise InvalidInput(f"missing input '{TEXT_INPUT.name}'")
 
