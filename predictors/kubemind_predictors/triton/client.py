@@ -38,6 +38,8 @@ from kubemind.errors import (
 
 logger = logging.getLogger("kubemind.triton.client")
 
+HEALTH_TTL_SECONDS = 1.0
+
 _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
     ("grpc.max_receive_message_length", -1),
@@ -87,6 +89,7 @@ class TritonClient:
         self._channel: grpc.aio.Channel | None = None
         self._stub: GRPCInferenceServiceStub | None = None
         self._open_until = 0.0  # monotonic time until which calls fail fast
+        self._answered_at = -HEALTH_TTL_SECONDS  # monotonic time of the last successful call
         self.in_flight = 0
 
     def connect(self) -> None:
@@ -136,6 +139,7 @@ class TritonClient:
                     message, timeout=remaining, metadata=metadata, wait_for_ready=False
                 )
                 self._open_until = 0.0
+                self._answered_at = time.monotonic()
                 return reply
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.UNAVAILABLE:
@@ -179,13 +183,24 @@ class TritonClient:
         return await self._call(model, self.stub.ModelMetadata, request, timeout)
 
     async def model_ready(self, model: str, timeout: float = 1.0) -> bool:
-        """Readiness straight from Triton; False (never an exception) when it cannot answer."""
-        if self._stub is None or self._open_until > time.monotonic():
+        """Readiness from the server; False (never an exception) when it cannot answer.
+
+        Servers ask readiness before every inference; a server that answered within the last
+        HEALTH_TTL_SECONDS counts as ready without another round trip, so health checks cost no
+        throughput while a dead server is still noticed within that window (or at once, by the
+        failing call itself).
+        """
+        now = time.monotonic()
+        if self._stub is None or self._open_until > now:
             return False
+        if now - self._answered_at < HEALTH_TTL_SECONDS:
+            return True
         try:
             reply = await self._stub.ModelReady(
                 pb.ModelReadyRequest(name=model), timeout=timeout, wait_for_ready=False
             )
         except grpc.aio.AioRpcError:
             return False
+        if reply.ready:
+            self._answered_at = time.monotonic()
         return bool(reply.ready)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
@@ -17,10 +16,6 @@ from kubemind_predictors.triton.repository import TritonModelSpec
 from kubemind_predictors.triton.settings import TritonPredictorSettings
 
 logger = logging.getLogger("kubemind.triton.predictor")
-
-# Readiness is asked of Triton, but not on every request: inside this window a successful call
-# (inference or readiness probe) counts as "Triton is up" and costs nothing.
-HEALTH_TTL_SECONDS = 1.0
 
 
 class TritonConnection:
@@ -77,7 +72,8 @@ class TritonPredictor(KubemindModel):
         self.spec = spec
         self.connection = connection
         self.propagate = frozenset(connection.settings.propagate_headers)
-        self._healthy_until = 0.0
+        # The shipped spec until Triton has answered once; then Triton's own metadata.
+        self._signature_from_triton = False
 
     @property
     def client(self) -> TritonClient:
@@ -95,11 +91,9 @@ class TritonPredictor(KubemindModel):
         self.connection.release()
 
     async def healthy(self) -> bool:
-        if time.monotonic() < self._healthy_until:
-            return True
         ready = await self.client.model_ready(self.spec.name)
-        if ready:
-            self._healthy_until = time.monotonic() + HEALTH_TTL_SECONDS
+        if ready and not self._signature_from_triton:
+            await self.refresh_signature()
         return ready
 
     async def refresh_signature(self) -> None:
@@ -117,6 +111,7 @@ class TritonPredictor(KubemindModel):
         self.outputs = specs(metadata.outputs, ())
         self._inputs_by_name = {spec.name: spec for spec in self.inputs}
         self.versions = tuple(metadata.versions) or self.versions
+        self._signature_from_triton = True
 
     def _forwarded_headers(self, headers: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
         if not headers:
@@ -140,7 +135,6 @@ class TritonPredictor(KubemindModel):
             outputs=requested,
             metadata=self._forwarded_headers(headers),
         )
-        self._healthy_until = time.monotonic() + HEALTH_TTL_SECONDS
         return InferResponse(
             response_id=payload.id or "",
             model_name=self.name,
