@@ -195,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KubemindError as exc:
         print(f"kubemind-initializer: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # disk full, read-only or unwritable DEST: say so, no traceback
+        print(f"kubemind-initializer: error: cannot write {args.dest_dir}: {exc}", file=sys.stderr)
+        return 1
     if result.cached:
         print(
             f"kubemind-initializer: {result.dest} already holds {result.ref.uri}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubemind.errors import InvalidInput
 from kubemind_registry.errors import UnsafeArtifactPath
 from kubemind_registry.served import Signature
 
@@ -94,7 +95,7 @@ def build_manifest(model_dir: Path, flavor: str, signature: Signature) -> Manife
                 continue
             entries.append(FileEntry(relative, path.stat().st_size, sha256_file(path)))
     if not entries:
-        raise FileNotFoundError(f"{model_dir} holds no files to register")
+        raise InvalidInput(f"{model_dir} holds no files to register")
     return Manifest(flavor=flavor, signature=signature, files=tuple(sorted(entries, key=lambda e: e.path)))
 
 

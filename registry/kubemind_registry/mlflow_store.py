@@ -209,7 +209,8 @@ class MlflowRegistry:
             return (Path(tmp) / "file").read_bytes()
 
 
-STREAM_CHUNK_BYTES = 4 * 1024 * 1024
+# 1 MiB, as MLflow's own download: measured faster here than 4 MiB chunks.
+STREAM_CHUNK_BYTES = 1024 * 1024
 
 
 def _stream_to_file(repo: HttpArtifactRepository, artifact_path: str, target: Path) -> str:

@@ -55,6 +55,8 @@ class ModelRef:
             "flavor": self.flavor,
             "aliases": list(self.aliases),
             "signature": self.signature.to_dict(),
+            # framework, task, owner and kubemind's own; the signature is printed above.
+            "tags": {k: v for k, v in sorted(self.tags.items()) if k != SIGNATURE_TAG},
         }
 
 

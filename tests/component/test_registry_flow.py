@@ -54,6 +54,9 @@ def test_register_onnx_with_alias_records_signature_manifest_and_tags(
     assert registered["uri"] == f"models:/classifier/{registered['version']}"
     assert "champion" in registered["aliases"]
     assert registered["digest"].startswith("sha256:")
+    assert {k: registered["tags"][k] for k in ("framework", "task", "owner")} == {
+        "framework": "onnx", "task": "inference", "owner": "ds-team",
+    }
     assert registered["signature"] == {
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 3]}],
         "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 4]}],
