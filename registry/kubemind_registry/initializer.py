@@ -79,7 +79,7 @@ def initialize(registry: MlflowRegistry, src_uri: str, dest: Path) -> Initialize
         targets = {entry.path: safe_destination(staging, entry.path) for entry in manifest.files}
         _download_and_verify(registry, ref, manifest, targets)
         write_served_model(staging, _served_model(ref, manifest))
-        _commit(staging, dest)
+        _commit(staging, dest, ref)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -164,9 +164,15 @@ def _served_model(ref: ModelRef, manifest: Manifest) -> ServedModel:
     )
 
 
-def _commit(staging: Path, dest: Path) -> None:
+def _commit(staging: Path, dest: Path, ref: ModelRef) -> None:
     if staging.parent != dest:
-        os.rename(staging, dest)  # atomic: DEST appears complete or not at all
+        try:
+            os.rename(staging, dest)  # atomic: DEST appears complete or not at all
+        except OSError:
+            # Another initializer sharing this folder (a node-level cache) finished first.
+            if not _already_initialized(dest, ref):
+                raise
+            shutil.rmtree(staging)
         return
     # Staged inside an existing DEST: drop the old contents (marker first, so a crash in
     # between leaves a folder that reads as "not initialized"), move the new files up, and

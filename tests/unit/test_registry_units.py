@@ -209,3 +209,26 @@ def test_settings_default_to_an_embedded_store_under_kubemind_home(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
     assert RegistrySettings().effective_tracking_uri == "http://mlflow:5000"
     assert RegistrySettings().local_artifact_root is None
+
+
+def test_losing_a_race_to_an_identical_initializer_is_success(tmp_path: Path) -> None:
+    """Two pods sharing a node cache: the second rename finds DEST already complete."""
+    from kubemind_registry.initializer import _commit
+    from kubemind_registry.resolve import ModelRef
+
+    ref = ModelRef("m", "1", "src", "run", "sha256:d", "onnx", Signature())
+    served = ServedModel("m", "1", "run", "sha256:d", "onnx", "models:/m/1", files=("a.bin",))
+    dest, staging = tmp_path / "models", tmp_path / ".models.kubemind-staging-x"
+    for folder in (dest, staging):
+        folder.mkdir()
+        (folder / "a.bin").write_bytes(b"weights")
+        write_served_model(folder, served)
+    _commit(staging, dest, ref)
+    assert not staging.exists()
+    assert read_served_model(dest) == served
+
+    other = ModelRef("m", "2", "src", "run", "sha256:other", "onnx", Signature())
+    staging.mkdir()
+    (staging / "a.bin").write_bytes(b"new")
+    with pytest.raises(OSError):
+        _commit(staging, dest, other)
