@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
 
-from kubemind.testing import ServerProcess
+from kubemind.testing import ServerProcess, start_server
 from kubemind_predictors.triton.launcher import TritonServerProcess
 from tests.component.triton_fixtures import (
     PREDICTOR_DEADLINE_SECONDS,
+    require_triton,
     restart_triton,
     running_predictor,
     running_triton,
@@ -97,3 +100,21 @@ def test_killed_triton_gives_fast_503_then_the_predictor_recovers(
     assert len(during_outage) > 20, "requests should fail fast, not trickle"
     assert grpc_answer["error"]["status"] == "StatusCode.UNAVAILABLE"
     assert recovered_at is not None, "the predictor did not recover after Triton came back"
+
+
+def test_sigterm_stops_the_triton_it_launched(tmp_path: Path) -> None:
+    require_triton()
+    args = ["--models", "simple", "--launch_triton", "true"]
+    args += ["--triton_http_port", "0", "--triton_grpc_port", "0", "--triton_metrics_port", "0"]
+    server = start_server("kubemind_predictors.triton", args, tmp_path / "predictor.log", ready_timeout=90)
+    try:
+        started = re.search(r"started tritonserver pid (\d+)", server.log())
+        assert started, server.log()
+        triton_pid = int(started.group(1))
+        assert httpx.post(f"{server.http_url}/v2/models/simple/infer", json=BODY, timeout=10).status_code == 200
+    finally:
+        exit_code = server.stop()
+
+    assert exit_code == 0
+    assert not Path(f"/proc/{triton_pid}").exists(), "tritonserver outlived the predictor"
+    assert "stopped tritonserver" in server.log()

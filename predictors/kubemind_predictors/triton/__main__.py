@@ -12,12 +12,14 @@ import sys
 
 from kubemind.server import run
 from kubemind.settings import parse_settings
+from kubemind.telemetry import configure_logging
 from kubemind_predictors.triton.runtime import build_models, launch_local_triton
 from kubemind_predictors.triton.settings import TritonPredictorSettings
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(TritonPredictorSettings, argv, prog="python -m kubemind_predictors.triton")
+    configure_logging()  # before launching Triton, so its PID is in the log
     # The metrics poller reads Triton every second; httpx would log each read at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     triton = launch_local_triton(settings) if settings.launch_triton else None

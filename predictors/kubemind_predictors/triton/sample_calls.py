@@ -1,0 +1,21 @@
+"""Ready-to-paste calls for `kubemind serve` (kubemind.local.services): the embedder."""
+
+from __future__ import annotations
+
+
+def embedder_sample(http_url: str, grpc_address: str) -> str:
+    """minilm over v2 REST and through the stock `openai` client."""
+    body = '{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["A man is eating food.", "A man eats bread."]}]}'
+    return "\n".join(
+        [
+            f"curl -s -X POST {http_url}/v2/models/minilm/infer -d '{body}' | head -c 300; echo",
+            f"curl -s -X POST {http_url}/openai/v1/embeddings -H 'content-type: application/json' "
+            """-d '{"model": "minilm", "input": "hello world"}' | head -c 300; echo""",
+            ".venv/bin/python - <<'PY'",
+            "import numpy as np, openai",
+            f"c = openai.OpenAI(base_url='{http_url}/openai/v1', api_key='unused')",
+            "d = c.embeddings.create(model='minilm', input=['A man is eating food.', 'A man eats bread.', 'Stocks fell.']).data",
+            "v = np.array([e.embedding for e in d]); print(np.round(v @ v.T, 2))",
+            "PY",
+        ]
+    )
