@@ -95,7 +95,8 @@ async def measure(concurrency: int, calls: dict[str, Callable[[], Awaitable[obje
 async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: str) -> list[Result]:
     jpeg = sample_jpeg()
     preprocessor = ImagePreprocessor(ImageTransformerSettings())
-    tensor = preprocessor.prepare_encoded(0, jpeg)[None]
+    tensor = preprocessor.new_batch(1)
+    preprocessor.prepare_encoded(0, jpeg, tensor[0])
     policy = RetryPolicy(timeout=30.0, retry_budget=0, backoff=0.0, cooldown=0.0)
     clients = {name: TritonClient(url, policy) for name, url in (
         ("direct to Triton", triton_url),

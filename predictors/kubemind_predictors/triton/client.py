@@ -26,7 +26,7 @@ import numpy as np
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from kubemind.codecs import array_from_bytes, array_to_bytes
+from kubemind.codecs import DATATYPES, array_from_bytes, array_to_bytes
 from kubemind.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -80,6 +80,45 @@ def error_from_rpc(error: grpc.aio.AioRpcError, model: str) -> KubemindError:
     return InternalError(f"Triton failed for model '{model}': {code.name}: {details}")
 
 
+_MODEL_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+_RAW_INPUT_FIELD = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
+_RAW_INPUT_TAG = bytes([(_RAW_INPUT_FIELD << 3) | 2])  # wire type 2: length-delimited
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def encode_infer_request(
+    model: str, inputs: Sequence[Tensor], request_id: str = "", outputs: Sequence[str] = ()
+) -> bytes:
+    """A serialised ModelInferRequest with the tensor data copied exactly once.
+
+    Building the message with protobuf would copy each tensor three times (to bytes, into the
+    message, into the wire buffer): for an image batch that is most of the predictor's own cost.
+    Protobuf accepts fields in any order, so the header is serialised by protobuf and the
+    raw_input_contents entries are appended as length-delimited fields straight from numpy.
+    """
+    header = pb.ModelInferRequest(model_name=model, id=request_id)
+    parts: list[bytes | memoryview] = []
+    for tensor in inputs:
+        header.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.array.shape))
+        if tensor.datatype == "BYTES":
+            data: bytes | memoryview = array_to_bytes(tensor.array, "BYTES")
+        else:
+            array = np.ascontiguousarray(tensor.array, dtype=DATATYPES[tensor.datatype])
+            data = array.data.cast("B")
+        parts += [_RAW_INPUT_TAG, _varint(len(data)), data]
+    for name in outputs:
+        header.outputs.add(name=name)
+    return b"".join([header.SerializeToString(), *parts])
+
+
 class TritonClient:
     """Async Open Inference Protocol client for one Triton server, shared by all its models."""
 
@@ -88,6 +127,7 @@ class TritonClient:
         self.policy = policy
         self._channel: grpc.aio.Channel | None = None
         self._stub: GRPCInferenceServiceStub | None = None
+        self._model_infer: Any = None
         self._open_until = 0.0  # monotonic time until which calls fail fast
         self._answered_at = -HEALTH_TTL_SECONDS  # monotonic time of the last successful call
         self.in_flight = 0
@@ -97,6 +137,12 @@ class TritonClient:
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self.url, options=_CHANNEL_OPTIONS)
             self._stub = GRPCInferenceServiceStub(self._channel)
+            # ModelInfer with requests we serialise ourselves (see encode_infer_request).
+            self._model_infer = self._channel.unary_unary(
+                _MODEL_INFER_METHOD,
+                request_serializer=None,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
 
     async def close(self) -> None:
         channel, self._channel, self._stub = self._channel, None, None
@@ -162,15 +208,12 @@ class TritonClient:
         metadata: tuple[tuple[str, str], ...] = (),
     ) -> list[Tensor]:
         """Run one inference on Triton; outputs come back as numpy arrays."""
-        message = pb.ModelInferRequest(model_name=model, id=request_id)
-        for tensor in inputs:
-            message.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.array.shape))
-            message.raw_input_contents.append(array_to_bytes(tensor.array, tensor.datatype))
-        for name in outputs:
-            message.outputs.add(name=name)
+        if self._model_infer is None:
+            raise BackendUnavailable("the Triton client is not started")
+        message = encode_infer_request(model, inputs, request_id, outputs)
         self.in_flight += 1
         try:
-            reply = await self._call(model, self.stub.ModelInfer, message, timeout, metadata)
+            reply = await self._call(model, self._model_infer, message, timeout, metadata)
         finally:
             self.in_flight -= 1
         return [

@@ -79,13 +79,14 @@ class ImageTransformer(KubemindModel):
         if len(items) > self.settings.max_batch:
             raise InvalidInput(f"{len(items)} images is over the limit of {self.settings.max_batch} per request")
         loop = asyncio.get_running_loop()
-        tensors = await asyncio.gather(
+        batch = self.preprocessor.new_batch(len(items))
+        await asyncio.gather(
             *(
-                loop.run_in_executor(self._executor, self.preprocessor.prepare_encoded, index, item)
+                loop.run_in_executor(self._executor, self.preprocessor.prepare_encoded, index, item, batch[index])
                 for index, item in enumerate(items)
             )
         )
-        return np.stack(tensors)
+        return batch
 
     async def classify(
         self, items: list[bytes | str], headers: dict[str, str] | None = None, request_id: str = ""
