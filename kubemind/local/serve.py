@@ -43,7 +43,12 @@ def serve(args: argparse.Namespace) -> int:
             ports = () if args.port_base == 0 else (args.port_base + 2 * index, args.port_base + 2 * index + 1)
             print(f"starting {service.name} ({service.module}) ...", flush=True)
             server = start_server(
-                service.module, service.args, log_dir / f"{service.name}.log", ports=ports, ready_timeout=service.ready_timeout
+                service.module,
+                service.args,
+                log_dir / f"{service.name}.log",
+                env=dict(service.env),
+                ports=ports,
+                ready_timeout=service.ready_timeout,
             )
             running.append(server)
             print(

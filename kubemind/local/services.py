@@ -19,6 +19,7 @@ class LocalService:
     args: tuple[str, ...]
     sample_call: SampleCall
     ready_timeout: float = 60.0
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _simple_sample(http_url: str, grpc_address: str) -> str:
@@ -42,7 +43,40 @@ def _simple_sample(http_url: str, grpc_address: str) -> str:
     )
 
 
+def _llm_chat_sample(http_url: str, grpc_address: str) -> str:
+    return "\n".join(
+        [
+            ".venv/bin/python - <<'PY'",
+            "from openai import OpenAI",
+            f"c = OpenAI(base_url='{http_url}/openai/v1', api_key='unused')",
+            "r = c.chat.completions.create(model='smollm2', max_tokens=32, temperature=0,",
+            "    messages=[{'role': 'user', 'content': 'What is the capital of France?'}])",
+            "print(r.choices[0].message.content)",
+            "PY",
+        ]
+    )
+
+
+def _llm_chat() -> LocalService:
+    from kubemind_predictors.vllm.convert import default_smollm2_dir  # stdlib-only module
+
+    return LocalService(
+        "llm-chat",
+        "kubemind_predictors.vllm",
+        (
+            "--model_name", "smollm2", "--model_dir", str(default_smollm2_dir()),
+            # float32: bf16 kernels die with SIGILL on these CPUs; eager and a 1 GiB KV cache
+            # keep start-up and memory small.
+            "--dtype", "float32", "--enforce_eager", "true", "--kv_cache_space", "1", "--max_model_len", "2048",
+        ),
+        _llm_chat_sample,
+        ready_timeout=600.0,
+        env=(("HF_HUB_OFFLINE", "1"),),
+    )
+
+
 def local_services() -> list[LocalService]:
     return [
         LocalService("simple", "kubemind_predictors.simple", ("--model_name", "simple"), _simple_sample),
+        _llm_chat(),
     ]
