@@ -97,7 +97,7 @@ def test_killed_triton_gives_fast_503_then_the_predictor_recovers(
     assert statuses <= {200, 503}, f"unexpected statuses while Triton was down: {statuses}"
     slowest = max(seconds for _, seconds in during_outage)
     assert slowest < PREDICTOR_DEADLINE_SECONDS, f"a request took {slowest:.2f}s while Triton was down"
-    assert len(during_outage) > 20, "requests should fail fast, not trickle"
+    assert len(during_outage) > 10, "requests should fail fast, not trickle"
     assert grpc_answer["error"]["status"] == "StatusCode.UNAVAILABLE"
     assert recovered_at is not None, "the predictor did not recover after Triton came back"
 
