@@ -145,7 +145,7 @@ class TritonClient:
             )
 
     async def close(self) -> None:
-        channel, self._channel, self._stub = self._channel, None, None
+        channel, self._channel, self._stub, self._model_infer = self._channel, None, None, None
         if channel is not None:
             await channel.close()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
@@ -14,8 +13,6 @@ from kubemind_predictors.triton.client import RetryPolicy, Tensor, TritonClient
 from kubemind_predictors.triton.metrics import TritonQueueMetrics
 from kubemind_predictors.triton.repository import TritonModelSpec
 from kubemind_predictors.triton.settings import TritonPredictorSettings
-
-logger = logging.getLogger("kubemind.triton.predictor")
 
 
 class TritonConnection:
