@@ -28,29 +28,34 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    services = [s for s in local_services() if not args.only or s.name in args.only]
-    if not services:
-        print(f"no such service: {args.only}; available: {[s.name for s in local_services()]}")
+    available = local_services()
+    wanted = set(args.only or [s.name for s in available])
+    # a transformer needs its predictor running
+    wanted |= {s.forwards_to for s in available if s.name in wanted and s.forwards_to}
+    services = [s for s in available if s.name in wanted]
+    if not services or wanted - {s.name for s in available}:
+        print(f"no such service: {sorted(wanted - {s.name for s in available})}; available: {[s.name for s in available]}")
         return 2
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="kubemind-serve-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    running: list[ServerProcess] = []
+    running: dict[str, ServerProcess] = {}
     try:
         for index, service in enumerate(services):
             ports = () if args.port_base == 0 else (args.port_base + 2 * index, args.port_base + 2 * index + 1)
             print(f"starting {service.name} ({service.module}) ...", flush=True)
+            forward = ("--predictor_host", running[service.forwards_to].grpc_address) if service.forwards_to else ()
             server = start_server(
                 service.module,
-                service.args,
+                (*service.args, *forward),
                 log_dir / f"{service.name}.log",
                 env=dict(service.env),
                 ports=ports,
                 ready_timeout=service.ready_timeout,
             )
-            running.append(server)
+            running[service.name] = server
             print(
                 f"\n== {service.name}: REST {server.http_url}  gRPC {server.grpc_address}  (pid {server.pid})\n"
                 f"{service.sample_call(server.http_url, server.grpc_address)}\n",
@@ -58,11 +63,11 @@ def serve(args: argparse.Namespace) -> int:
             )
         print(f"logs: {log_dir}\nall services ready; Ctrl+C stops them.", flush=True)
         while not stop.wait(0.5):
-            for server in running:
+            for server in running.values():
                 if server.process.poll() is not None:
                     print(f"{server.log_path.stem} exited with {server.process.returncode}; see {server.log_path}")
                     return 1
         return 0
     finally:
-        for server in reversed(running):
+        for server in reversed(running.values()):
             server.stop()

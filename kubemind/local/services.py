@@ -20,6 +20,8 @@ class LocalService:
     sample_call: SampleCall
     ready_timeout: float = 60.0
     env: tuple[tuple[str, str], ...] = ()
+    forwards_to: str | None = None
+    """A transformer's predictor: that service's gRPC address is passed as --predictor_host."""
 
 
 def _simple_sample(http_url: str, grpc_address: str) -> str:
@@ -75,8 +77,33 @@ def _llm_chat() -> LocalService:
     )
 
 
+def _triton_services() -> list[LocalService]:
+    from kubemind_predictors.triton.sample_calls import embedder_sample
+    from kubemind_transformers.image.sample_calls import classifier_sample
+
+    triton = LocalService(
+        "triton",
+        "kubemind_predictors.triton",
+        # The predictor launches its own tritonserver on free loopback ports.
+        ("--launch_triton", "true", "--models", "efficientnet_lite0,minilm",
+         "--triton_http_port", "0", "--triton_grpc_port", "0", "--triton_metrics_port", "0"),
+        embedder_sample,
+        ready_timeout=180.0,
+    )
+    image = LocalService(
+        "image",
+        "kubemind_transformers.image",
+        ("--model_name", "efficientnet_lite0"),
+        classifier_sample,
+        forwards_to="triton",
+    )
+    return [triton, image]
+
+
 def local_services() -> list[LocalService]:
+    """In start order: a transformer comes after the predictor it forwards to."""
     return [
         LocalService("simple", "kubemind_predictors.simple", ("--model_name", "simple"), _simple_sample),
+        *_triton_services(),
         _llm_chat(),
     ]
