@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubemind.testing import ServerProcess, free_port, start_server, wait_until_ready
+from kubemind.processes import ServerProcess, free_port, start_server, wait_until_ready
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 BASELINE_SCRIPT = BENCHMARKS_DIR / "kserve_simple_baseline.py"

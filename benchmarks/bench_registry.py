@@ -48,13 +48,14 @@ def main() -> None:
     import mlflow
     import mlflow.artifacts
 
+    from kubemind.processes import free_port
     from kubemind_registry.initializer import initialize
     from kubemind_registry.mlflow_store import MlflowRegistry
     from kubemind_registry.register import register_model
     from kubemind_registry.resolve import resolve
     from kubemind_registry.settings import RegistrySettings
     from kubemind_registry.uris import ModelUri
-    from tests.component.registry_fixtures import MlflowServer, free_port
+    from tests.component.registry_fixtures import MlflowServer
 
     work = Path(tempfile.mkdtemp(prefix="kubemind-bench-registry-"))
     server = MlflowServer(root=work / "server", port=free_port())

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kubemind.testing import running_server
+from kubemind.processes import running_server
 from kubemind_predictors.triton.client import RetryPolicy, Tensor, TritonClient
 from kubemind_predictors.triton.launcher import TritonInstall, TritonServerProcess
 from kubemind_predictors.triton.repository import build_repository

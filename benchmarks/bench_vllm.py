@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from kubemind.testing import free_port, start_server
+from kubemind.processes import free_port, start_server
 from kubemind_predictors.vllm.convert import convert_gguf, default_smollm2_dir, smollm2_gguf_path
 
 MODEL = "smollm2"

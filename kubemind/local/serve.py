@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kubemind.local.services import local_services
-from kubemind.testing import ServerProcess, start_server
+from kubemind.processes import ServerProcess, start_server
 
 
 def register(subparsers: Any, name: str, help_text: str) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kubemind.testing import ServerProcess, running_server
+from kubemind.processes import ServerProcess, running_server
 
 
 @pytest.fixture(scope="session")

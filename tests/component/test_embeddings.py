@@ -10,7 +10,7 @@ import numpy as np
 import openai
 import pytest
 
-from kubemind.testing import ServerProcess
+from kubemind.processes import ServerProcess
 from tests.component.triton_fixtures import running_predictor, running_triton, stock_client
 
 SENTENCES = [

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kubemind.testing import ServerProcess
+from kubemind.processes import ServerProcess
 from tests.component.triton_fixtures import (
     photo,
     running_predictor,

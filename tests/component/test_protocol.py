@@ -19,7 +19,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
-from kubemind.testing import ServerProcess, start_server
+from kubemind.processes import ServerProcess, start_server
 
 INPUT0 = np.arange(16, dtype=np.int32).reshape(1, 16)
 INPUT1 = np.full((1, 16), 3, dtype=np.int32)

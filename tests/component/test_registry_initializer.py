@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from kubemind.processes import free_port
 from kubemind_registry.initializer import main as initializer_main
 from kubemind_registry.manifest import MANIFEST_FILE, FileEntry, Manifest, build_manifest
 from kubemind_registry.mlflow_store import MlflowRegistry
@@ -20,11 +21,7 @@ from kubemind_registry.resolve import DIGEST_TAG, FLAVOR_TAG, ModelRef
 from kubemind_registry.served import METADATA_FILE, Signature, read_served_model
 from kubemind_registry.settings import RegistrySettings
 from tests.component import registry_fixtures
-from tests.component.registry_fixtures import (
-    MlflowServer,
-    build_onnx_model,
-    free_port,
-)
+from tests.component.registry_fixtures import MlflowServer, build_onnx_model
 
 # The shared real-server fixtures (see registry_fixtures.py).
 mlflow_server = registry_fixtures.mlflow_server

@@ -16,8 +16,8 @@ import pytest
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind.codecs import NumpyOutput
+from kubemind.processes import running_server
 from kubemind.settings import ComponentSettings, parse_settings
-from kubemind.testing import running_server
 from kubemind_registry.mlflow_store import MlflowRegistry
 from kubemind_registry.register import register_model
 from kubemind_registry.registered_model import RegisteredModel

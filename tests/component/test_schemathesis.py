@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     response_schema_conformance,
 )
 
-from kubemind.testing import ServerProcess  # noqa: E402
+from kubemind.processes import ServerProcess  # noqa: E402
 
 MAX_EXAMPLES_PER_OPERATION = 50
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kubemind.testing import ServerProcess
+from kubemind.processes import ServerProcess
 
 PROBE = Path(__file__).with_name("stock_client_probe.py")
 INPUT0 = np.arange(16).reshape(1, 16)

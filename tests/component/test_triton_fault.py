@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kubemind.testing import ServerProcess, start_server
+from kubemind.processes import ServerProcess, start_server
 from kubemind_predictors.triton.launcher import TritonServerProcess
 from tests.component.triton_fixtures import (
     PREDICTOR_DEADLINE_SECONDS,

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from kubemind.testing import ServerProcess
+from kubemind.processes import ServerProcess
 from kubemind_predictors.triton.launcher import TritonServerProcess
 from kubemind_predictors.triton.repository import build_repository, render_config, shipped_model
 from tests.component.triton_fixtures import running_predictor, running_triton, stock_client

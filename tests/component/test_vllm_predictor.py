@@ -12,7 +12,7 @@ import openai
 import psutil
 import pytest
 
-from kubemind.testing import ServerProcess, start_server
+from kubemind.processes import ServerProcess, start_server
 from tests.component.llm_fixtures import (
     ENGINE_ARGS,
     ENGINE_ENV,

@@ -8,7 +8,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from kubemind.testing import ServerProcess, start_server
+from kubemind.processes import ServerProcess, start_server
 from tests.component.llm_fixtures import ENGINE_ARGS, ENGINE_ENV, ENGINE_READY_TIMEOUT, smollm2_dir
 
 

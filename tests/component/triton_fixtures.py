@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kubemind.testing import ServerProcess, running_server
+from kubemind.processes import ServerProcess, running_server
 from kubemind_predictors.triton.launcher import TritonInstall, TritonServerProcess
 from kubemind_predictors.triton.repository import build_repository
 

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -24,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from kubemind.errors import BackendUnavailable, InvalidSettings
+from kubemind.processes import free_port
 
 logger = logging.getLogger("kubemind.triton.launcher")
 
@@ -57,12 +57,6 @@ class TritonInstall:
     @property
     def onnx_dir(self) -> Path:
         return self.home / "models"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def stub_environment(site_packages: Path) -> dict[str, str]:
