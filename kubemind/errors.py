@@ -9,9 +9,12 @@ by `as_kubemind_error`, so both transports answer them the same way.
 from __future__ import annotations
 
 import contextlib
+import logging
 from http import HTTPStatus
 
 import grpc
+
+logger = logging.getLogger("kubemind.errors")
 
 
 class KubemindError(Exception):
@@ -138,6 +141,9 @@ def as_kubemind_error(exc: BaseException) -> KubemindError:
         return error
     if isinstance(exc, NotImplementedError):
         return NotImplementedByModel(str(exc) or "not implemented")
+    # Not an error kubemind or KServe raised on purpose: a bug. The client gets a 500 with the
+    # exception's name; the log gets the traceback.
+    logger.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
     return InternalError(f"internal error: {type(exc).__name__}: {exc}")
 
 

@@ -36,6 +36,8 @@ class RaisingModel(KubemindModel):
 
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
         name = payload.inputs[0].as_numpy()[0].decode()
+        if name == "bug":
+            return 1 // 0  # type: ignore[return-value]
         error_class = next(c for c in all_error_classes() if c.__name__ == name)
         raise error_class(f"{name} raised on purpose")
 
@@ -86,3 +88,21 @@ def test_kserve_errors_translate_to_kubemind_statuses() -> None:
     assert errors.as_kubemind_error(kserve_errors.ModelNotReady("m")).status == HTTPStatus.SERVICE_UNAVAILABLE
     unexpected = errors.as_kubemind_error(ZeroDivisionError("division by zero"))
     assert unexpected.status == HTTPStatus.INTERNAL_SERVER_ERROR and "ZeroDivisionError" in unexpected.message
+
+
+async def test_unexpected_exception_is_500_internal_and_server_keeps_serving(
+    server: KubemindServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"inputs": [{"name": "error", "datatype": "BYTES", "shape": [1], "data": ["bug"]}]}
+    async with httpx.AsyncClient() as client:
+        reply = await client.post(f"http://127.0.0.1:{server.http_port}/v2/models/raiser/infer", json=body)
+        assert reply.status_code == 500
+        assert reply.json() == {"error": "internal error: ZeroDivisionError: integer division or modulo by zero"}
+        assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records), "traceback logged"
+        request = pb.ModelInferRequest(model_name="raiser")
+        request.inputs.add(name="error", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"bug")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+        assert caught.value.code() == grpc.StatusCode.INTERNAL
+        assert (await client.get(f"http://127.0.0.1:{server.http_port}/v2/health/live")).status_code == 200
