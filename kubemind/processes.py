@@ -61,18 +61,26 @@ class ServerProcess:
         return int(self.process.returncode)
 
 
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float, log_path: Path) -> None:
+def wait_for_health(
+    health_url: str, process: subprocess.Popen[bytes], timeout: float, log_path: Path, interval: float = 0.1
+) -> None:
+    """Poll `health_url` until it answers 200; fail early (with the log) if the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
         try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
+            if httpx.get(health_url, timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.1)
-    raise TimeoutError(f"server at {url} not ready after {timeout}s:\n{log_path.read_text(errors='replace')}")
+        time.sleep(interval)
+    raise TimeoutError(f"{health_url} not ready after {timeout}s:\n{log_path.read_text(errors='replace')}")
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float, log_path: Path) -> None:
+    """Wait for a v2 server's /v2/health/ready."""
+    wait_for_health(f"{url}/v2/health/ready", process, timeout, log_path)
 
 
 def start_server(

@@ -7,14 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from kubemind.processes import free_port
+from kubemind.processes import free_port, wait_for_health
 
 MLFLOW_BIN = Path(sys.executable).parent / "mlflow"
 
@@ -54,18 +52,11 @@ class MlflowServer:
             env={**os.environ, "MLFLOW_TRACKING_URI": ""},
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not start: {self.log_path.read_text()[-3000:]}")
+        try:
+            wait_for_health(f"{self.url}/health", self.process, timeout, self.log_path, interval=0.3)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
