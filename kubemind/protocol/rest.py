@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 from kserve.model_repository import ModelRepository
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -244,6 +245,22 @@ def _mount_model_routes(app: FastAPI, repository: ModelRepository) -> None:
             register(app)
 
 
+async def request_validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI answers body-validation failures (KServe's OpenAI routes) with 422; the OIP and
+    OpenAI contracts say 400, with a message naming the offending field."""
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        problems.append(f"{'.'.join(location) or 'body'}: {error.get('msg', 'invalid')}")
+    message = "; ".join(problems) or "invalid request body"
+    if request.url.path.startswith("/openai/"):
+        param = problems[0].split(":", 1)[0].split(".", 1)[0] if problems else None
+        error = {"message": message, "type": "BadRequestError", "param": param, "code": "400"}
+        return json_response({"error": error}, HTTPStatus.BAD_REQUEST)
+    return json_response({"error": message}, HTTPStatus.BAD_REQUEST)
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """Errors outside kubemind's own endpoints (OpenAI routes, unknown paths) get the same
     {"error": message} body and status table."""
@@ -258,6 +275,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(KubemindError, kubemind_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, request_validation_error)
     from kserve import errors as kserve_errors
 
     for kserve_error in (

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from kubemind.errors import InvalidInput, ModelNotFound, ModelNotReady, error_body
@@ -51,7 +50,6 @@ def register_generate_routes(app: FastAPI, model: VLLMPredictor) -> None:
     for prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
         app.add_api_route(f"{prefix}/generate", generate, methods=["POST"])
         app.add_api_route(f"{prefix}/generate_stream", generate_stream, methods=["POST"])
-    app.add_exception_handler(RequestValidationError, request_validation_error)
 
 
 async def _parse(request: Request, model: VLLMPredictor) -> tuple[str, dict[str, Any]]:
@@ -76,19 +74,3 @@ async def _parse(request: Request, model: VLLMPredictor) -> tuple[str, dict[str,
 def _error(exc: Exception) -> Response:
     status, body = error_body(exc)
     return JSONResponse(body, status_code=int(status))
-
-
-async def request_validation_error(request: Request, exc: Exception) -> Response:
-    """FastAPI answers body validation failures with 422; the OIP and OpenAI contracts say 400.
-    The message names the offending field (e.g. `temperature`, `messages`)."""
-    assert isinstance(exc, RequestValidationError)
-    problems = []
-    for error in exc.errors():
-        location = [str(part) for part in error.get("loc", ()) if part != "body"]
-        problems.append(f"{'.'.join(location) or 'body'}: {error.get('msg', 'invalid')}")
-    message = "; ".join(problems) or "invalid request body"
-    param = problems[0].split(":", 1)[0].split(".", 1)[0] if problems else None
-    if request.url.path.startswith("/openai/"):
-        error = {"message": message, "type": "BadRequestError", "param": param, "code": "400"}
-        return JSONResponse({"error": error}, status_code=400)
-    return JSONResponse({"error": message}, status_code=400)
