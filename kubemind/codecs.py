@@ -230,8 +230,6 @@ def array_from_json(name: str, datatype: str, shape: Sequence[int], data: Any) -
             values = np.asarray(data, dtype=np.object_)
     except (ValueError, OverflowError):
         raise InvalidInput(f"input '{name}': nested data is ragged or not numeric") from None
-    if values.dtype.kind == "O" and values.size and values.ndim > 1:
-        raise InvalidInput(f"input '{name}': nested data is ragged or not numeric")
     if values.size != count:
         raise _size_mismatch(name, int(values.size), shape, count)
     return _narrow(name, values.reshape(-1), datatype).reshape(shape)

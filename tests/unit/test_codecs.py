@@ -131,6 +131,14 @@ def test_nested_json_data_is_accepted_row_major() -> None:
     assert decode_rest_request(body, None, "m", None).inputs[0].as_numpy().tolist() == [[1, 2], [3, 4]]
 
 
+def test_nested_uint64_past_int64_max_is_exact() -> None:
+    # numpy infers float64 for this mix; the decoder must fall back to the exact Python ints.
+    data = [[2**64 - 1, 1], [2, 3]]
+    body = orjson.dumps({"inputs": [{"name": "x", "datatype": "UINT64", "shape": [2, 2], "data": data}]})
+    decoded = decode_rest_request(body, None, "m", None).inputs[0].as_numpy()
+    assert decoded.dtype == np.uint64 and decoded.tolist() == data
+
+
 def test_requested_outputs_select_and_order_the_reply() -> None:
     body = orjson.dumps(
         {
