@@ -28,24 +28,11 @@ from kserve.protocol.infer_type import (
     to_http_parameters,
 )
 
+from kubemind.datatypes import DATATYPE_TABLE, bf16_from_bytes, bf16_to_bytes, v2_name_of
 from kubemind.errors import InvalidInput
 
-DATATYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(np.object_),
-}
-_DATATYPE_OF_DTYPE = {dtype: name for name, dtype in DATATYPES.items()}
+# v2 datatype -> the numpy dtype kubemind holds it in (from the one table in kubemind.datatypes).
+DATATYPES: dict[str, np.dtype] = {entry.name: entry.numpy for entry in DATATYPE_TABLE}
 
 # gRPC InferTensorContents field per datatype (FP16 has none: it travels raw only).
 _GRPC_CONTENTS_FIELD = {
@@ -88,12 +75,10 @@ def numpy_dtype(datatype: str, field: str = "datatype") -> np.dtype:
 
 def datatype_of(array: np.ndarray) -> str:
     """The v2 datatype of a numpy array (str/bytes arrays are BYTES)."""
-    if array.dtype.kind in "OSU":
-        return "BYTES"
-    try:
-        return _DATATYPE_OF_DTYPE[array.dtype]
-    except KeyError:
-        raise InvalidInput(f"numpy dtype {array.dtype} has no v2 datatype") from None
+    name = v2_name_of(array.dtype)
+    if name is None:
+        raise InvalidInput(f"numpy dtype {array.dtype} has no v2 datatype")
+    return name
 
 
 class NumpyInput(InferInput):
@@ -283,6 +268,10 @@ def array_from_bytes(name: str, datatype: str, shape: Sequence[int], buffer: byt
     count = element_count(name, shape)
     if datatype == "BYTES":
         return deserialize_bytes(name, buffer, count).reshape(shape)
+    if datatype == "BF16":
+        if len(buffer) != count * 2:
+            raise _size_mismatch(name, len(buffer), shape, count * 2, unit="bytes")
+        return bf16_from_bytes(buffer).reshape(shape)
     dtype = DATATYPES[datatype]
     expected = count * dtype.itemsize
     if len(buffer) != expected:
@@ -293,6 +282,8 @@ def array_from_bytes(name: str, datatype: str, shape: Sequence[int], buffer: byt
 def array_to_bytes(array: np.ndarray, datatype: str) -> bytes:
     if datatype == "BYTES":
         return serialize_bytes(array)
+    if datatype == "BF16":
+        return bf16_to_bytes(array)
     return np.ascontiguousarray(array, dtype=DATATYPES[datatype]).tobytes()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from kserve import Model
 from kserve.protocol.infer_type import InferRequest
 
-from kubemind.codecs import DATATYPES
+from kubemind.datatypes import BY_NAME, V2_NAMES
 from kubemind.errors import InvalidInput, ModelNotFound
 
 
@@ -29,7 +29,7 @@ class TensorSpec:
     shape: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        if self.datatype not in DATATYPES:
+        if self.datatype not in V2_NAMES:
             raise ValueError(f"tensor {self.name!r}: unknown datatype {self.datatype!r}")
 
     def as_metadata(self) -> dict[str, Any]:
@@ -173,7 +173,7 @@ class KubemindModel(Model):
 
         def tensor(spec: TensorSpec) -> dict[str, Any]:
             dims = list(spec.shape[1:] if self.max_batch_size > 0 else spec.shape)
-            return {"name": spec.name, "data_type": f"TYPE_{_TRITON_TYPE[spec.datatype]}", "dims": dims}
+            return {"name": spec.name, "data_type": BY_NAME[spec.datatype].triton, "dims": dims}
 
         return {
             "name": self.name,
@@ -234,38 +234,5 @@ class KubemindModel(Model):
             return int(request.inputs[0].shape[0])
         return 1
 
-
-_TRITON_TYPE = {
-    "BOOL": "BOOL",
-    "UINT8": "UINT8",
-    "UINT16": "UINT16",
-    "UINT32": "UINT32",
-    "UINT64": "UINT64",
-    "INT8": "INT8",
-    "INT16": "INT16",
-    "INT32": "INT32",
-    "INT64": "INT64",
-    "FP16": "FP16",
-    "FP32": "FP32",
-    "FP64": "FP64",
-    "BYTES": "STRING",
-}
-
-# Triton's DataType enum numbers (model_config.proto), used by the gRPC ModelConfig reply.
-TRITON_DATA_TYPE_ENUM = {
-    "TYPE_BOOL": 1,
-    "TYPE_UINT8": 2,
-    "TYPE_UINT16": 3,
-    "TYPE_UINT32": 4,
-    "TYPE_UINT64": 5,
-    "TYPE_INT8": 6,
-    "TYPE_INT16": 7,
-    "TYPE_INT32": 8,
-    "TYPE_INT64": 9,
-    "TYPE_FP16": 10,
-    "TYPE_FP32": 11,
-    "TYPE_FP64": 12,
-    "TYPE_STRING": 13,
-}
 
 __all__ = ["KubemindModel", "ModelStatistics", "TensorSpec"]

@@ -17,7 +17,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from kubemind.codecs import decode_grpc_request, encode_grpc_response
 from kubemind.errors import as_kubemind_error, grpc_code
-from kubemind.model import TRITON_DATA_TYPE_ENUM
+from kubemind.datatypes import from_triton
 from kubemind.protocol import triton_extensions_pb2 as ext
 from kubemind.protocol.service import InferenceService
 from kubemind.settings import ComponentSettings
@@ -100,7 +100,7 @@ class GrpcEndpoints:
         target.version_policy.specific.versions.extend(config["version_policy"]["specific"]["versions"])
         for key, repeated in (("input", target.input), ("output", target.output)):
             for tensor in config[key]:
-                repeated.add(name=tensor["name"], data_type=TRITON_DATA_TYPE_ENUM[tensor["data_type"]], dims=tensor["dims"])
+                repeated.add(name=tensor["name"], data_type=from_triton(tensor["data_type"]).triton_enum, dims=tensor["dims"])
         return reply
 
     async def model_statistics(self, request: ext.ModelStatisticsRequest, context: Any, record: RequestRecord) -> Message:

@@ -15,15 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubemind.datatypes import V2_NAMES
 from kubemind.errors import ModelNotReady
 
 METADATA_FILE = "kubemind-model.json"
 
-# Open Inference Protocol tensor datatypes.
-V2_DATATYPES = frozenset(
-    {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-     "FP16", "FP32", "FP64", "BF16", "BYTES"}
-)
 
 
 @dataclass(frozen=True)
@@ -35,7 +31,7 @@ class TensorSignature:
     shape: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        if self.datatype not in V2_DATATYPES:
+        if self.datatype not in V2_NAMES:
             raise ValueError(f"tensor {self.name!r}: {self.datatype!r} is not a v2 datatype")
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+from kubemind.datatypes import from_onnx, from_triton
 from kubemind.errors import InvalidInput
 from kubemind_registry.served import Signature, TensorSignature
 
@@ -21,20 +22,6 @@ FLAVOR_TAGS = {
     "onnx": ("onnx", "inference"),
     "triton-repo": ("triton", "inference"),
     "sentence-transformers": ("sentence-transformers", "feature-extraction"),
-}
-
-# onnx.TensorProto element types -> v2 datatypes
-_ONNX_DATATYPES = {
-    1: "FP32", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32", 7: "INT64",
-    8: "BYTES", 9: "BOOL", 10: "FP16", 11: "FP64", 12: "UINT32", 13: "UINT64", 16: "BF16",
-}
-
-# Triton config.pbtxt TYPE_* -> v2 datatypes
-_TRITON_DATATYPES = {
-    "TYPE_BOOL": "BOOL", "TYPE_UINT8": "UINT8", "TYPE_UINT16": "UINT16",
-    "TYPE_UINT32": "UINT32", "TYPE_UINT64": "UINT64", "TYPE_INT8": "INT8",
-    "TYPE_INT16": "INT16", "TYPE_INT32": "INT32", "TYPE_INT64": "INT64", "TYPE_FP16": "FP16",
-    "TYPE_FP32": "FP32", "TYPE_FP64": "FP64", "TYPE_BF16": "BF16", "TYPE_STRING": "BYTES",
 }
 
 # Text in, text out: the names KServe's and Triton's generate endpoints use.
@@ -78,13 +65,13 @@ def _onnx_signature(model_dir: Path) -> Signature:
 
     def tensor(value: onnx.ValueInfoProto) -> TensorSignature:
         tensor_type = value.type.tensor_type
-        datatype = _ONNX_DATATYPES.get(tensor_type.elem_type)
+        datatype = from_onnx(tensor_type.elem_type)
         if datatype is None:
             raise InvalidInput(f"{candidates[0].name}: tensor {value.name!r} has an unsupported type")
         shape = tuple(
             dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor_type.shape.dim
         )
-        return TensorSignature(value.name, datatype, shape)
+        return TensorSignature(value.name, datatype.name, shape)
 
     return Signature(
         inputs=tuple(tensor(v) for v in graph.input if v.name not in initializers),
@@ -143,7 +130,7 @@ def _triton_signature(repo_dir: Path) -> Signature:
         found = []
         for match in _TRITON_TENSOR.finditer(_triton_section(text, section)):
             dims = tuple(int(d) for d in match["dims"].replace(" ", "").split(",") if d)
-            found.append(TensorSignature(match["name"], _TRITON_DATATYPES[match["type"]], dims))
+            found.append(TensorSignature(match["name"], from_triton(match["type"]).name, dims))
         return tuple(found)
 
     return Signature(inputs=tensors("input"), outputs=tensors("output"))

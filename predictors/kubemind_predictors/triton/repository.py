@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubemind.datatypes import BY_NAME
 from kubemind.errors import InvalidSettings, ModelNotFound
 from kubemind.model import TensorSpec
 
@@ -72,9 +73,6 @@ SHIPPED_MODELS: dict[str, TritonModelSpec] = {
     )
 }
 
-_TRITON_TYPES = {"BYTES": "TYPE_STRING"}
-
-
 def shipped_model(name: str) -> TritonModelSpec:
     try:
         return SHIPPED_MODELS[name]
@@ -86,7 +84,7 @@ def shipped_model(name: str) -> TritonModelSpec:
 
 def _tensor_block(spec: TensorSpec, batched: bool) -> str:
     dims = list(spec.shape[1:] if batched else spec.shape)
-    data_type = _TRITON_TYPES.get(spec.datatype, f"TYPE_{spec.datatype}")
+    data_type = BY_NAME[spec.datatype].triton
     return f'  {{ name: "{spec.name}" data_type: {data_type} dims: {dims} }}'
 
 
