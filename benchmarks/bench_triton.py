@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from kubemind.oip_client import OIPClient, RetryPolicy, Tensor
 from kubemind.processes import running_server
-from kubemind_predictors.triton.client import RetryPolicy, Tensor, TritonClient
 from kubemind_predictors.triton.launcher import TritonInstall, TritonServerProcess
 from kubemind_predictors.triton.repository import build_repository
 from kubemind_transformers.image.preprocessing import ImagePreprocessor
@@ -98,7 +98,7 @@ async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: st
     tensor = preprocessor.new_batch(1)
     preprocessor.prepare_encoded(0, jpeg, tensor[0])
     policy = RetryPolicy(timeout=30.0, retry_budget=0, backoff=0.0, cooldown=0.0)
-    clients = {name: TritonClient(url, policy) for name, url in (
+    clients = {name: OIPClient(url, policy) for name, url in (
         ("direct to Triton", triton_url),
         ("TritonPredictor", predictor_url),
         ("transformer + predictor", transformer_url),

@@ -487,10 +487,10 @@ def decode_grpc_request(message: pb.ModelInferRequest) -> DecodedRequest:
 
 
 def encode_grpc_response(response: InferResponse, request: InferRequest, model_version: str) -> pb.ModelInferResponse:
-    """Encode a v2 gRPC reply: raw_output_contents if the request was raw (or FP16 forces it)."""
+    """Encode a v2 gRPC reply, always in raw_output_contents whatever the request's encoding:
+    Triton does so, and tritonclient reads outputs only from there."""
     selected = _selected_outputs(response, request)
     arrays = [output_array(output) for output in selected]
-    use_raw = getattr(request, "encoding", "") == "raw" or any(o.datatype == "FP16" for o in selected)
     reply = pb.ModelInferResponse(
         model_name=response.model_name or request.model_name,
         model_version=response.model_version or model_version,
@@ -500,13 +500,6 @@ def encode_grpc_response(response: InferResponse, request: InferRequest, model_v
         for key, value in to_grpc_parameters(dict(response.parameters)).items():
             reply.parameters[key].CopyFrom(value)
     for output, array in zip(selected, arrays, strict=True):
-        tensor = reply.outputs.add(name=output.name, datatype=output.datatype, shape=list(array.shape))
-        if use_raw:
-            reply.raw_output_contents.append(array_to_bytes(array, output.datatype))
-        elif output.datatype == "BYTES":
-            tensor.contents.bytes_contents.extend(
-                item if isinstance(item, bytes) else str(item).encode("utf-8") for item in array.reshape(-1)
-            )
-        else:
-            getattr(tensor.contents, _GRPC_CONTENTS_FIELD[output.datatype]).extend(array.reshape(-1).tolist())
+        reply.outputs.add(name=output.name, datatype=output.datatype, shape=list(array.shape))
+        reply.raw_output_contents.append(array_to_bytes(array, output.datatype))
     return reply

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from http import HTTPStatus
+from typing import Any
 
 import grpc
 
@@ -22,9 +23,11 @@ class KubemindError(Exception):
 
     status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, param: str | None = None):
         super().__init__(message)
         self.message = message
+        self.param = param
+        """The request field the error is about (OpenAI's `param`); None when unknown."""
 
     def __str__(self) -> str:
         return self.message
@@ -102,6 +105,7 @@ GRPC_STATUS: dict[HTTPStatus, grpc.StatusCode] = {
     HTTPStatus.FORBIDDEN: grpc.StatusCode.PERMISSION_DENIED,
     HTTPStatus.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     HTTPStatus.CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
+    HTTPStatus.PRECONDITION_FAILED: grpc.StatusCode.FAILED_PRECONDITION,
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     HTTPStatus.UNSUPPORTED_MEDIA_TYPE: grpc.StatusCode.INVALID_ARGUMENT,
     HTTPStatus.TOO_MANY_REQUESTS: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -110,6 +114,13 @@ GRPC_STATUS: dict[HTTPStatus, grpc.StatusCode] = {
     HTTPStatus.SERVICE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     HTTPStatus.GATEWAY_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+
+
+def unknown_model_message(name: str, version: str | None = None) -> str:
+    """Triton's text for an unknown model or version (tritonclient users match on it)."""
+    if version:
+        return f"Request for unknown model: '{name}' version {version} is not found"
+    return f"Request for unknown model: '{name}' is not found"
 
 
 def grpc_code(status: HTTPStatus) -> grpc.StatusCode:
@@ -141,13 +152,61 @@ def as_kubemind_error(exc: BaseException) -> KubemindError:
         return error
     if isinstance(exc, NotImplementedError):
         return NotImplementedByModel(str(exc) or "not implemented")
+    if isinstance(exc, TimeoutError):  # asyncio.timeout / wait_for on a request deadline
+        return BackendTimeout(str(exc) or "the request did not finish within its deadline")
+    validation = _pydantic_validation_error(exc)
+    if validation is not None:
+        return validation
     # Not an error kubemind or KServe raised on purpose: a bug. The client gets a 500 with the
     # exception's name; the log gets the traceback.
     logger.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
     return InternalError(f"internal error: {type(exc).__name__}: {exc}")
 
 
-def error_body(exc: BaseException) -> tuple[HTTPStatus, dict[str, str]]:
-    """The REST reply for an exception: status and the OIP error object {"error": message}."""
+def _pydantic_validation_error(exc: BaseException) -> InvalidInput | None:
+    """A pydantic ValidationError (a request body model) as a 400 naming the first bad field."""
+    try:
+        from pydantic import ValidationError
+    except ImportError:  # pragma: no cover - pydantic is a core dependency
+        return None
+    if not isinstance(exc, ValidationError):
+        return None
+    problems, first = [], None
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+        first = first or location.split(".", 1)[0]
+        problems.append(f"{location}: {error.get('msg', 'invalid')}")
+    return InvalidInput("; ".join(problems) or "invalid request body", param=first)
+
+
+def error_param(error: KubemindError) -> str | None:
+    """The field an error names: its `param`, else a leading identifier before a colon."""
+    if error.param:
+        return error.param
+    head = error.message.split(":", 1)[0].strip()
+    head = head.split("[", 1)[0].split(".", 1)[0]
+    return head if head.isidentifier() and ":" in error.message else None
+
+
+# Error body shapes, chosen by the protocol a route declares (never by its URL).
+V2 = "v2"
+V1 = "v1"
+OPENAI = "openai"
+
+
+def error_body(exc: BaseException, protocol: str = V2) -> tuple[HTTPStatus, dict[str, Any]]:
+    """The REST reply for an exception: status and body in the route's protocol.
+
+    v2 and v1: {"error": message}. OpenAI: {"error": {message, type, param, code}}.
+    """
     error = as_kubemind_error(exc)
+    if protocol == OPENAI:
+        return error.status, {
+            "error": {
+                "message": error.message,
+                "type": type(error).__name__,
+                "param": error_param(error),
+                "code": str(int(error.status)),
+            }
+        }
     return error.status, {"error": error.message}

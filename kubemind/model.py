@@ -11,13 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kserve import Model
 from kserve.protocol.infer_type import InferRequest
 
 from kubemind.datatypes import BY_NAME, V2_NAMES
-from kubemind.errors import InvalidInput, ModelNotFound
+from kubemind.errors import InvalidInput, ModelNotFound, unknown_model_message
+
+if TYPE_CHECKING:
+    from kubemind.protocol.pipeline import Route
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class KubemindModel(Model):
 
     platform: str = "kubemind"
     backend: str = "python"
+    aliases: tuple[str, ...] = ()
+    """Other names the model answers to where a request names it in its body (OpenAI's `model`)."""
 
     def __init__(
         self,
@@ -133,6 +138,21 @@ class KubemindModel(Model):
         self.statistics = ModelStatistics()
         self._inputs_by_name = {spec.name: spec for spec in self.inputs}
 
+    # -- lifecycle and routes -------------------------------------------------------------------
+    def load(self) -> bool:
+        """Read the artifact (the server calls this before start()); ready once it is read."""
+        self.ready = True
+        return self.ready
+
+    async def stop_async(self) -> None:
+        """The asynchronous half of stop(): close channels and clients on the event loop. The
+        server awaits it after stop()."""
+
+    def routes(self) -> Sequence[Route]:
+        """Routes beyond the v2 endpoints (OpenAI, v1, ...). The server mounts them on the one
+        request pipeline; a model never mounts raw routes of its own."""
+        return ()
+
     # -- versions -----------------------------------------------------------------------------
     @property
     def default_version(self) -> str:
@@ -144,7 +164,7 @@ class KubemindModel(Model):
             return self.default_version
         if version not in self.versions:
             raise ModelNotFound(
-                f"model '{self.name}' has no version '{version}' (versions: {', '.join(self.versions)})"
+                f"{unknown_model_message(self.name, version)} (versions: {', '.join(self.versions)})"
             )
         return version
 

@@ -2,25 +2,34 @@
 
 KServe's ModelServer binds 0.0.0.0 and [::] unconditionally and reads argv at import; this
 server takes a settings object, binds `settings.host` for both listeners, and owns the
-lifecycle: models are started before the listeners open and stopped after they close, so
-SIGTERM leaves no engine process behind.
+lifecycle: models are loaded and started before the listeners open and stopped after they
+close, so SIGTERM leaves no engine process behind. A background start that fails (an engine
+that cannot load, a start timeout) stops the server and makes the process exit non-zero: a
+process that is live but can never be ready would only hide the failure from its supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
 import signal
 import socket
+import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import uvicorn
 from kserve.model import BaseKServeModel
 from kserve.model_repository import ModelRepository
 
+from kubemind.model import KubemindModel
+from kubemind.protocol.generate import TextGenerator, generate_routes
 from kubemind.protocol.grpc_server import create_grpc_server
+from kubemind.protocol.pipeline import Pipeline, Route
 from kubemind.protocol.rest import create_app
 from kubemind.protocol.service import InferenceService
 from kubemind.settings import ComponentSettings
@@ -66,20 +75,58 @@ class KubemindServer:
             self.repository.update(model)
         self.metrics = ServerMetrics()
         self.service = InferenceService(self.repository)
+        self.pipeline = Pipeline(self.service, self.metrics, settings)
         self.http_port = settings.http_port
         self.grpc_port = settings.grpc_port
         self._uvicorn: _Uvicorn | None = None
         self._rest_task: asyncio.Task[None] | None = None
         self._grpc: grpc.aio.Server | None = None
         self._engine_tasks: list[asyncio.Task[None]] = []
+        self.start_failure: BaseException | None = None
+        """Why a model's background start failed; set once, and the server then stops."""
+        self.failed = asyncio.Event()
+
+    def declared_routes(self) -> list[tuple[str, Route]]:
+        """(model name, route) for every route beyond the v2 endpoints: the generate extension
+        for text generators, and whatever each model declares."""
+        routes: list[tuple[str, Route]] = []
+        for model in self.models:
+            if isinstance(model, TextGenerator):
+                routes += [(self._name(model), route) for route in generate_routes()]
+            if isinstance(model, KubemindModel):
+                routes += [(model.name, route) for route in model.routes()]
+        return routes
+
+    @staticmethod
+    def _name(model: object) -> str:
+        return str(getattr(model, "name", ""))
+
+    def _watch_engine(self, model: BaseKServeModel, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            return
+        reason = "did not start in time" if isinstance(error, TimeoutError) else "failed to start"
+        logger.error("model '%s' %s: %s", model.name, reason, error or type(error).__name__, exc_info=error)
+        if self.start_failure is None:
+            self.start_failure = error
+        self.failed.set()
 
     async def start(self) -> None:
-        """Start the models, then open both listeners. Returns once they accept connections."""
+        """Load and start the models, then open both listeners. Returns once they accept
+        connections; models with an engine keep starting in the background."""
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(self.settings.executor_workers, thread_name_prefix="kubemind"))
         for model in self.models:
+            if not model.ready:
+                model.load()
             model.start()
             if getattr(model, "engine", False):
-                self._engine_tasks.append(asyncio.create_task(model.start_engine()))
-        app = create_app(self.repository, self.service, self.metrics, self.settings)
+                task = asyncio.create_task(model.start_engine())
+                task.add_done_callback(functools.partial(self._watch_engine, model))
+                self._engine_tasks.append(task)
+        app = create_app(self.pipeline, self.declared_routes(), self.settings)
         sock = _bind(self.settings.host, self.settings.http_port)
         self.http_port = sock.getsockname()[1]
         config = uvicorn.Config(
@@ -93,7 +140,7 @@ class KubemindServer:
         self._uvicorn = _Uvicorn(config)
         self._rest_task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))
         if self.settings.enable_grpc:
-            self._grpc = create_grpc_server(self.service, self.metrics, self.settings)
+            self._grpc = create_grpc_server(self.pipeline, self.settings)
             self.grpc_port = self._grpc.add_insecure_port(_grpc_address(self.settings.host, self.settings.grpc_port))
             await self._grpc.start()
         while not self._uvicorn.started:
@@ -121,22 +168,37 @@ class KubemindServer:
             model.stop()
             if getattr(model, "engine", False):
                 model.stop_engine()
+            if isinstance(model, KubemindModel):
+                await model.stop_async()
         for task in self._engine_tasks:
             task.cancel()
         logger.info("stopped")
 
 
-async def serve_until_signalled(server: KubemindServer) -> None:
+async def serve_until_signalled(server: KubemindServer) -> int:
+    """Serve until SIGTERM/SIGINT (exit code 0) or a failed model start (exit code 1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    await stop.wait()
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(server.failed.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
     await server.stop()
+    return 1 if server.start_failure is not None else 0
 
 
 def run(settings: ComponentSettings, models: Sequence[BaseKServeModel]) -> None:
-    """Serve `models` until SIGTERM/SIGINT; the blocking entry point of every component's main()."""
+    """Serve `models` until SIGTERM/SIGINT; the blocking entry point of every component's main().
+
+    A failed start exits with status 1 at once: a thread still loading weights must not keep
+    the process alive after its supervisor was told it failed.
+    """
     configure_logging()
-    asyncio.run(serve_until_signalled(KubemindServer(settings, models)))
+    code = asyncio.run(serve_until_signalled(KubemindServer(settings, models)))
+    if code:
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(code)

@@ -73,6 +73,16 @@ class ComponentSettings(BaseSettings):
     grace_period_seconds: float = Field(default=10.0, ge=0)
     """Seconds in-flight requests get to finish after SIGTERM."""
 
+    request_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Deadline of one request on every route (a stream's whole duration included); past it the
+    client gets 504 / DEADLINE_EXCEEDED."""
+
+    stream_idle_timeout_seconds: float = Field(default=120.0, gt=0)
+    """Longest wait between two chunks of a streamed reply before it ends with a timeout error."""
+
+    executor_workers: int = Field(default=8, gt=0)
+    """Threads of the server's default executor (tokenizing, decoding, CPU-bound model work)."""
+
 
 SettingsT = TypeVar("SettingsT", bound=ComponentSettings)
 

@@ -16,12 +16,12 @@ from google.protobuf.message import Message
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from kubemind.codecs import decode_grpc_request, encode_grpc_response
-from kubemind.errors import as_kubemind_error, grpc_code
 from kubemind.datatypes import from_triton
+from kubemind.errors import as_kubemind_error, grpc_code
 from kubemind.protocol import triton_extensions_pb2 as ext
-from kubemind.protocol.service import InferenceService
+from kubemind.protocol.pipeline import Pipeline
 from kubemind.settings import ComponentSettings
-from kubemind.telemetry import RequestRecord, ServerMetrics, finish_request, propagated_headers
+from kubemind.telemetry import REQUEST_ID, RequestRecord
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 
@@ -29,30 +29,27 @@ Method = Callable[[Any, grpc.aio.ServicerContext, RequestRecord], Awaitable[Mess
 
 
 class GrpcEndpoints:
-    def __init__(self, service: InferenceService, metrics: ServerMetrics, settings: ComponentSettings):
-        self.service = service
-        self.metrics = metrics
-        self.settings = settings
-        self.allow = frozenset(h.lower() for h in settings.propagate_headers)
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.service = pipeline.service
+
+    def begin(self, name: str, request: Any, context: grpc.aio.ServicerContext) -> RequestRecord:
+        metadata = context.invocation_metadata() or ()
+        model = getattr(request, "model_name", "") or getattr(request, "name", "")
+        return self.pipeline.begin("grpc", name, model, ((k, str(v)) for k, v in metadata))
 
     def wrap(self, name: str, method: Method) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]:
         async def run(request: Any, context: grpc.aio.ServicerContext) -> Message:
-            metadata = context.invocation_metadata() or ()
-            record = RequestRecord(
-                protocol="grpc",
-                endpoint=name,
-                model=getattr(request, "model_name", "") or getattr(request, "name", ""),
-                headers=propagated_headers(((k, str(v)) for k, v in metadata), self.allow),
-            )
+            record = self.begin(name, request, context)
             failure = None
             try:
-                reply = await method(request, context, record)
+                async with self.pipeline.deadline(f"{name} call"):
+                    reply = await method(request, context, record)
             except Exception as exc:
                 failure = as_kubemind_error(exc)
                 record.status, record.error = int(failure.status), failure.message
-            if name == "ModelInfer":
-                self.service.account(record)
-            finish_request(self.metrics, record, self.settings.log_requests)
+            context.set_trailing_metadata(((REQUEST_ID, record.request_id),))
+            self.pipeline.finish(record, account=name == "ModelInfer")
             if failure is not None:
                 await context.abort(grpc_code(failure.status), failure.message)
             return reply
@@ -147,7 +144,7 @@ class GrpcEndpoints:
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
-def create_grpc_server(service: InferenceService, metrics: ServerMetrics, settings: ComponentSettings) -> grpc.aio.Server:
+def create_grpc_server(pipeline: Pipeline, settings: ComponentSettings) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_request_bytes),
@@ -155,5 +152,5 @@ def create_grpc_server(service: InferenceService, metrics: ServerMetrics, settin
             ("grpc.so_reuseport", 0),
         ]
     )
-    server.add_generic_rpc_handlers((GrpcEndpoints(service, metrics, settings).generic_handler(),))
+    server.add_generic_rpc_handlers((GrpcEndpoints(pipeline).generic_handler(),))
     return server

@@ -2,24 +2,20 @@
 
 Routes are plain Starlette endpoints on a FastAPI app: the infer hot path parses the body with
 kubemind's codecs instead of a pydantic model (KServe validates every request through pydantic
-first, which is where much of its overhead goes). KServe's OpenAI routes are mounted on the same
-app for models that implement KServe's OpenAI interface, and any model may add routes of its own
-through a `register_routes(app)` method (the generate extension of LLM predictors uses it).
+first, which is where much of its overhead goes). Every route — the v2 endpoints here and the
+routes models declare (OpenAI, the generate extension, v1) — runs through the one pipeline in
+`kubemind.protocol.pipeline`.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
-from typing import Any
 
 import orjson
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
-from kserve.model_repository import ModelRepository
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,21 +28,12 @@ from kubemind.codecs import (
     parse_json_body,
 )
 from kubemind.errors import InvalidInput, KubemindError, PayloadTooLarge, error_body
+from kubemind.protocol.pipeline import Pipeline, Route, json_response
 from kubemind.protocol.service import InferenceService
 from kubemind.settings import ComponentSettings
-from kubemind.telemetry import (
-    REQUEST_ID,
-    RequestRecord,
-    ServerMetrics,
-    finish_request,
-    propagated_headers,
-)
+from kubemind.telemetry import RequestRecord
 
 Handler = Callable[[Request, RequestRecord], Awaitable[Response]]
-
-
-def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json", headers=headers)
 
 
 class BodyLimitMiddleware:
@@ -90,36 +77,10 @@ class BodyLimitMiddleware:
 
 
 class RestEndpoints:
-    """The v2 REST endpoints, each wrapped so that it is timed, counted and logged once."""
+    """The v2 REST endpoints; `create_app` wraps each in the pipeline."""
 
-    def __init__(self, service: InferenceService, metrics: ServerMetrics, settings: ComponentSettings):
+    def __init__(self, service: InferenceService):
         self.service = service
-        self.metrics = metrics
-        self.settings = settings
-        self.allow = frozenset(h.lower() for h in settings.propagate_headers)
-
-    def endpoint(self, name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def run(request: Request) -> Response:
-            record = RequestRecord(
-                protocol="rest",
-                endpoint=name,
-                model=request.path_params.get("model_name", ""),
-                headers=propagated_headers(request.headers.items(), self.allow),
-            )
-            try:
-                response = await handler(request, record)
-            except Exception as exc:
-                status, body = error_body(exc)
-                record.error = body["error"]
-                response = json_response(body, status)
-            record.status = response.status_code
-            if name == "infer":
-                self.service.account(record)
-            finish_request(self.metrics, record, self.settings.log_requests)
-            response.headers[REQUEST_ID] = record.request_id
-            return response
-
-        return run
 
     # -- health and metadata ----------------------------------------------------------------------
     async def server_metadata(self, request: Request, record: RequestRecord) -> Response:
@@ -197,10 +158,11 @@ def _json_length(value: str | None) -> int | None:
 
 
 def create_app(
-    repository: ModelRepository, service: InferenceService, metrics: ServerMetrics, settings: ComponentSettings
+    pipeline: Pipeline, declared: Sequence[tuple[str, Route]], settings: ComponentSettings
 ) -> FastAPI:
+    """The REST app: the v2 endpoints, then the routes the models declared, all on `pipeline`."""
     app = FastAPI(title="kubemind", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
-    endpoints = RestEndpoints(service, metrics, settings)
+    endpoints = RestEndpoints(pipeline.service)
     model = "/v2/models/{model_name}"
     versioned = "/v2/models/{model_name}/versions/{model_version}"
     routes: list[tuple[str, str, Handler, str]] = [
@@ -220,50 +182,22 @@ def create_app(
             ("GET", f"{prefix}/stats", endpoints.model_statistics, "statistics"),
         ]
     for method, path, handler, name in routes:
-        app.add_route(path, endpoints.endpoint(name, handler), methods=[method])
+        app.add_route(path, pipeline.rest_endpoint(name, handler, account=name == "infer"), methods=[method])
+    for method, path, endpoint in pipeline.mount(declared):
+        app.add_route(path, endpoint, methods=[method])
 
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+        return Response(pipeline.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
-    _mount_model_routes(app, repository)
     _add_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     return app
 
 
-def _mount_model_routes(app: FastAPI, repository: ModelRepository) -> None:
-    # KServe's OpenAI package imports vLLM; if no model module imported it, no model is an
-    # OpenAI model, and importing it here would fail where vLLM is not installed.
-    if "kserve.protocol.rest.openai.openai_model" in sys.modules:
-        from kserve.protocol.rest.openai.config import maybe_register_openai_endpoints
-
-        maybe_register_openai_endpoints(app, repository)
-    for model in repository.get_models().values():
-        register = getattr(model, "register_routes", None)
-        if callable(register):
-            register(app)
-
-
-async def request_validation_error(request: Request, exc: Exception) -> Response:
-    """FastAPI answers body-validation failures (KServe's OpenAI routes) with 422; the OIP and
-    OpenAI contracts say 400, with a message naming the offending field."""
-    assert isinstance(exc, RequestValidationError)
-    problems = []
-    for error in exc.errors():
-        location = [str(part) for part in error.get("loc", ()) if part != "body"]
-        problems.append(f"{'.'.join(location) or 'body'}: {error.get('msg', 'invalid')}")
-    message = "; ".join(problems) or "invalid request body"
-    if request.url.path.startswith("/openai/"):
-        param = problems[0].split(":", 1)[0].split(".", 1)[0] if problems else None
-        error = {"message": message, "type": "BadRequestError", "param": param, "code": "400"}
-        return json_response({"error": error}, HTTPStatus.BAD_REQUEST)
-    return json_response({"error": message}, HTTPStatus.BAD_REQUEST)
-
-
 def _add_error_handlers(app: FastAPI) -> None:
-    """Errors outside kubemind's own endpoints (OpenAI routes, unknown paths) get the same
-    {"error": message} body and status table."""
+    """Errors outside every endpoint (unknown paths, wrong methods, a body over the limit while
+    it streams in) get the same {"error": message} body and status table."""
 
     async def kubemind_error(request: Request, exc: Exception) -> Response:
         status, body = error_body(exc)
@@ -275,15 +209,3 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(KubemindError, kubemind_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, request_validation_error)
-    from kserve import errors as kserve_errors
-
-    for kserve_error in (
-        kserve_errors.InvalidInput,
-        kserve_errors.ModelNotFound,
-        kserve_errors.ModelNotReady,
-        kserve_errors.InferenceError,
-        kserve_errors.ServerNotReady,
-        NotImplementedError,
-    ):
-        app.add_exception_handler(kserve_error, kubemind_error)

@@ -9,6 +9,7 @@ statistics.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from importlib import metadata as importlib_metadata
 from typing import Any
 
@@ -16,7 +17,13 @@ from kserve.model import BaseKServeModel
 from kserve.model_repository import ModelRepository
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
-from kubemind.errors import InternalError, ModelNotFound, ModelNotReady, NotImplementedByModel
+from kubemind.errors import (
+    InternalError,
+    ModelNotFound,
+    ModelNotReady,
+    NotImplementedByModel,
+    unknown_model_message,
+)
 from kubemind.model import KubemindModel, ModelStatistics
 from kubemind.telemetry import RequestRecord
 
@@ -67,16 +74,31 @@ class InferenceService:
         return True
 
     # -- models -----------------------------------------------------------------------------------
-    def lookup(self, name: str, version: str | None) -> tuple[BaseKServeModel, str]:
-        """The model and the version a request resolves to; ModelNotFound names what is missing."""
-        model = self.repository.get_model(name)
+    def lookup(
+        self, name: str, version: str | None, candidates: Iterable[str] | None = None
+    ) -> tuple[BaseKServeModel, str]:
+        """The model and the version a request resolves to.
+
+        `candidates` (model names) also lets a model be found by one of its aliases (the OpenAI
+        model name of an LLM). ModelNotFound uses Triton's wording, which clients match on.
+        """
+        model = self.repository.get_model(name) if name else None
+        if model is None and candidates is not None:
+            for candidate in candidates:
+                found = self.repository.get_model(candidate)
+                if found is not None and name in getattr(found, "aliases", ()):
+                    model = found
+                    break
         if model is None:
-            raise ModelNotFound(f"model '{name}' is not served here")
+            raise ModelNotFound(unknown_model_message(name), param="model")
         if isinstance(model, KubemindModel):
             return model, model.resolve_version(version)
         if version and version not in _UNVERSIONED:
-            raise ModelNotFound(f"model '{name}' has no version '{version}' (versions: 1)")
+            raise ModelNotFound(unknown_model_message(name, version))
         return model, _UNVERSIONED[0]
+
+    async def is_ready(self, model: BaseKServeModel) -> bool:
+        return await self._is_ready(model)
 
     @staticmethod
     async def _is_ready(model: BaseKServeModel) -> bool:

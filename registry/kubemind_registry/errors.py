@@ -41,4 +41,4 @@ class UnsafeArtifactPath(KubemindError):
 class StalePins(KubemindError):
     """`pin --check`: a pinned version no longer matches what its alias resolves to."""
 
-    status = HTTPStatus.CONFLICT
+    status = HTTPStatus.PRECONDITION_FAILED

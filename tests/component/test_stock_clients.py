@@ -102,7 +102,7 @@ def test_errors_reach_stock_clients(seen: dict[str, Any]) -> None:
     assert seen["http"]["unknown_model"]["status"] == "404"
     assert "no-such-model" in seen["http"]["unknown_model"]["message"]
     assert seen["http"]["unknown_version"]["status"] == "404"
-    assert "no version '99'" in seen["http"]["unknown_version"]["message"]
+    assert "Request for unknown model: 'simple' version 99 is not found" in seen["http"]["unknown_version"]["message"]
     assert seen["grpc"]["unknown_model"]["status"] == "StatusCode.NOT_FOUND"
     assert seen["grpc"]["wrong_datatype"]["status"] == "StatusCode.INVALID_ARGUMENT"
     assert "input 'INPUT0'" in seen["grpc"]["wrong_datatype"]["message"]

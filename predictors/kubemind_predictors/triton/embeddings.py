@@ -1,8 +1,8 @@
 """OpenAI-compatible `/openai/v1/embeddings` for the Triton `minilm` model.
 
 The v2 endpoint and the OpenAI endpoint are one model object: `TritonEmbeddingPredictor` serves
-v2 inference (BYTES text [n] -> FP32 [n, 384]) and mounts the OpenAI route through the kubemind
-server's `register_routes` hook. KServe 0.21's `OpenAIEncoderModel` would be the natural base,
+v2 inference (BYTES text [n] -> FP32 [n, 384]) and declares the OpenAI route, which the server
+mounts on its one request pipeline. KServe 0.21's `OpenAIEncoderModel` would be the natural base,
 but its module imports `vllm.entrypoints.openai.engine`, which vllm 0.32 no longer has; the
 request and response shapes here are the OpenAI API's, so the stock `openai` client works unchanged.
 """
@@ -15,11 +15,11 @@ import uuid
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from kubemind.errors import InvalidInput, ModelNotFound
-from kubemind_predictors.triton.client import Tensor
+from kubemind.errors import OPENAI, InvalidInput
+from kubemind.oip_client import Tensor
+from kubemind.protocol.pipeline import Route, RouteCall
 from kubemind_predictors.triton.predictor import TritonPredictor
 
 OPENAI_EMBEDDINGS_PATH = "/openai/v1/embeddings"
@@ -38,13 +38,14 @@ class EmbeddingRequest(BaseModel):
 class TritonEmbeddingPredictor(TritonPredictor):
     """The minilm predictor, plus the OpenAI embeddings route."""
 
-    def register_routes(self, app: FastAPI) -> None:
-        async def create_embedding(request: EmbeddingRequest) -> dict[str, Any]:
-            if request.model != self.name:
-                raise ModelNotFound(f"model '{request.model}' is not served here (embeddings: '{self.name}')")
-            return await self.create_embedding(request)
+    def routes(self) -> list[Route]:
+        return [
+            Route("POST", OPENAI_EMBEDDINGS_PATH, "openai_embeddings", self._embeddings_route,
+                  protocol=OPENAI, model_in_body=True)
+        ]
 
-        app.add_api_route(OPENAI_EMBEDDINGS_PATH, create_embedding, methods=["POST"])
+    async def _embeddings_route(self, call: RouteCall) -> dict[str, Any]:
+        return await self.create_embedding(EmbeddingRequest.model_validate(call.body))
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """FP32 [n, 384] L2-normalised embeddings."""
@@ -55,14 +56,14 @@ class TritonEmbeddingPredictor(TritonPredictor):
     async def create_embedding(self, request: EmbeddingRequest) -> dict[str, Any]:
         texts = [request.input] if isinstance(request.input, str) else list(request.input)
         if not texts:
-            raise InvalidInput("input must hold at least one text")
+            raise InvalidInput("input: must hold at least one text", param="input")
         for index, text in enumerate(texts):
             if not text:
-                raise InvalidInput(f"input[{index}] is empty")
+                raise InvalidInput(f"input[{index}]: is empty", param="input")
         vectors = await self.embed(texts)
         if request.dimensions is not None:
             if request.dimensions > vectors.shape[1]:
-                raise InvalidInput(f"dimensions must be at most {vectors.shape[1]}")
+                raise InvalidInput(f"dimensions: must be at most {vectors.shape[1]}", param="dimensions")
             vectors = vectors[:, : request.dimensions]
             vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         data = [

@@ -9,7 +9,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind.codecs import NumpyOutput
 from kubemind.model import KubemindModel, TensorSpec
-from kubemind_predictors.triton.client import RetryPolicy, Tensor, TritonClient
+from kubemind.oip_client import OIPClient, RetryPolicy, Tensor
 from kubemind_predictors.triton.metrics import TritonQueueMetrics
 from kubemind_predictors.triton.repository import TritonModelSpec
 from kubemind_predictors.triton.settings import TritonPredictorSettings
@@ -23,7 +23,7 @@ class TritonConnection:
 
     def __init__(self, settings: TritonPredictorSettings):
         self.settings = settings
-        self.client = TritonClient(
+        self.client = OIPClient(
             f"{settings.triton_host}:{settings.triton_grpc_port}",
             RetryPolicy(
                 timeout=settings.request_timeout_seconds,
@@ -73,7 +73,7 @@ class TritonPredictor(KubemindModel):
         self._signature_from_triton = False
 
     @property
-    def client(self) -> TritonClient:
+    def client(self) -> OIPClient:
         return self.connection.client
 
     def load(self) -> bool:

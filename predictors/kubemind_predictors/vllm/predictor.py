@@ -1,8 +1,9 @@
 """`VLLMPredictor`: one model name answering OpenAI, v2 infer and the OIP generate extension.
 
-It is both a `KubemindModel` (v2: BYTES `text_input` -> `text_output`) and KServe's
-`OpenAIGenerativeModel` (/openai/v1/completions, /chat/completions, /models), so all three
-protocols share the one engine and the one model name.
+It is a `KubemindModel` (v2: BYTES `text_input` -> `text_output`), a `TextGenerator` (the core
+mounts the OIP generate extension for it) and declares the OpenAI routes (/openai/v1/completions
+and /chat/completions; the core lists it on /openai/v1/models), so every protocol shares the one
+engine, the one model name and the one request pipeline.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from kubemind.errors import BackendTimeout, InvalidInput, KubemindError
+from kubemind.errors import OPENAI, BackendTimeout, InvalidInput
 from kubemind.model import KubemindModel, TensorSpec
+from kubemind.protocol.pipeline import EventStream, Route, RouteCall
 from kubemind_predictors.vllm import openai_format
 from kubemind_predictors.vllm.backend import GenerationStep, VLLMEngine
 from kubemind_predictors.vllm.kserve_openai import (
@@ -25,9 +25,6 @@ from kubemind_predictors.vllm.kserve_openai import (
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
-    ErrorResponse,
-    OpenAIGenerativeModel,
-    create_error_response,
 )
 from kubemind_predictors.vllm.settings import VLLMSettings
 
@@ -35,7 +32,7 @@ TEXT_INPUT = TensorSpec("text_input", "BYTES", (-1,))
 TEXT_OUTPUT = TensorSpec("text_output", "BYTES", (-1,))
 
 
-class VLLMPredictor(KubemindModel, OpenAIGenerativeModel):
+class VLLMPredictor(KubemindModel):
     """An LLM served by vLLM's AsyncLLM in this process."""
 
     platform = "vllm"
@@ -44,6 +41,8 @@ class VLLMPredictor(KubemindModel, OpenAIGenerativeModel):
     def __init__(self, settings: VLLMSettings, engine: VLLMEngine | None = None):
         super().__init__(settings.model_name, inputs=[TEXT_INPUT], outputs=[TEXT_OUTPUT])
         self.settings = settings
+        if settings.openai_model_name != settings.model_name:
+            self.aliases = (settings.openai_model_name,)
         self.llm = engine or VLLMEngine(settings)
         # KServe servers start models with an `engine` in the background (start_engine) and
         # stop them with stop_engine; ready turns true only once the engine answers.
@@ -51,6 +50,10 @@ class VLLMPredictor(KubemindModel, OpenAIGenerativeModel):
         self.ready = False
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def load(self) -> bool:
+        """The weights are loaded by the engine (start_engine); ready only once it answers."""
+        return self.ready
+
     def start(self) -> None:
         """Nothing to do synchronously: the engine starts in `start_engine`, off the event loop."""
 
@@ -95,72 +98,66 @@ class VLLMPredictor(KubemindModel, OpenAIGenerativeModel):
             raise InvalidInput(f"messages: {exc}") from exc
         return await self._encode(text, add_special_tokens=False)
 
-    def _check_model_name(self, requested: str | None) -> None:
-        if requested and requested not in (self.name, self.settings.openai_model_name):
-            raise _OpenAIRequestError(
-                f"model '{requested}' is not served here", "model", HTTPStatus.NOT_FOUND
-            )
-
     # -- OpenAI ---------------------------------------------------------------------------------
-    async def create_completion(
-        self,
-        request: CompletionRequest,
-        raw_request: Request | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> AsyncIterator[str] | Completion | ErrorResponse:
-        try:
-            self._check_model_name(request.model)
-            prompt = request.prompt
-            if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
-                prompt = prompt[0]
-            if isinstance(prompt, str):
-                token_ids = await self._encode(prompt, add_special_tokens=True)
-            elif isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
-                token_ids = list(prompt)
-            else:
-                raise InvalidInput("prompt: send one prompt (a string or token ids) per request")
-            params = self.llm.openai_sampling_params(request, len(token_ids))
-            request_id = f"cmpl-{uuid.uuid4().hex}"
-            steps = self.llm.generate(token_ids, params, request_id)
-            want_logprobs = request.logprobs is not None
-            model = self.settings.openai_model_name
-            if request.stream:
-                options = request.stream_options
-                include_usage = bool(options and options.include_usage)
-                return openai_format.completion_stream(
-                    steps, request_id, model, want_logprobs, include_usage
-                )
-            states, prompt_tokens = await self._collect(steps, params.n)
-            return openai_format.completion(request_id, model, states, prompt_tokens, want_logprobs)
-        except KubemindError as exc:
-            return _openai_error(exc)
+    def routes(self) -> list[Route]:
+        return [
+            Route("POST", "/openai/v1/completions", "openai_completions", self._completions_route,
+                  protocol=OPENAI, model_in_body=True),
+            Route("POST", "/openai/v1/chat/completions", "openai_chat_completions", self._chat_route,
+                  protocol=OPENAI, model_in_body=True),
+        ]
 
-    async def create_chat_completion(
-        self,
-        request: ChatCompletionRequest,
-        raw_request: Request | None = None,
-        context: dict[str, Any] | None = None,
-    ) -> AsyncIterator[str] | ChatCompletion | ErrorResponse:
-        try:
-            self._check_model_name(request.model)
-            token_ids = await self._chat_prompt(list(request.messages))
-            params = self.llm.openai_sampling_params(request, len(token_ids))
-            request_id = f"chatcmpl-{uuid.uuid4().hex}"
-            steps = self.llm.generate(token_ids, params, request_id)
-            want_logprobs = bool(request.logprobs)
-            model = self.settings.openai_model_name
-            if request.stream:
-                options = request.stream_options
-                include_usage = bool(options and options.include_usage)
-                return openai_format.chat_stream(
-                    steps, request_id, model, params.n, want_logprobs, include_usage
-                )
-            states, prompt_tokens = await self._collect(steps, params.n)
-            return openai_format.chat_completion(
-                request_id, model, states, prompt_tokens, want_logprobs
+    async def _completions_route(self, call: RouteCall) -> Completion | EventStream:
+        result = await self.create_completion(CompletionRequest.model_validate(call.body))
+        return result if isinstance(result, Completion) else EventStream(result)
+
+    async def _chat_route(self, call: RouteCall) -> ChatCompletion | EventStream:
+        result = await self.create_chat_completion(ChatCompletionRequest.model_validate(call.body))
+        return result if isinstance(result, ChatCompletion) else EventStream(result)
+
+    async def create_completion(self, request: CompletionRequest) -> AsyncIterator[str] | Completion:
+        """An OpenAI completion: the whole reply, or its SSE chunks when request.stream."""
+        prompt = request.prompt
+        if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            token_ids = await self._encode(prompt, add_special_tokens=True)
+        elif isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
+            token_ids = list(prompt)
+        else:
+            raise InvalidInput("prompt: send one prompt (a string or token ids) per request")
+        params = self.llm.openai_sampling_params(request, len(token_ids))
+        request_id = f"cmpl-{uuid.uuid4().hex}"
+        steps = self.llm.generate(token_ids, params, request_id)
+        want_logprobs = request.logprobs is not None
+        model = self.settings.openai_model_name
+        if request.stream:
+            options = request.stream_options
+            include_usage = bool(options and options.include_usage)
+            return openai_format.completion_stream(
+                steps, request_id, model, want_logprobs, include_usage
             )
-        except KubemindError as exc:
-            return _openai_error(exc)
+        states, prompt_tokens = await self._collect(steps, params.n)
+        return openai_format.completion(request_id, model, states, prompt_tokens, want_logprobs)
+
+    async def create_chat_completion(self, request: ChatCompletionRequest) -> AsyncIterator[str] | ChatCompletion:
+        """An OpenAI chat completion: the whole reply, or its SSE chunks when request.stream."""
+        token_ids = await self._chat_prompt(list(request.messages))
+        params = self.llm.openai_sampling_params(request, len(token_ids))
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        steps = self.llm.generate(token_ids, params, request_id)
+        want_logprobs = bool(request.logprobs)
+        model = self.settings.openai_model_name
+        if request.stream:
+            options = request.stream_options
+            include_usage = bool(options and options.include_usage)
+            return openai_format.chat_stream(
+                steps, request_id, model, params.n, want_logprobs, include_usage
+            )
+        states, prompt_tokens = await self._collect(steps, params.n)
+        return openai_format.chat_completion(
+            request_id, model, states, prompt_tokens, want_logprobs
+        )
 
     async def _collect(
         self, steps: AsyncIterator[GenerationStep], n: int
@@ -217,31 +214,6 @@ class VLLMPredictor(KubemindModel, OpenAIGenerativeModel):
                     yield delta.text, delta.finish_reason
 
         return deltas()
-
-    # -- extra routes ---------------------------------------------------------------------------
-    def register_routes(self, app: FastAPI) -> None:
-        """Mount the OIP generate extension; kubemind.server calls this for every model."""
-        from kubemind_predictors.vllm.generate_api import register_generate_routes
-
-        register_generate_routes(app, self)
-
-
-class _OpenAIRequestError(KubemindError):
-    def __init__(self, message: str, param: str, status: HTTPStatus):
-        super().__init__(message)
-        self.param = param
-        self.status = status
-
-
-def _openai_error(exc: KubemindError) -> ErrorResponse:
-    """OpenAI's error body ({"error": {message, type, param, code}}) with the kubemind status."""
-    param = getattr(exc, "param", None) or exc.message.split(":", 1)[0].strip()
-    return create_error_response(
-        message=exc.message,
-        err_type=type(exc).__name__,
-        param=param if param.isidentifier() else "",
-        status_code=exc.status,
-    )
 
 
 def _plain_message(message: Any) -> dict[str, Any]:

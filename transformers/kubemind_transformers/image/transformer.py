@@ -12,13 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind.codecs import NumpyOutput
-from kubemind.errors import InvalidInput, ModelNotFound
+from kubemind.errors import V1, InvalidInput
 from kubemind.model import KubemindModel, TensorSpec
-from kubemind_predictors.triton.client import RetryPolicy, Tensor, TritonClient
+from kubemind.oip_client import OIPClient, RetryPolicy, Tensor
+from kubemind.protocol.pipeline import Route, RouteCall
 from kubemind_transformers.image.labels import ImageNetLabels, top_k
 from kubemind_transformers.image.preprocessing import ImagePreprocessor
 from kubemind_transformers.image.settings import ImageTransformerSettings
@@ -45,7 +45,7 @@ class ImageTransformer(KubemindModel):
         self.predictor_model = settings.predictor_model_name or settings.model_name
         self.propagate = frozenset(settings.propagate_headers)
         # The predictor speaks the same Open Inference Protocol gRPC as Triton: one client for both.
-        self.client = TritonClient(
+        self.client = OIPClient(
             settings.predictor_host,
             RetryPolicy(
                 timeout=settings.request_timeout_seconds,
@@ -68,6 +68,9 @@ class ImageTransformer(KubemindModel):
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+    async def stop_async(self) -> None:
+        await self.client.close()
 
     async def healthy(self) -> bool:
         return await self.client.model_ready(self.predictor_model)
@@ -122,25 +125,22 @@ class ImageTransformer(KubemindModel):
             model_version=payload.model_version,
         )
 
-    def register_routes(self, app: FastAPI) -> None:
-        """KServe's v1 protocol: {"instances": [{"image": {"b64": ...}}]} -> {"predictions": [...]}."""
+    def routes(self) -> list[Route]:
+        return [Route("POST", "/v1/models/{model_name}:predict", "v1_predict", self._predict_v1, protocol=V1)]
 
-        async def predict_v1(request: Request) -> dict[str, Any]:
-            if request.path_params["model_name"] != self.name:
-                raise ModelNotFound(f"model '{request.path_params['model_name']}' is not served here")
-            items = v1_images(await request.json())
-            indices, probabilities = await self.classify(items, dict(request.headers))
-            return {
+    async def _predict_v1(self, call: RouteCall) -> dict[str, Any]:
+        """KServe's v1 protocol: {"instances": [{"image": {"b64": ...}}]} -> {"predictions": [...]}."""
+        items = v1_images(call.body)
+        indices, probabilities = await self.classify(items, call.headers, call.headers.get("x-request-id", ""))
+        return {
                 "predictions": [
                     [
                         {"label": self.labels.names[c], "class_id": int(c), "probability": float(p)}
                         for c, p in zip(row_classes, row_probabilities, strict=True)
                     ]
-                    for row_classes, row_probabilities in zip(indices, probabilities, strict=True)
-                ]
-            }
-
-        app.add_api_route("/v1/models/{model_name}:predict", predict_v1, methods=["POST"])
+                for row_classes, row_probabilities in zip(indices, probabilities, strict=True)
+            ]
+        }
 
 
 def v1_images(body: Any) -> list[bytes | str]:

@@ -1,4 +1,6 @@
-"""The predictor's one long-lived gRPC channel to Triton, with deadlines, retries and fail-fast.
+"""The core Open Inference Protocol gRPC client: one long-lived channel to a v2 server (Triton, a
+kubemind predictor), with deadlines, retries and fail-fast. The Triton predictor, the image
+transformer and the benchmarks all use it.
 
 Uses KServe's generated v2 stubs (`kserve.protocol.grpc`) on a `grpc.aio` channel, never
 `tritonclient.grpc` (both register the `inference` protobuf package; they cannot share a process).
@@ -36,7 +38,7 @@ from kubemind.errors import (
     ModelNotFound,
 )
 
-logger = logging.getLogger("kubemind.triton.client")
+logger = logging.getLogger("kubemind.oip_client")
 
 HEALTH_TTL_SECONDS = 1.0
 
@@ -67,17 +69,17 @@ class RetryPolicy:
 
 
 def error_from_rpc(error: grpc.aio.AioRpcError, model: str) -> KubemindError:
-    """Triton's gRPC status as kubemind's error, keeping Triton's message."""
+    """The server's gRPC status as kubemind's error, keeping the server's message."""
     code, details = error.code(), error.details() or str(error.code())
     if code == grpc.StatusCode.UNAVAILABLE:
-        return BackendUnavailable(f"Triton is unavailable for model '{model}': {details}")
+        return BackendUnavailable(f"the inference server is unavailable for model '{model}': {details}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return BackendTimeout(f"Triton did not answer for model '{model}' in time")
+        return BackendTimeout(f"the inference server did not answer for model '{model}' in time")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidInput(details)
     if code == grpc.StatusCode.NOT_FOUND:
         return ModelNotFound(details)
-    return InternalError(f"Triton failed for model '{model}': {code.name}: {details}")
+    return InternalError(f"the inference server failed for model '{model}': {code.name}: {details}")
 
 
 _MODEL_INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
@@ -119,8 +121,8 @@ def encode_infer_request(
     return b"".join([header.SerializeToString(), *parts])
 
 
-class TritonClient:
-    """Async Open Inference Protocol client for one Triton server, shared by all its models."""
+class OIPClient:
+    """Async Open Inference Protocol client for one v2 gRPC server, shared by all its models."""
 
     def __init__(self, url: str, policy: RetryPolicy):
         self.url = url
@@ -152,14 +154,14 @@ class TritonClient:
     @property
     def stub(self) -> GRPCInferenceServiceStub:
         if self._stub is None:
-            raise BackendUnavailable("the Triton client is not started")
+            raise BackendUnavailable(f"the client for {self.url} is not started")
         return self._stub
 
     def _fail_fast(self, model: str) -> None:
         remaining = self._open_until - time.monotonic()
         if remaining > 0:
             raise BackendUnavailable(
-                f"Triton is unavailable for model '{model}' (failing fast for {remaining:.2f}s more)"
+                f"the inference server is unavailable for model '{model}' (failing fast for {remaining:.2f}s more)"
             )
 
     async def _call(
@@ -178,7 +180,7 @@ class TritonClient:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise BackendTimeout(f"Triton did not answer for model '{model}' within the deadline")
+                raise BackendTimeout(f"the inference server did not answer for model '{model}' within the deadline")
             try:
                 # wait_for_ready=False: a dead Triton is UNAVAILABLE now, not a hang until the deadline.
                 reply = await method(
@@ -207,9 +209,9 @@ class TritonClient:
         timeout: float | None = None,
         metadata: tuple[tuple[str, str], ...] = (),
     ) -> list[Tensor]:
-        """Run one inference on Triton; outputs come back as numpy arrays."""
+        """Run one inference; outputs come back as numpy arrays."""
         if self._model_infer is None:
-            raise BackendUnavailable("the Triton client is not started")
+            raise BackendUnavailable(f"the client for {self.url} is not started")
         message = encode_infer_request(model, inputs, request_id, outputs)
         self.in_flight += 1
         try:
