@@ -19,6 +19,7 @@ from kubemind.codecs import decode_grpc_request, encode_grpc_response
 from kubemind.datatypes import from_triton
 from kubemind.errors import as_kubemind_error, grpc_code
 from kubemind.protocol import triton_extensions_pb2 as ext
+from kubemind.protocol.grpc_stream import StreamInfer
 from kubemind.protocol.pipeline import Pipeline
 from kubemind.settings import ComponentSettings
 from kubemind.telemetry import REQUEST_ID, RequestRecord
@@ -141,6 +142,11 @@ class GrpcEndpoints:
             )
             for name, (method, request_type, response_type) in table.items()
         }
+        handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+            StreamInfer(self.pipeline).handle,
+            request_deserializer=pb.ModelInferRequest.FromString,
+            response_serializer=ext.ModelStreamInferResponse.SerializeToString,
+        )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 

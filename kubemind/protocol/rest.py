@@ -27,7 +27,7 @@ from kubemind.codecs import (
     encode_rest_response,
     parse_json_body,
 )
-from kubemind.errors import InvalidInput, KubemindError, PayloadTooLarge, error_body
+from kubemind.errors import OPENAI, InvalidInput, KubemindError, PayloadTooLarge, error_body
 from kubemind.protocol.pipeline import Pipeline, Route, json_response
 from kubemind.protocol.service import InferenceService
 from kubemind.settings import ComponentSettings
@@ -185,6 +185,13 @@ def create_app(
         app.add_route(path, pipeline.rest_endpoint(name, handler, account=name == "infer"), methods=[method])
     for method, path, endpoint in pipeline.mount(declared):
         app.add_route(path, endpoint, methods=[method])
+    openai_models = sorted({name for name, route in declared if route.protocol == OPENAI})
+    if openai_models:
+        app.add_route(
+            "/openai/v1/models",
+            pipeline.rest_endpoint("openai_models", _openai_model_list(pipeline.service, openai_models), protocol=OPENAI),
+            methods=["GET"],
+        )
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(pipeline.metrics.exposition(), media_type="text/plain; version=0.0.4")
@@ -193,6 +200,21 @@ def create_app(
     _add_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     return app
+
+
+def _openai_model_list(service: InferenceService, names: Sequence[str]) -> Handler:
+    """GET /openai/v1/models: every model that declared an OpenAI route, by name and alias."""
+
+    async def handler(request: Request, record: RequestRecord) -> Response:
+        data = []
+        for name in names:
+            model = service.repository.get_model(name)
+            created = int(getattr(model, "created", 0) or time.time())
+            for model_id in dict.fromkeys((name, *getattr(model, "aliases", ()))):
+                data.append({"id": model_id, "object": "model", "created": created, "owned_by": "kubemind"})
+        return json_response({"object": "list", "data": data})
+
+    return handler
 
 
 def _add_error_handlers(app: FastAPI) -> None:

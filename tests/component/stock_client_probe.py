@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,28 @@ def probe_http(address: str, model: str) -> dict[str, Any]:
     }
 
 
+def probe_stream(client: Any, model: str) -> list[dict[str, Any]]:
+    """ModelStreamInfer through start_stream/async_stream_infer: three good requests and one for
+    an unknown model; one answer each, sorted by request id (the stream may reorder them)."""
+    answers: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def callback(result: Any, error: Any) -> None:
+        with lock:
+            if error is not None:
+                answers.append({"id": "error", "error": str(error)})
+            else:
+                response = result.get_response()
+                answers.append({"id": response.id, "OUTPUT0": result.as_numpy("OUTPUT0").tolist()})
+
+    client.start_stream(callback)
+    for index in range(3):
+        client.async_stream_infer(model, _inputs(grpcclient), request_id=f"s{index}")
+    client.async_stream_infer("no-such-model", _inputs(grpcclient), request_id="bad")
+    client.stop_stream()
+    return sorted(answers, key=lambda a: a["id"])
+
+
 def probe_grpc(address: str, model: str) -> dict[str, Any]:
     client = grpcclient.InferenceServerClient(address)
     result = client.infer(model, _inputs(grpcclient))
@@ -80,6 +103,7 @@ def probe_grpc(address: str, model: str) -> dict[str, Any]:
         "raw_outputs": [result.as_numpy("OUTPUT0").tolist(), result.as_numpy("OUTPUT1").tolist()],
         "unknown_model": _error(lambda: client.infer("no-such-model", _inputs(grpcclient))),
         "wrong_datatype": _error(lambda: client.infer(model, [wrong_type, _inputs(grpcclient)[1]])),
+        "stream": probe_stream(client, model),
     }
 
 

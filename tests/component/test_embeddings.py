@@ -77,8 +77,10 @@ def test_openai_errors_are_client_errors(predictor: ServerProcess) -> None:
     unknown_model = httpx.post(url, json={"model": "bert", "input": "hi"}, timeout=10)
     empty = httpx.post(url, json={"model": "minilm", "input": ["ok", ""]}, timeout=10)
 
-    assert unknown_model.status_code == 404
-    assert empty.status_code == 400 and "input[1]" in empty.json()["error"]
+    # OpenAI routes answer in OpenAI's error shape, naming the parameter
+    assert unknown_model.status_code == 404 and unknown_model.json()["error"]["param"] == "model"
+    assert empty.status_code == 400
+    assert empty.json()["error"]["param"] == "input" and "input[1]" in empty.json()["error"]["message"]
 
 
 def test_stock_grpc_client_gets_embeddings(predictor: ServerProcess) -> None:

@@ -106,3 +106,11 @@ def test_errors_reach_stock_clients(seen: dict[str, Any]) -> None:
     assert seen["grpc"]["unknown_model"]["status"] == "StatusCode.NOT_FOUND"
     assert seen["grpc"]["wrong_datatype"]["status"] == "StatusCode.INVALID_ARGUMENT"
     assert "input 'INPUT0'" in seen["grpc"]["wrong_datatype"]["message"]
+
+
+def test_stream_infer_answers_every_request_and_names_unknown_models(seen: dict[str, Any]) -> None:
+    answers = seen["grpc"]["stream"]
+    assert [a["id"] for a in answers] == ["error", "s0", "s1", "s2"]
+    for answer in answers[1:]:
+        assert answer["OUTPUT0"] == EXPECTED[0]
+    assert "Request for unknown model: 'no-such-model' is not found" in answers[0]["error"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +232,20 @@ def test_zz_sigterm_leaves_no_engine_process(server: ServerProcess) -> None:
     server.stop(timeout=60)
     _, alive = psutil.wait_procs(engine_processes, timeout=10)
     assert not alive, f"left behind: {[(p.pid, p.name()) for p in alive]}"
+
+
+def test_triton_stream_infer_streams_tokens_like_tritons_vllm_backend(server: ServerProcess) -> None:
+    """tritonclient.grpc's start_stream/async_stream_infer, unchanged: decoupled text_output
+    chunks whose concatenation is the non-streamed answer, the last one flagged final."""
+    probe = Path(__file__).with_name("triton_llm_stream_probe.py")
+    completed = subprocess.run(
+        [sys.executable, str(probe), server.grpc_address, MODEL], capture_output=True, text=True, timeout=180
+    )
+    assert completed.returncode == 0, completed.stderr
+    seen = json.loads(completed.stdout)
+    streamed, whole = seen["streamed"], seen["whole"]
+    assert len(whole) == 1 and whole[0][1] is True
+    assert len(streamed) >= 2, streamed
+    assert [final for _, final in streamed] == [False] * (len(streamed) - 1) + [True]
+    assert "".join(text for text, _ in streamed) == whole[0][0]
+    assert "text_input" in seen["empty_prompt"][0]["error"]

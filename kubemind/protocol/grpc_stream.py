@@ -1,0 +1,168 @@
+"""Triton's bidirectional `ModelStreamInfer` RPC, as `tritonclient.grpc`'s `start_stream` /
+`async_stream_infer` use it.
+
+Every request on the stream runs through the one pipeline (record, lookup, readiness, deadline,
+error table, metrics, access log) as its own request, concurrently with the others. An ordinary
+model answers each request with one response. A text generator (the LLM predictor) answers
+decoupled, the way Triton's vLLM backend does: `text_input` in, a `stream` flag (BOOL input or
+request parameter), sampling options as request parameters or a `sampling_parameters` JSON
+input; many responses carrying `text_output`, the last with the `triton_final_response`
+parameter. Errors travel in `error_message` and the stream goes on. When the client goes away,
+everything still running for it is cancelled (which aborts generations in the engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import numpy as np
+import orjson
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+from kubemind.codecs import decode_grpc_request, encode_grpc_response
+from kubemind.errors import InvalidInput, ModelNotReady, as_kubemind_error
+from kubemind.protocol import triton_extensions_pb2 as ext
+from kubemind.protocol.generate import TextGenerator
+from kubemind.protocol.pipeline import Pipeline
+from kubemind.telemetry import RequestRecord
+
+ENDPOINT = "ModelStreamInfer"
+FINAL_FLAG = "triton_final_response"
+_CONTROL_PARAMETERS = {"stream", "triton_enable_empty_final_response", "sequence_id", "sequence_start", "sequence_end", "priority", "timeout"}
+
+
+def _first_value(tensor: Any) -> Any:
+    values = np.asarray(tensor.as_numpy()).reshape(-1)
+    if values.size == 0:
+        raise InvalidInput(f"input '{tensor.name}': is empty", param=tensor.name)
+    return values[0]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def generation_inputs(request: Any) -> tuple[str, bool, dict[str, Any]]:
+    """Prompt, stream flag and sampling options of a Triton-vLLM-style request."""
+    by_name = {tensor.name: tensor for tensor in request.inputs}
+    if "text_input" not in by_name:
+        raise InvalidInput("text_input: required (a BYTES input)", param="text_input")
+    prompt = _text(_first_value(by_name["text_input"]))
+    if not prompt:
+        raise InvalidInput("text_input: must not be empty", param="text_input")
+    parameters = dict(request.parameters or {})
+    stream = bool(_first_value(by_name["stream"])) if "stream" in by_name else bool(parameters.get("stream", False))
+    options = {k: v for k, v in parameters.items() if k not in _CONTROL_PARAMETERS}
+    if "sampling_parameters" in by_name:
+        try:
+            sampling = orjson.loads(_text(_first_value(by_name["sampling_parameters"])))
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"sampling_parameters: not JSON ({exc})", param="sampling_parameters") from None
+        if not isinstance(sampling, dict):
+            raise InvalidInput("sampling_parameters: must be a JSON object", param="sampling_parameters")
+        options.update(sampling)
+    unknown = set(by_name) - {"text_input", "stream", "sampling_parameters", "exclude_input_in_output"}
+    if unknown:
+        raise InvalidInput(f"unknown input(s) {', '.join(sorted(unknown))} for a text generation model")
+    return prompt, stream, options
+
+
+def _text_response(model: str, version: str, request_id: str, text: str, final: bool) -> pb.ModelInferResponse:
+    reply = pb.ModelInferResponse(model_name=model, model_version=version, id=request_id)
+    reply.outputs.add(name="text_output", datatype="BYTES", shape=[1])
+    encoded = text.encode("utf-8")
+    reply.raw_output_contents.append(len(encoded).to_bytes(4, "little") + encoded)
+    reply.parameters[FINAL_FLAG].bool_param = final
+    return reply
+
+
+class StreamInfer:
+    """The handler of one ModelStreamInfer call."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.service = pipeline.service
+
+    async def replies(self, message: pb.ModelInferRequest, record: RequestRecord) -> AsyncIterator[pb.ModelInferResponse]:
+        request = decode_grpc_request(message)
+        model, version = self.service.lookup(request.model_name, request.model_version)
+        record.model, record.version = model.name, version
+        if not isinstance(model, TextGenerator):
+            response, served = await self.service.infer(request, record.headers, record)
+            yield encode_grpc_response(response, request, served)
+            return
+        if not await self.service.is_ready(model):
+            raise ModelNotReady(f"model '{record.model}' is not ready")
+        prompt, stream, options = generation_inputs(request)
+        request_id = request.id or ""
+        if not stream:
+            text = await model.generate_text(prompt, options)
+            yield _text_response(record.model, version, request_id, text, final=True)
+            return
+        pending: str | None = None
+        async for text, _finish in await model.stream_text(prompt, options):
+            if pending is not None:
+                yield _text_response(record.model, version, request_id, pending, final=False)
+            pending = text
+        yield _text_response(record.model, version, request_id, pending or "", final=True)
+
+    async def one(self, message: pb.ModelInferRequest, metadata: Any, queue: asyncio.Queue[ext.ModelStreamInferResponse]) -> None:
+        record = self.pipeline.begin("grpc", ENDPOINT, message.model_name, ((k, str(v)) for k, v in metadata))
+        try:
+            async with self.pipeline.deadline(f"{ENDPOINT} request"):
+                async for reply in self.replies(message, record):
+                    await queue.put(ext.ModelStreamInferResponse(infer_response=reply.SerializeToString()))
+        except Exception as exc:
+            failure = as_kubemind_error(exc)
+            record.status, record.error = int(failure.status), failure.message
+            await queue.put(ext.ModelStreamInferResponse(error_message=failure.message))
+        finally:
+            self.pipeline.finish(record, account=True)
+
+    async def handle(
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ext.ModelStreamInferResponse]:
+        metadata = tuple(context.invocation_metadata() or ())
+        queue: asyncio.Queue[ext.ModelStreamInferResponse] = asyncio.Queue()
+        running: set[asyncio.Task[None]] = set()
+        done = object()
+        finished: asyncio.Queue[object] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for message in requests:
+                    task = asyncio.create_task(self.one(message, metadata, queue))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                while running:
+                    await asyncio.gather(*list(running), return_exceptions=True)
+            finally:
+                finished.put_nowait(done)
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                getter = asyncio.create_task(queue.get())
+                ender = asyncio.create_task(finished.get())
+                ready, _ = await asyncio.wait({getter, ender}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in ready:
+                    ender.cancel()
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    yield queue.get_nowait()
+                return
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+
+__all__ = ["StreamInfer", "generation_inputs"]
