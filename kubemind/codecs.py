@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from google.protobuf import unknown_fields
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import (
     InferInput,
@@ -25,11 +26,16 @@ from kserve.protocol.infer_type import (
     InferResponse,
     RequestedOutput,
     to_grpc_parameters,
-    to_http_parameters,
 )
 
 from kubemind.datatypes import DATATYPE_TABLE, bf16_from_bytes, bf16_to_bytes, v2_name_of
 from kubemind.errors import InvalidInput
+from kubemind.protocol.shared_memory import (
+    BYTE_SIZE,
+    REGION,
+    SharedMemoryRegistry,
+    uses_shared_memory,
+)
 
 # v2 datatype -> the numpy dtype kubemind holds it in (from the one table in kubemind.datatypes).
 DATATYPES: dict[str, np.dtype] = {entry.name: entry.numpy for entry in DATATYPE_TABLE}
@@ -321,9 +327,14 @@ def parse_json_body(body: bytes | memoryview) -> Any:
 
 
 def decode_rest_request(
-    body: bytes, json_length: int | None, model_name: str, model_version: str | None
+    body: bytes,
+    json_length: int | None,
+    model_name: str,
+    model_version: str | None,
+    shared_memory: SharedMemoryRegistry | None = None,
 ) -> DecodedRequest:
-    """Decode a v2 REST infer body (JSON, or JSON + binary tensors when json_length is given)."""
+    """Decode a v2 REST infer body (JSON, or JSON + binary tensors when json_length is given;
+    inputs may name a registered shared-memory region instead of carrying data)."""
     if json_length is not None:
         _expect(0 <= json_length <= len(body), f"{JSON_HEADER_LENGTH} {json_length} is outside the body ({len(body)} bytes)")
     view = memoryview(body)
@@ -346,7 +357,9 @@ def decode_rest_request(
         _expect(isinstance(shape, list), f"input '{name}': shape must be a list of integers")
         parameters = _parameters(entry.get("parameters"), f"input '{name}'")
         binary_size = parameters.get("binary_data_size") if parameters else None
-        if binary_size is not None:
+        if uses_shared_memory(parameters):
+            array = array_from_bytes(name, datatype, shape, _shared(shared_memory).read(name, parameters or {}))
+        elif binary_size is not None:
             _expect(
                 isinstance(binary_size, int) and not isinstance(binary_size, bool) and binary_size >= 0,
                 f"input '{name}': binary_data_size must be a non-negative integer",
@@ -385,6 +398,27 @@ def _selected_outputs(response: InferResponse, request: InferRequest) -> list[In
     return selected
 
 
+def _shared(shared_memory: SharedMemoryRegistry | None) -> SharedMemoryRegistry:
+    if shared_memory is None:
+        raise InvalidInput("this endpoint does not take shared-memory tensors")
+    return shared_memory
+
+
+def _output_region(request: InferRequest, name: str) -> dict[str, Any] | None:
+    """The shared-memory parameters of a requested output, when the client gave a region."""
+    for requested in request.request_outputs or ():
+        if requested.name == name and uses_shared_memory(requested.parameters):
+            return dict(requested.parameters)
+    return None
+
+
+def _write_shared(
+    shared_memory: SharedMemoryRegistry | None, name: str, region: dict[str, Any], array: np.ndarray, datatype: str
+) -> dict[str, Any]:
+    written = _shared(shared_memory).write(name, region, array_to_bytes(array, datatype))
+    return {REGION: region[REGION], BYTE_SIZE: written}
+
+
 def _wants_binary(request: InferRequest, name: str) -> bool:
     request_default = bool((request.parameters or {}).get("binary_data_output", False))
     for requested in request.request_outputs or ():
@@ -400,7 +434,12 @@ def output_array(output: InferOutput) -> np.ndarray:
     return array
 
 
-def encode_rest_response(response: InferResponse, request: InferRequest, model_version: str) -> tuple[bytes, int | None]:
+def encode_rest_response(
+    response: InferResponse,
+    request: InferRequest,
+    model_version: str,
+    shared_memory: SharedMemoryRegistry | None = None,
+) -> tuple[bytes, int | None]:
     """Encode a v2 REST reply; returns (body, json_length) — json_length is None for pure JSON."""
     outputs_json = []
     blobs: list[bytes] = []
@@ -409,7 +448,10 @@ def encode_rest_response(response: InferResponse, request: InferRequest, model_v
         entry: dict[str, Any] = {"name": output.name, "datatype": output.datatype, "shape": list(array.shape)}
         parameters = dict(output.parameters) if isinstance(output.parameters, dict) else {}
         parameters.pop("binary_data_size", None)
-        if _wants_binary(request, output.name):
+        region = _output_region(request, output.name)
+        if region is not None:
+            parameters.update(_write_shared(shared_memory, output.name, region, array, output.datatype))
+        elif _wants_binary(request, output.name):
             blob = array_to_bytes(array, output.datatype)
             parameters["binary_data_size"] = len(blob)
             blobs.append(blob)
@@ -452,33 +494,64 @@ def _array_from_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> np.nd
     return _narrow(name, wide, datatype).reshape(shape) if datatype != "BOOL" else wide.reshape(shape)
 
 
-def decode_grpc_request(message: pb.ModelInferRequest) -> DecodedRequest:
+# Triton's InferParameter has double_param (4) and uint64_param (5); KServe's proto stops at
+# string_param (3), so tritonclient's float and uint64 parameters arrive as unknown fields.
+_DOUBLE_PARAM, _UINT64_PARAM = 4, 5
+
+
+def grpc_parameters(parameters: Any) -> dict[str, Any] | None:
+    """A gRPC parameters map as Python values, Triton's double and uint64 parameters included."""
+    if not parameters:
+        return None
+    plain: dict[str, Any] = {}
+    for key, value in parameters.items():
+        which = value.WhichOneof("parameter_choice")
+        if which is not None:
+            plain[key] = getattr(value, which)
+            continue
+        for field in unknown_fields.UnknownFieldSet(value):
+            if field.field_number == _DOUBLE_PARAM and field.wire_type == 1:
+                plain[key] = struct.unpack("<d", struct.pack("<Q", field.data))[0]
+            elif field.field_number == _UINT64_PARAM and field.wire_type == 0:
+                plain[key] = int(field.data)
+    return plain
+
+
+def decode_grpc_request(message: pb.ModelInferRequest, shared_memory: SharedMemoryRegistry | None = None) -> DecodedRequest:
     raw = message.raw_input_contents
-    if raw and len(raw) != len(message.inputs):
+    all_parameters = [grpc_parameters(t.parameters) for t in message.inputs]
+    # Inputs in shared memory carry no raw entry: raw_input_contents holds the others, in order.
+    carried = sum(1 for p in all_parameters if not uses_shared_memory(p))
+    if raw and len(raw) != carried:
         raise InvalidInput(
-            f"raw_input_contents has {len(raw)} entries but the request has {len(message.inputs)} inputs"
+            f"raw_input_contents has {len(raw)} entries but the request has {carried} inputs that carry data"
         )
     inputs: list[InferInput] = []
+    raw_index = 0
     for index, tensor in enumerate(message.inputs):
         _expect(tensor.name != "", f"inputs[{index}].name must be a non-empty string")
         numpy_dtype(tensor.datatype, field=f"input '{tensor.name}': datatype")
-        if raw:
+        parameters = all_parameters[index]
+        if uses_shared_memory(parameters):
+            data = _shared(shared_memory).read(tensor.name, parameters or {})
+            array = array_from_bytes(tensor.name, tensor.datatype, list(tensor.shape), data)
+        elif raw:
             if tensor.HasField("contents"):
                 raise InvalidInput(f"input '{tensor.name}': contents must be empty when raw_input_contents is used")
-            array = array_from_bytes(tensor.name, tensor.datatype, list(tensor.shape), raw[index])
+            array = array_from_bytes(tensor.name, tensor.datatype, list(tensor.shape), raw[raw_index])
+            raw_index += 1
         else:
             array = _array_from_contents(tensor)
-        parameters = to_http_parameters(tensor.parameters) if tensor.parameters else None
         inputs.append(NumpyInput(tensor.name, array, tensor.datatype, parameters))
     requested = [
-        RequestedOutput(o.name, to_http_parameters(o.parameters) if o.parameters else None)
+        RequestedOutput(o.name, grpc_parameters(o.parameters))
         for o in message.outputs
     ]
     return DecodedRequest(
         model_name=message.model_name,
         infer_inputs=inputs,
         request_id=message.id,
-        parameters=to_http_parameters(message.parameters) if message.parameters else None,
+        parameters=grpc_parameters(message.parameters),
         request_outputs=requested or None,
         model_version=message.model_version or None,
         from_grpc=True,
@@ -486,7 +559,12 @@ def decode_grpc_request(message: pb.ModelInferRequest) -> DecodedRequest:
     )
 
 
-def encode_grpc_response(response: InferResponse, request: InferRequest, model_version: str) -> pb.ModelInferResponse:
+def encode_grpc_response(
+    response: InferResponse,
+    request: InferRequest,
+    model_version: str,
+    shared_memory: SharedMemoryRegistry | None = None,
+) -> pb.ModelInferResponse:
     """Encode a v2 gRPC reply, always in raw_output_contents whatever the request's encoding:
     Triton does so, and tritonclient reads outputs only from there."""
     selected = _selected_outputs(response, request)
@@ -500,6 +578,13 @@ def encode_grpc_response(response: InferResponse, request: InferRequest, model_v
         for key, value in to_grpc_parameters(dict(response.parameters)).items():
             reply.parameters[key].CopyFrom(value)
     for output, array in zip(selected, arrays, strict=True):
-        reply.outputs.add(name=output.name, datatype=output.datatype, shape=list(array.shape))
-        reply.raw_output_contents.append(array_to_bytes(array, output.datatype))
+        tensor = reply.outputs.add(name=output.name, datatype=output.datatype, shape=list(array.shape))
+        region = _output_region(request, output.name)
+        if region is None:
+            reply.raw_output_contents.append(array_to_bytes(array, output.datatype))
+            continue
+        for key, value in to_grpc_parameters(_write_shared(shared_memory, output.name, region, array, output.datatype)).items():
+            tensor.parameters[key].CopyFrom(value)
+        # An empty entry keeps raw_output_contents aligned with outputs (tritonclient indexes it).
+        reply.raw_output_contents.append(b"")
     return reply

@@ -170,6 +170,7 @@ class KubemindServer:
                 model.stop_engine()
             if isinstance(model, KubemindModel):
                 await model.stop_async()
+        self.service.shared_memory.close()
         for task in self._engine_tasks:
             task.cancel()
         logger.info("stopped")

@@ -21,6 +21,7 @@ from kubemind.errors import as_kubemind_error, grpc_code
 from kubemind.protocol import triton_extensions_pb2 as ext
 from kubemind.protocol.grpc_stream import StreamInfer
 from kubemind.protocol.pipeline import Pipeline
+from kubemind.protocol.shared_memory import cuda_not_supported
 from kubemind.settings import ComponentSettings
 from kubemind.telemetry import REQUEST_ID, RequestRecord
 
@@ -81,11 +82,12 @@ class GrpcEndpoints:
 
     async def model_infer(self, request: pb.ModelInferRequest, context: Any, record: RequestRecord) -> Message:
         since = record.started
-        infer_request = decode_grpc_request(request)
+        shared_memory = self.service.shared_memory
+        infer_request = decode_grpc_request(request, shared_memory)
         record.stage("decode", since)
         response, version = await self.service.infer(infer_request, record.headers, record)
         since = time.perf_counter()
-        reply = encode_grpc_response(response, infer_request, version)
+        reply = encode_grpc_response(response, infer_request, version, shared_memory)
         record.stage("encode", since)
         return reply
 
@@ -122,6 +124,24 @@ class GrpcEndpoints:
             reply.models.add(**entry)
         return reply
 
+    async def shm_status(self, request: ext.SystemSharedMemoryStatusRequest, context: Any, record: RequestRecord) -> Message:
+        reply = ext.SystemSharedMemoryStatusResponse()
+        for region in self.service.shared_memory.status(request.name or None):
+            reply.regions[region["name"]].CopyFrom(ext.SystemSharedMemoryStatusResponse.RegionStatus(**region))
+        return reply
+
+    async def shm_register(self, request: ext.SystemSharedMemoryRegisterRequest, context: Any, record: RequestRecord) -> Message:
+        self.service.shared_memory.register(request.name, request.key, request.offset, request.byte_size)
+        return ext.SystemSharedMemoryRegisterResponse()
+
+    async def shm_unregister(self, request: ext.SystemSharedMemoryUnregisterRequest, context: Any, record: RequestRecord) -> Message:
+        self.service.shared_memory.unregister(request.name or None)
+        return ext.SystemSharedMemoryUnregisterResponse()
+
+    async def cuda_shm(self, request: Any, context: Any, record: RequestRecord) -> Message:
+        cuda_not_supported()
+        return ext.CudaSharedMemoryRegisterResponse()
+
     def generic_handler(self) -> grpc.GenericRpcHandler:
         table: dict[str, tuple[Method, type[Message], type[Message]]] = {
             "ServerLive": (self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
@@ -133,6 +153,12 @@ class GrpcEndpoints:
             "ModelConfig": (self.model_config, ext.ModelConfigRequest, ext.ModelConfigResponse),
             "ModelStatistics": (self.model_statistics, ext.ModelStatisticsRequest, ext.ModelStatisticsResponse),
             "RepositoryIndex": (self.repository_index, ext.RepositoryIndexRequest, ext.RepositoryIndexResponse),
+            "SystemSharedMemoryStatus": (self.shm_status, ext.SystemSharedMemoryStatusRequest, ext.SystemSharedMemoryStatusResponse),
+            "SystemSharedMemoryRegister": (self.shm_register, ext.SystemSharedMemoryRegisterRequest, ext.SystemSharedMemoryRegisterResponse),
+            "SystemSharedMemoryUnregister": (self.shm_unregister, ext.SystemSharedMemoryUnregisterRequest, ext.SystemSharedMemoryUnregisterResponse),
+            "CudaSharedMemoryStatus": (self.cuda_shm, ext.CudaSharedMemoryStatusRequest, ext.CudaSharedMemoryStatusResponse),
+            "CudaSharedMemoryRegister": (self.cuda_shm, ext.CudaSharedMemoryRegisterRequest, ext.CudaSharedMemoryRegisterResponse),
+            "CudaSharedMemoryUnregister": (self.cuda_shm, ext.CudaSharedMemoryUnregisterRequest, ext.CudaSharedMemoryUnregisterResponse),
         }
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(

@@ -88,12 +88,12 @@ class StreamInfer:
         self.service = pipeline.service
 
     async def replies(self, message: pb.ModelInferRequest, record: RequestRecord) -> AsyncIterator[pb.ModelInferResponse]:
-        request = decode_grpc_request(message)
+        request = decode_grpc_request(message, self.service.shared_memory)
         model, version = self.service.lookup(request.model_name, request.model_version)
         record.model, record.version = model.name, version
         if not isinstance(model, TextGenerator):
             response, served = await self.service.infer(request, record.headers, record)
-            yield encode_grpc_response(response, request, served)
+            yield encode_grpc_response(response, request, served, self.service.shared_memory)
             return
         if not await self.service.is_ready(model):
             raise ModelNotReady(f"model '{record.model}' is not ready")
@@ -110,7 +110,9 @@ class StreamInfer:
             pending = text
         yield _text_response(record.model, version, request_id, pending or "", final=True)
 
-    async def one(self, message: pb.ModelInferRequest, metadata: Any, queue: asyncio.Queue[ext.ModelStreamInferResponse]) -> None:
+    async def one(
+        self, message: pb.ModelInferRequest, metadata: Any, queue: asyncio.Queue[ext.ModelStreamInferResponse | None]
+    ) -> None:
         record = self.pipeline.begin("grpc", ENDPOINT, message.model_name, ((k, str(v)) for k, v in metadata))
         try:
             async with self.pipeline.deadline(f"{ENDPOINT} request"):
@@ -127,10 +129,10 @@ class StreamInfer:
         self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ext.ModelStreamInferResponse]:
         metadata = tuple(context.invocation_metadata() or ())
-        queue: asyncio.Queue[ext.ModelStreamInferResponse] = asyncio.Queue()
+        # One queue for replies and, once the client stopped sending and every request has been
+        # answered, the end-of-stream marker (None) after them.
+        queue: asyncio.Queue[ext.ModelStreamInferResponse | None] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
-        done = object()
-        finished: asyncio.Queue[object] = asyncio.Queue()
 
         async def read() -> None:
             try:
@@ -141,22 +143,12 @@ class StreamInfer:
                 while running:
                     await asyncio.gather(*list(running), return_exceptions=True)
             finally:
-                finished.put_nowait(done)
+                queue.put_nowait(None)
 
         reader = asyncio.create_task(read())
         try:
-            while True:
-                getter = asyncio.create_task(queue.get())
-                ender = asyncio.create_task(finished.get())
-                ready, _ = await asyncio.wait({getter, ender}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in ready:
-                    ender.cancel()
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                while not queue.empty():
-                    yield queue.get_nowait()
-                return
+            while (reply := await queue.get()) is not None:
+                yield reply
         finally:
             reader.cancel()
             for task in list(running):

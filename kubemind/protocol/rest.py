@@ -30,6 +30,7 @@ from kubemind.codecs import (
 from kubemind.errors import OPENAI, InvalidInput, KubemindError, PayloadTooLarge, error_body
 from kubemind.protocol.pipeline import Pipeline, Route, json_response
 from kubemind.protocol.service import InferenceService
+from kubemind.protocol.shared_memory import cuda_not_supported
 from kubemind.settings import ComponentSettings
 from kubemind.telemetry import RequestRecord
 
@@ -130,11 +131,12 @@ class RestEndpoints:
         since = record.started
         body = await request.body()
         json_length = _json_length(request.headers.get(JSON_HEADER_LENGTH))
-        infer_request = decode_rest_request(body, json_length, name, version)
+        shared_memory = self.service.shared_memory
+        infer_request = decode_rest_request(body, json_length, name, version, shared_memory)
         since = record.stage("decode", since)
         response, served_version = await self.service.infer(infer_request, record.headers, record)
         since = time.perf_counter()
-        payload, header_length = encode_rest_response(response, infer_request, served_version)
+        payload, header_length = encode_rest_response(response, infer_request, served_version, shared_memory)
         record.stage("encode", since)
         if header_length is None:
             return Response(payload, media_type="application/json")
@@ -143,6 +145,29 @@ class RestEndpoints:
             media_type="application/octet-stream",
             headers={JSON_HEADER_LENGTH: str(header_length)},
         )
+
+
+    # -- system shared memory ---------------------------------------------------------------------
+    async def shm_status(self, request: Request, record: RequestRecord) -> Response:
+        return json_response(self.service.shared_memory.status(request.path_params.get("region_name")))
+
+    async def shm_register(self, request: Request, record: RequestRecord) -> Response:
+        body = await request.body()
+        options = parse_json_body(body) if body.strip() else None
+        if not isinstance(options, dict):
+            raise InvalidInput("register request body must be a JSON object with key, offset and byte_size")
+        self.service.shared_memory.register(
+            request.path_params["region_name"], options.get("key", ""), options.get("offset", 0), options.get("byte_size")
+        )
+        return json_response({})
+
+    async def shm_unregister(self, request: Request, record: RequestRecord) -> Response:
+        self.service.shared_memory.unregister(request.path_params.get("region_name"))
+        return json_response({})
+
+    async def cuda_shm(self, request: Request, record: RequestRecord) -> Response:
+        cuda_not_supported()
+        return json_response({})
 
 
 def _model_path(request: Request) -> tuple[str, str | None]:
@@ -181,6 +206,15 @@ def create_app(
             ("GET", f"{prefix}/config", endpoints.model_config, "model_config"),
             ("GET", f"{prefix}/stats", endpoints.model_statistics, "statistics"),
         ]
+    shm, cuda, region = "/v2/systemsharedmemory", "/v2/cudasharedmemory", "/region/{region_name}"
+    for prefix in (f"{shm}{region}", shm):
+        routes += [
+            ("GET", f"{prefix}/status", endpoints.shm_status, "shm_status"),
+            ("POST", f"{prefix}/unregister", endpoints.shm_unregister, "shm_unregister"),
+        ]
+    routes.append(("POST", f"{shm}{region}/register", endpoints.shm_register, "shm_register"))
+    for path in (f"{cuda}/status", f"{cuda}{region}/status", f"{cuda}{region}/register", f"{cuda}/unregister", f"{cuda}{region}/unregister"):
+        routes.append(("GET" if path.endswith("status") else "POST", path, endpoints.cuda_shm, "cuda_shm"))
     for method, path, handler, name in routes:
         app.add_route(path, pipeline.rest_endpoint(name, handler, account=name == "infer"), methods=[method])
     for method, path, endpoint in pipeline.mount(declared):

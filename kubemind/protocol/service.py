@@ -25,6 +25,7 @@ from kubemind.errors import (
     unknown_model_message,
 )
 from kubemind.model import KubemindModel, ModelStatistics
+from kubemind.protocol.shared_memory import SharedMemoryRegistry
 from kubemind.telemetry import RequestRecord
 
 SERVER_NAME = "kubemind"
@@ -35,6 +36,7 @@ EXTENSIONS = [
     "statistics",
     "model_repository",
     "parameters",
+    "system_shared_memory",
 ]
 _UNVERSIONED = ("1",)
 
@@ -57,6 +59,7 @@ class InferenceService:
     def __init__(self, repository: ModelRepository):
         self.repository = repository
         self.version = _server_version()
+        self.shared_memory = SharedMemoryRegistry()
         # Statistics for kserve models that are not KubemindModels (they keep none themselves).
         self._foreign_statistics: dict[str, ModelStatistics] = {}
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+import tritonclient.utils.shared_memory as shm
 from google.protobuf.json_format import MessageToDict
 from tritonclient.utils import InferenceServerException
 
@@ -61,7 +62,50 @@ def probe_http(address: str, model: str) -> dict[str, Any]:
         "versioned_outputs": [versioned.as_numpy("OUTPUT0").tolist(), versioned.as_numpy("OUTPUT1").tolist()],
         "unknown_model": _error(lambda: client.infer("no-such-model", _inputs(httpclient))),
         "unknown_version": _error(lambda: client.infer(model, _inputs(httpclient), model_version="99")),
+        "shared_memory": probe_shared_memory(client, httpclient, model, "http"),
     }
+
+
+def probe_shared_memory(client: Any, module: Any, model: str, tag: str) -> dict[str, Any]:
+    """Inputs read from and outputs written to system shared memory, as Triton's
+    simple_*_shm_client examples do; then the errors for a missing region and an overrun."""
+    nbytes = INPUT0.nbytes
+    client.unregister_system_shared_memory()
+    inputs_handle = shm.create_shared_memory_region(f"in-{tag}", f"/kubemind_in_{tag}", nbytes * 2)
+    outputs_handle = shm.create_shared_memory_region(f"out-{tag}", f"/kubemind_out_{tag}", nbytes * 2)
+    try:
+        shm.set_shared_memory_region(inputs_handle, [INPUT0, INPUT1])
+        client.register_system_shared_memory("input_data", f"/kubemind_in_{tag}", nbytes * 2)
+        client.register_system_shared_memory("output_data", f"/kubemind_out_{tag}", nbytes * 2)
+        inputs = [module.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
+        inputs[0].set_shared_memory("input_data", nbytes)
+        inputs[1].set_shared_memory("input_data", nbytes, offset=nbytes)
+        outputs = [module.InferRequestedOutput(name) for name in ("OUTPUT0", "OUTPUT1")]
+        outputs[0].set_shared_memory("output_data", nbytes)
+        outputs[1].set_shared_memory("output_data", nbytes, offset=nbytes)
+        client.infer(model, inputs, outputs=outputs)
+        status = client.get_system_shared_memory_status() if module is httpclient else client.get_system_shared_memory_status(as_json=True)
+        read = [
+            shm.get_contents_as_numpy(outputs_handle, np.int32, [1, 16]).tolist(),
+            shm.get_contents_as_numpy(outputs_handle, np.int32, [1, 16], offset=nbytes).tolist(),
+        ]
+        overrun = [module.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
+        overrun[0].set_shared_memory("input_data", nbytes)
+        overrun[1].set_shared_memory("input_data", nbytes, offset=nbytes + 4)
+        missing = [module.InferInput(name, [1, 16], "INT32") for name in ("INPUT0", "INPUT1")]
+        for tensor in missing:
+            tensor.set_shared_memory("no-such-region", nbytes)
+        return {
+            "outputs": read,
+            "status": status,
+            "overrun": _error(lambda: client.infer(model, overrun)),
+            "missing": _error(lambda: client.infer(model, missing)),
+            "cuda": _error(lambda: client.get_cuda_shared_memory_status()),
+        }
+    finally:
+        client.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(inputs_handle)
+        shm.destroy_shared_memory_region(outputs_handle)
 
 
 def probe_stream(client: Any, model: str) -> list[dict[str, Any]]:
@@ -104,6 +148,7 @@ def probe_grpc(address: str, model: str) -> dict[str, Any]:
         "unknown_model": _error(lambda: client.infer("no-such-model", _inputs(grpcclient))),
         "wrong_datatype": _error(lambda: client.infer(model, [wrong_type, _inputs(grpcclient)[1]])),
         "stream": probe_stream(client, model),
+        "shared_memory": probe_shared_memory(client, grpcclient, model, "grpc"),
     }
 
 

@@ -114,3 +114,15 @@ def test_stream_infer_answers_every_request_and_names_unknown_models(seen: dict[
     for answer in answers[1:]:
         assert answer["OUTPUT0"] == EXPECTED[0]
     assert "Request for unknown model: 'no-such-model' is not found" in answers[0]["error"]
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_system_shared_memory_round_trip(seen: dict[str, Any], transport: str) -> None:
+    shared = seen[transport]["shared_memory"]
+    assert shared["outputs"] == EXPECTED
+    status = shared["status"]
+    regions = status if transport == "http" else list(status["regions"].values())
+    assert sorted(r["name"] for r in regions) == ["input_data", "output_data"]
+    assert "outside shared memory region 'input_data'" in shared["overrun"]["message"]
+    assert "'no-such-region' is not registered" in shared["missing"]["message"]
+    assert "CUDA shared memory is not supported" in shared["cuda"]["message"]

@@ -143,6 +143,18 @@ def test_sixteen_concurrent_streams_all_complete(server: ServerProcess) -> None:
         ("completions", {"model": MODEL, "prompt": "x", "temperature": "hot"}, 400, "temperature"),
         ("chat/completions", {"model": MODEL, "messages": "hello"}, 400, "messages"),
         ("completions", {"model": MODEL, "prompt": "Paris " * 400}, 400, "max_model_len"),
+        ("completions", {"model": MODEL, "prompt": None}, 400, "prompt"),
+        ("completions", {"model": MODEL, "prompt": ""}, 400, "prompt"),
+        ("completions", {"model": MODEL, "prompt": [99999999]}, 400, "out of vocabulary"),
+        ("completions", {"model": MODEL, "prompt": "x", "min_p": 2}, 400, "min_p"),
+        ("completions", {"model": MODEL, "prompt": "x", "stop": [""]}, 400, "stop"),
+        ("completions", {"model": MODEL, "prompt": "x", "logit_bias": {"99999999": 1}}, 400, "logit_bias"),
+        ("chat/completions", {"model": MODEL, "messages": None}, 400, "InvalidInput"),
+        ("../../v2/models/tiny/generate", {"text_input": ""}, 400, "text_input"),
+        ("../../v2/models/tiny/generate", {"text_input": "x", "parameters": {"n": 5}}, 400, "n:"),
+        ("../../v2/models/tiny/generate", {"text_input": "x", "parameters": {"bad_words": [5]}}, 400, "bad_words"),
+        ("../../v2/models/tiny/generate_stream", {"text_input": "x", "parameters": {"min_p": 2}}, 400, "min_p"),
+        ("../../v2/models/tiny/generate_stream", {"text_input": "x", "parameters": {"min_tokens": 9, "max_tokens": 2}}, 400, "min_tokens"),
     ],
     ids=[
         "unknown-model",
@@ -150,14 +162,30 @@ def test_sixteen_concurrent_streams_all_complete(server: ServerProcess) -> None:
         "temperature-hot",
         "messages-not-list",
         "prompt-too-long",
+        "prompt-null",
+        "prompt-empty",
+        "token-out-of-vocabulary",
+        "min-p-2",
+        "stop-empty-string",
+        "logit-bias-out-of-vocabulary",
+        "messages-null",
+        "generate-empty-text",
+        "generate-n-5",
+        "generate-bad-words-ints",
+        "generate-stream-min-p",
+        "generate-stream-min-over-max",
     ],
 )
 def test_bad_requests_name_the_problem(
     server: ServerProcess, route: str, body: dict[str, object], status: int, named: str
 ) -> None:
-    reply = httpx.post(f"{server.http_url}/openai/v1/{route}", json=body, timeout=30)
-    assert reply.status_code == status, reply.text
-    assert named in reply.text
+    url = httpx.URL(f"{server.http_url}/openai/v1/{route}")
+    with httpx.Client(timeout=30) as client:  # one keep-alive connection: an error must not drop it
+        reply = client.post(url.copy_with(path=str(Path(url.path).resolve())), json=body)
+        assert reply.status_code == status, reply.text
+        assert named in reply.text
+        assert reply.headers["content-type"] == "application/json"
+        assert client.get(f"{server.http_url}/v2/health/live").status_code == 200
 
 
 def test_v2_infer_text_input_to_text_output(server: ServerProcess) -> None:

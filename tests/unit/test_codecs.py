@@ -248,3 +248,15 @@ def test_non_utf8_bytes_output_requires_binary() -> None:
     response = _response(np.array([b"\xff\xfe"], dtype=np.object_), "BYTES")
     with pytest.raises(InvalidInput, match="output 'y' holds non-UTF-8 bytes"):
         encode_rest_response(response, request, "1")
+
+
+def test_triton_double_and_uint64_parameters_survive_kserve_proto() -> None:
+    # tritonclient sends floats as double_param (field 4) and big ints as uint64_param (field 5),
+    # which KServe's InferParameter does not declare: they must not be dropped.
+    message = pb.ModelInferRequest(model_name="m")
+    message.parameters["temperature"].CopyFrom(pb.InferParameter.FromString(b"\x21" + struct.pack("<d", 0.25)))
+    message.parameters["seed"].CopyFrom(pb.InferParameter.FromString(b"\x28\x80\x80\x80\x80\x10"))
+    message.parameters["max_tokens"].int64_param = 8
+    wire = pb.ModelInferRequest.FromString(message.SerializeToString())
+    wire.inputs.add(name="x", datatype="INT32", shape=[1]).contents.int_contents.append(1)
+    assert decode_grpc_request(wire).parameters == {"temperature": 0.25, "seed": 2**32, "max_tokens": 8}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubemind.errors import BackendUnavailable, InvalidInput, ModelNotReady
-from kubemind_predictors.vllm.sampling import validate_sampling_fields
+from kubemind_predictors.vllm.sampling import validate_sampling_fields, validate_single_sequence
 from kubemind_predictors.vllm.settings import VLLMSettings
 
 logger = logging.getLogger(__name__)
@@ -223,8 +223,8 @@ class VLLMEngine:
         max_tokens = self._max_tokens(requested, prompt_token_count)
         try:
             params = request.to_sampling_params(max_tokens, self.default_sampling())
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from exc
+        except Exception as exc:
+            raise engine_error(exc, before_first_output=True) from exc
         return params
 
     def sampling_params(
@@ -234,6 +234,7 @@ class VLLMEngine:
         from vllm.sampling_params import RequestOutputKind, SamplingParams
 
         validate_sampling_fields(options)
+        validate_single_sequence(options)
         merged = {**self.default_sampling(), **{k: v for k, v in options.items() if v is not None}}
         merged["max_tokens"] = self._max_tokens(merged.pop("max_tokens", None), prompt_token_count)
         if isinstance(merged.get("stop"), str):
@@ -241,8 +242,11 @@ class VLLMEngine:
         merged["output_kind"] = RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY
         try:
             return SamplingParams.from_optional(**merged)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"invalid sampling parameters: {exc}") from exc
+        except Exception as exc:
+            error = engine_error(exc, before_first_output=True)
+            if isinstance(error, InvalidInput) and error.param is None:
+                error = InvalidInput(f"invalid sampling parameters: {exc}")
+            raise error from exc
 
     def _max_tokens(self, requested: int | None, prompt_token_count: int) -> int:
         room = self._max_model_len - prompt_token_count
@@ -270,8 +274,16 @@ class VLLMEngine:
         outputs = engine.generate(
             TokensPrompt(prompt_token_ids=prompt_token_ids), sampling_params, request_id
         )
+        started = False
         try:
-            async for output in outputs:
+            while True:
+                try:
+                    output = await anext(outputs)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    raise engine_error(exc, before_first_output=not started) from exc
+                started = True
                 yield GenerationStep(
                     request_id=request_id,
                     prompt_token_count=len(prompt_token_ids),
@@ -285,6 +297,39 @@ class VLLMEngine:
     async def abort(self, request_id: str) -> None:
         if self._engine is not None:
             await self._engine.abort(request_id)
+
+
+def parse_openai_request(request_type: type[Any], body: Any) -> Any:
+    """An OpenAI request body as vLLM's protocol class; its validators raise vLLM's own
+    errors (not pydantic's) for some fields, which become a 400 naming the field."""
+    from pydantic import ValidationError
+
+    try:
+        return request_type.model_validate(body)
+    except ValidationError:
+        raise  # the pipeline names the field from pydantic's error
+    except Exception as exc:
+        raise engine_error(exc, before_first_output=True) from exc
+
+
+def engine_error(exc: Exception, *, before_first_output: bool) -> Exception:
+    """vLLM's exceptions as kubemind's error table: a request the engine rejects is a 400
+    naming the parameter, a dead engine a 503; anything else stays as it is (a 500)."""
+    from vllm.exceptions import VLLMClientError, VLLMServerError
+    from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
+    if isinstance(exc, VLLMClientError):
+        parameter = getattr(exc, "parameter", None)
+        return InvalidInput(f"{parameter}: {exc}" if parameter else str(exc), param=parameter)
+    if isinstance(exc, EngineDeadError | VLLMServerError):
+        return BackendUnavailable(f"the vLLM engine cannot serve requests: {exc}")
+    if isinstance(exc, EngineGenerateError):
+        return BackendUnavailable(f"the vLLM engine failed this request: {exc}")
+    if before_first_output and isinstance(exc, ValueError | TypeError):
+        # Raised while the engine checks the request (token ids out of vocabulary, a bad
+        # logit_bias, a stop string it cannot use): the request is at fault.
+        return InvalidInput(str(exc))
+    return exc
 
 
 def _sequence_delta(sequence: Any) -> SequenceDelta:

@@ -19,7 +19,7 @@ from kubemind.errors import OPENAI, BackendTimeout, InvalidInput
 from kubemind.model import KubemindModel, TensorSpec
 from kubemind.protocol.pipeline import EventStream, Route, RouteCall
 from kubemind_predictors.vllm import openai_format
-from kubemind_predictors.vllm.backend import GenerationStep, VLLMEngine
+from kubemind_predictors.vllm.backend import GenerationStep, VLLMEngine, parse_openai_request
 from kubemind_predictors.vllm.kserve_openai import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -108,11 +108,11 @@ class VLLMPredictor(KubemindModel):
         ]
 
     async def _completions_route(self, call: RouteCall) -> Completion | EventStream:
-        result = await self.create_completion(CompletionRequest.model_validate(call.body))
+        result = await self.create_completion(parse_openai_request(CompletionRequest, call.body))
         return result if isinstance(result, Completion) else EventStream(result)
 
     async def _chat_route(self, call: RouteCall) -> ChatCompletion | EventStream:
-        result = await self.create_chat_completion(ChatCompletionRequest.model_validate(call.body))
+        result = await self.create_chat_completion(parse_openai_request(ChatCompletionRequest, call.body))
         return result if isinstance(result, ChatCompletion) else EventStream(result)
 
     async def create_completion(self, request: CompletionRequest) -> AsyncIterator[str] | Completion:

@@ -46,3 +46,15 @@ def validate_sampling_fields(fields: Mapping[str, Any]) -> None:
         isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
     ):
         raise InvalidInput(f"stop: must be a string or a list of strings, got {stop!r}")
+    for name in ("bad_words",):
+        words = fields.get(name)
+        if words is not None and not (isinstance(words, list) and all(isinstance(w, str) and w for w in words)):
+            raise InvalidInput(f"{name}: must be a list of non-empty strings, got {words!r}", param=name)
+
+
+def validate_single_sequence(fields: Mapping[str, Any]) -> None:
+    """The v2 and generate replies hold one text per prompt: n (and best_of) must be 1."""
+    for name in ("n", "best_of"):
+        value = fields.get(name)
+        if value is not None and value != 1:
+            raise InvalidInput(f"{name}: only 1 is supported on v2 infer and generate, got {value!r}", param=name)
