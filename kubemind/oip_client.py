@@ -28,6 +28,7 @@ import numpy as np
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
+from kubemind.backend import InferenceBackend, Tensor
 from kubemind.codecs import DATATYPES, array_from_bytes, array_to_bytes
 from kubemind.errors import (
     BackendTimeout,
@@ -51,13 +52,6 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.min_reconnect_backoff_ms", 100),
 ]
-
-
-@dataclass(frozen=True)
-class Tensor:
-    name: str
-    datatype: str
-    array: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -145,6 +139,22 @@ class OIPClient:
                 request_serializer=None,
                 response_deserializer=pb.ModelInferResponse.FromString,
             )
+
+    async def start(self) -> None:
+        self.connect()
+
+    async def stop(self) -> None:
+        await self.close()
+
+    async def healthy(self) -> bool:
+        """Server readiness (the Backend seam); model readiness is model_ready()."""
+        if self._stub is None or self._open_until > time.monotonic():
+            return False
+        try:
+            reply = await self._stub.ServerReady(pb.ServerReadyRequest(), timeout=1.0, wait_for_ready=False)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.ready)
 
     async def close(self) -> None:
         channel, self._channel, self._stub, self._model_infer = self._channel, None, None, None
@@ -249,3 +259,6 @@ class OIPClient:
         if reply.ready:
             self._answered_at = time.monotonic()
         return bool(reply.ready)
+
+
+_conforms: type[InferenceBackend] = OIPClient  # mypy checks the client implements the seam

@@ -16,15 +16,57 @@ from kubemind import errors
 from kubemind.model import KubemindModel, TensorSpec
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
+from kubemind_registry import errors as registry_errors
+
+# Every error class, listed explicitly: walking __subclasses__() sees only the modules imported
+# so far, and missed the registry's errors. test_the_list_is_complete keeps this list whole.
+ERROR_CLASSES: list[type[errors.KubemindError]] = [
+    errors.KubemindError,
+    errors.InvalidInput,
+    errors.InvalidSettings,
+    errors.ModelNotFound,
+    errors.ModelNotReady,
+    errors.ServerNotReady,
+    errors.BackendUnavailable,
+    errors.BackendTimeout,
+    errors.PayloadTooLarge,
+    errors.UnsupportedMediaType,
+    errors.NotImplementedByModel,
+    errors.InternalError,
+    registry_errors.InvalidModelUri,
+    registry_errors.RegistryUnavailable,
+    registry_errors.ModelVersionNotFound,
+    registry_errors.NotAKubemindModel,
+    registry_errors.ArtifactIntegrityError,
+    registry_errors.UnsafeArtifactPath,
+    registry_errors.StalePins,
+]
 
 
 def all_error_classes() -> list[type[errors.KubemindError]]:
-    found, pending = [], [errors.KubemindError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return sorted(found, key=lambda c: c.__name__)
+    return ERROR_CLASSES
+
+
+def test_the_list_is_complete() -> None:
+    """Every KubemindError subclass defined in the packages' source is in ERROR_CLASSES."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    names = {cls.__name__ for cls in ERROR_CLASSES}
+    base_names = set(names)
+    found: set[str] = set()
+    pattern = re.compile(r"^class (\w+)\((\w+)\):", re.M)
+    for folder in ("kubemind", "predictors", "transformers", "registry", "workers"):
+        for source in (root / folder).rglob("*.py"):
+            for name, base in pattern.findall(source.read_text()):
+                if base in base_names:
+                    found.add(name)
+    assert found <= names, f"error classes missing from ERROR_CLASSES: {sorted(found - names)}"
+
+
+def test_stale_pins_is_a_failed_precondition() -> None:
+    assert errors.grpc_code(registry_errors.StalePins.status) == grpc.StatusCode.FAILED_PRECONDITION
 
 
 class RaisingModel(KubemindModel):

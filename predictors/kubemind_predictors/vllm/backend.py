@@ -12,50 +12,24 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
 
+from kubemind.backend import (
+    GenerationBackend,
+    GenerationStep,
+    PositionLogprobs,
+    SequenceDelta,
+    TokenLogprob,
+)
 from kubemind.errors import BackendUnavailable, InvalidInput, ModelNotReady
 from kubemind_predictors.vllm.sampling import validate_sampling_fields, validate_single_sequence
 from kubemind_predictors.vllm.settings import VLLMSettings
 
+if TYPE_CHECKING:
+    from vllm.sampling_params import SamplingParams
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class TokenLogprob:
-    token_id: int
-    token: str
-    logprob: float
-
-
-@dataclass(frozen=True, slots=True)
-class PositionLogprobs:
-    """Log-probabilities at one generated position: the sampled token and the top alternatives."""
-
-    sampled: TokenLogprob
-    top: tuple[TokenLogprob, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SequenceDelta:
-    """What one of the request's `n` sequences produced since the previous step."""
-
-    index: int
-    text: str
-    token_ids: Sequence[int]
-    logprobs: tuple[PositionLogprobs, ...] | None
-    finish_reason: str | None
-    stop_reason: int | str | None
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationStep:
-    request_id: str
-    prompt_token_count: int
-    sequences: tuple[SequenceDelta, ...]
-    finished: bool
 
 
 def make_kserve_openai_importable() -> None:
@@ -162,7 +136,10 @@ class VLLMEngine:
             "vLLM engine ready: %s (max_model_len %d)", self.settings.model_dir, self._max_model_len
         )
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
         """Shut the engine core down. Idempotent; SIGTERM alone would leave its workers spinning."""
         with self._lock:
             self._stop_requested = True
@@ -264,7 +241,7 @@ class VLLMEngine:
         return requested
 
     async def generate(
-        self, prompt_token_ids: list[int], sampling_params: Any, request_id: str
+        self, prompt_token_ids: list[int], sampling_params: SamplingParams, request_id: str
     ) -> AsyncIterator[GenerationStep]:
         """Stream the engine's outputs. Closing or cancelling the iterator aborts the request in
         the engine (vLLM's generate() does so on GeneratorExit/CancelledError)."""
@@ -310,6 +287,10 @@ def parse_openai_request(request_type: type[Any], body: Any) -> Any:
         raise  # the pipeline names the field from pydantic's error
     except Exception as exc:
         raise engine_error(exc, before_first_output=True) from exc
+
+
+if TYPE_CHECKING:  # mypy checks that the engine implements the core's generation seam
+    _conforms: type[GenerationBackend[SamplingParams]] = VLLMEngine
 
 
 def engine_error(exc: Exception, *, before_first_output: bool) -> Exception:

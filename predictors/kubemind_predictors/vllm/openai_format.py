@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
-from kubemind_predictors.vllm.backend import GenerationStep, PositionLogprobs, SequenceDelta
+from kubemind.backend import GenerationStep, PositionLogprobs, SequenceDelta
 from kubemind_predictors.vllm.kserve_openai import (
     ChatCompletion,
     ChatCompletionChoice,

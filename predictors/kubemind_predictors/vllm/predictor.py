@@ -15,11 +15,12 @@ from typing import Any
 
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from kubemind.backend import GenerationStep
 from kubemind.errors import OPENAI, BackendTimeout, InvalidInput
 from kubemind.model import KubemindModel, TensorSpec
 from kubemind.protocol.pipeline import EventStream, Route, RouteCall
 from kubemind_predictors.vllm import openai_format
-from kubemind_predictors.vllm.backend import GenerationStep, VLLMEngine, parse_openai_request
+from kubemind_predictors.vllm.backend import VLLMEngine, parse_openai_request
 from kubemind_predictors.vllm.kserve_openai import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -63,7 +64,7 @@ class VLLMPredictor(KubemindModel):
 
     def stop(self) -> None:
         self.ready = False
-        self.llm.stop()
+        self.llm.shutdown()
 
     def stop_engine(self) -> None:
         self.stop()
