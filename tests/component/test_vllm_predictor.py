@@ -252,16 +252,6 @@ def test_health_asks_the_engine(server: ServerProcess) -> None:
     assert httpx.get(f"{server.http_url}/v2/models/{MODEL}/ready").status_code == 200
 
 
-def test_zz_sigterm_leaves_no_engine_process(server: ServerProcess) -> None:
-    """Runs last in this module: it stops the shared server."""
-    parent = psutil.Process(server.pid)
-    engine_processes = parent.children(recursive=True)
-    assert engine_processes, "vLLM's engine core should run as a child process"
-    server.stop(timeout=60)
-    _, alive = psutil.wait_procs(engine_processes, timeout=10)
-    assert not alive, f"left behind: {[(p.pid, p.name()) for p in alive]}"
-
-
 def test_triton_stream_infer_streams_tokens_like_tritons_vllm_backend(server: ServerProcess) -> None:
     """tritonclient.grpc's start_stream/async_stream_infer, unchanged: decoupled text_output
     chunks whose concatenation is the non-streamed answer, the last one flagged final."""
@@ -277,3 +267,14 @@ def test_triton_stream_infer_streams_tokens_like_tritons_vllm_backend(server: Se
     assert [final for _, final in streamed] == [False] * (len(streamed) - 1) + [True]
     assert "".join(text for text, _ in streamed) == whole[0][0]
     assert "text_input" in seen["empty_prompt"][0]["error"]
+
+
+def test_zz_sigterm_leaves_no_engine_process(server: ServerProcess) -> None:
+    """Runs last in this module: it stops the shared server."""
+    parent = psutil.Process(server.pid)
+    engine_processes = parent.children(recursive=True)
+    assert engine_processes, "vLLM's engine core should run as a child process"
+    server.stop(timeout=60)
+    _, alive = psutil.wait_procs(engine_processes, timeout=10)
+    assert not alive, f"left behind: {[(p.pid, p.name()) for p in alive]}"
+
