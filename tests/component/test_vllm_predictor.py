@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -278,3 +279,29 @@ def test_zz_sigterm_leaves_no_engine_process(server: ServerProcess) -> None:
     _, alive = psutil.wait_procs(engine_processes, timeout=10)
     assert not alive, f"left behind: {[(p.pid, p.name()) for p in alive]}"
 
+
+
+@pytest.mark.parametrize(
+    ("model_dir", "extra", "reason"),
+    [("missing", [], "failed to start"), ("tiny", ["--engine_start_timeout_seconds", "2"], "did not start in time")],
+    ids=["missing-weights", "start-timeout"],
+)
+def test_an_engine_that_cannot_start_makes_the_process_exit_non_zero(
+    tmp_path: Path, model_dir: str, extra: list[str], reason: str
+) -> None:
+    """Never live-but-never-ready: the supervisor (kubelet, kubemind serve) sees the exit."""
+    directory = tiny_llama_dir() if model_dir == "tiny" else tmp_path / "no-such-model"
+    log = tmp_path / "server.log"
+    command = [sys.executable, "-m", "kubemind_predictors.vllm", "--model_name", MODEL, "--model_dir", str(directory)]
+    command += ["--host", "127.0.0.1", "--http_port", "0", "--grpc_port", "0", *ENGINE_ARGS, *extra]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **ENGINE_ENV})
+        try:
+            code = process.wait(timeout=240)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert code == 1, log.read_text()[-2000:]
+    assert reason in log.read_text()
+    time.sleep(1)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(directory) in " ".join(p.info["cmdline"] or [])]
