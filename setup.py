@@ -40,7 +40,11 @@ setup(
     ],
     package_dir={name: f"{root}/{name}" if root else name for name, root in PACKAGE_ROOTS.items()},
     include_package_data=True,
-    package_data={"kubemind_transformers.image": ["*.tsv"]},
+    package_data={
+        "kubemind_transformers.image": ["*.tsv"],
+        # The CRDs `kubemind validate` checks against, so it works outside a checkout.
+        "kubemind.manifests": ["crds/*.md", "crds/**/*.yaml"],
+    },
     install_requires=read_requirements("base"),
     extras_require={extra: read_requirements(extra) for extra in EXTRAS},
     entry_points={"console_scripts": ["kubemind = kubemind.cli:main"]},

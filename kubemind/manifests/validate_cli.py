@@ -32,7 +32,8 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         "--crds",
         type=Path,
         default=None,
-        help="folder of CustomResourceDefinitions (default: $KUBEMIND_CRDS, else ../shared/crds when present)",
+        help="folder of CustomResourceDefinitions (default: $KUBEMIND_CRDS, else the copy shipped"
+        " in the package: KServe, Knative, Istio, prometheus-operator, KEDA)",
     )
     parser.add_argument(
         "--unchecked-kind",

@@ -11,7 +11,7 @@ import yaml
 from kubemind.manifests import rendering
 from kubemind.manifests.admission import check_admission
 from kubemind.manifests.component_args import check_component_args
-from kubemind.manifests.crd_catalog import load_catalog
+from kubemind.manifests.crd_catalog import load_catalog, missing_crd_dir
 from kubemind.manifests.knative_config import check_knative_config
 from kubemind.manifests.problems import ManifestObject, Problem
 from kubemind.manifests.schemas import check_schema
@@ -90,5 +90,11 @@ def validate_paths(
     paths: Iterable[Path], crd_dir: Path | None, unchecked_kinds: frozenset[str] = frozenset()
 ) -> ValidationResult:
     result = load_objects(paths)
+    missing = missing_crd_dir(crd_dir) if crd_dir is not None else None
+    if missing:
+        # Checking against no schemas would report every custom object as unknown: say the one
+        # thing that is wrong instead.
+        result.problems.append(Problem(str(crd_dir), "-", "-", f"{missing} (--crds, $KUBEMIND_CRDS)"))
+        return result
     result.problems.extend(check_objects(result.objects, crd_dir, unchecked_kinds))
     return result
