@@ -15,13 +15,25 @@ from kubemind.manifests.validator import validate_paths
 from tests.manifests.conftest import SHARED
 
 SAMPLES = Path(__file__).parent / "upstream" / "samples"
+# Samples KServe's own webhook rejects today, with the rule: they predate it upstream.
+STALE = {
+    # kserve/kserve#4535 (2025-07) refuses `name` in a model-format predictor; this
+    # multi-model-serving doc sample (2021) still sets it.
+    "kserve/docs/samples/multimodelserving/sklearn/inferenceservice.yaml": (
+        "spec.predictor.sklearn.name",
+        "the 'name' field is not allowed in standard predictor",
+    ),
+}
 
 
 def test_every_upstream_sample_is_accepted(crd_dir):
     result = validate_paths([SAMPLES], crd_dir)
     files = {obj.source for obj in result.objects}
     assert len(files) >= 81
-    assert result.problems == []
+    found = {
+        (str(Path(p.source).relative_to(SAMPLES)), p.path, p.message) for p in result.problems
+    }
+    assert found == {(file, path, message) for file, (path, message) in STALE.items()}
 
 
 def test_the_sample_copy_equals_shared_samples():
