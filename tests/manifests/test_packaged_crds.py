@@ -55,10 +55,12 @@ def test_validate_from_a_folder_outside_the_repository(tmp_path):
     work = tmp_path / "elsewhere"
     shutil.copytree(REPO / "inferenceservices", work / "inferenceservices")
     shutil.copy(REPO / "knative" / "base" / "config-autoscaler.yaml", work / "config-autoscaler.yaml")
+    shutil.copy(REPO / "external-objects.yaml", work / "external-objects.yaml")
     env = {k: v for k, v in os.environ.items() if k != "KUBEMIND_CRDS"}
     result = subprocess.run(
         [sys.executable, "-m", "kubemind.cli", "validate",
-         "inferenceservices/overlays/prod", "config-autoscaler.yaml"],
+         "inferenceservices/overlays/prod", "config-autoscaler.yaml",
+         "--allow-refs", "external-objects.yaml"],
         cwd=work, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
