@@ -32,6 +32,7 @@ setup(
     name="kubemind",
     version="0.1.0",
     description="KServe/Knative model-serving configuration and custom predictors",
+    license="Apache-2.0",
     python_requires=">=3.10",
     packages=[
         package
