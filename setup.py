@@ -32,6 +32,7 @@ setup(
     name="kubemind",
     version="0.1.0",
     description="KServe/Knative model-serving configuration and custom predictors",
+    license="Apache-2.0",
     python_requires=">=3.10",
     packages=[
         package
@@ -40,7 +41,11 @@ setup(
     ],
     package_dir={name: f"{root}/{name}" if root else name for name, root in PACKAGE_ROOTS.items()},
     include_package_data=True,
-    package_data={"kubemind_transformers.image": ["*.tsv"]},
+    package_data={
+        "kubemind_transformers.image": ["*.tsv"],
+        # The CRDs `kubemind validate` checks against, so it works outside a checkout.
+        "kubemind.manifests": ["crds/*.md", "crds/**/*.yaml"],
+    },
     install_requires=read_requirements("base"),
     extras_require={extra: read_requirements(extra) for extra in EXTRAS},
     entry_points={"console_scripts": ["kubemind = kubemind.cli:main"]},

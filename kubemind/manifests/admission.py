@@ -2,7 +2,9 @@
 
 Mirrors `pkg/apis/serving/v1beta1/inference_service_validation.go` (and the InferenceGraph and
 LocalModelCache webhooks) for the rules a user trips over: name format, exactly one predictor
-implementation, replica bounds, canary percentage, storage URI schemes, logger sinks.
+implementation, replica bounds, canary percentage, storage URI schemes, logger sinks. The
+remaining rules of KServe's InferenceService, InferenceGraph, ServingRuntime and TrainedModel
+webhooks are in `kserve_webhooks.py`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from kubemind.manifests.kserve_webhooks import check_webhooks
 from kubemind.manifests.problems import FieldPath, ManifestObject, Problem
 from kubemind.manifests.storage_uris import storage_uri_problem
 
@@ -50,6 +53,7 @@ def check_admission(obj: ManifestObject) -> Iterator[Problem]:
     spec = obj.body.get("spec")
     if not isinstance(spec, dict):
         return
+    yield from check_webhooks(obj, spec)
     if obj.kind == "InferenceService":
         yield from _check_inference_service(obj, spec)
     elif obj.kind == "InferenceGraph":

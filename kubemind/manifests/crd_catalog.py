@@ -14,20 +14,26 @@ import yaml
 # samples still use it. A live cluster without the old CRD would refuse these objects.
 LEGACY_GROUP_ALIASES = {"serving.kubeflow.org": "serving.kserve.io"}
 
-# Where `../shared/crds` lies when running from a checkout of the repository.
-_REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-_DEFAULT_CANDIDATES = (
-    _REPOSITORY_ROOT.parent / "shared" / "crds",
-    _REPOSITORY_ROOT / "shared" / "crds",
-)
+# The copy of ../shared/crds that ships inside the package (tests keep the two equal), so
+# `kubemind validate` works from any folder, not only next to a checkout.
+PACKAGED_CRDS = Path(__file__).resolve().parent / "crds"
 
 
-def default_crd_dir() -> Path | None:
-    """`$KUBEMIND_CRDS`, else `../shared/crds` next to the checkout, when present."""
+def default_crd_dir() -> Path:
+    """`$KUBEMIND_CRDS` when set, else the CRDs shipped in the package."""
     configured = os.environ.get("KUBEMIND_CRDS")
-    if configured:
-        return Path(configured)
-    return next((path for path in _DEFAULT_CANDIDATES if path.is_dir()), None)
+    return Path(configured) if configured else PACKAGED_CRDS
+
+
+def missing_crd_dir(crd_dir: Path) -> str | None:
+    """Why `crd_dir` cannot serve as a CRD folder, or None when it can."""
+    if not crd_dir.exists():
+        return f"CRD folder {crd_dir} does not exist"
+    if not crd_dir.is_dir():
+        return f"CRD folder {crd_dir} is not a folder"
+    if not any(crd_dir.rglob("*.y*ml")):
+        return f"CRD folder {crd_dir} holds no YAML files"
+    return None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,13 @@ YAML_SUFFIXES = (".yaml", ".yml")
 # kustomize learned `components:` in v3.7; kubectl 1.20 (Debian bookworm's kubernetes-client)
 # embeds v2.0.3 and cannot build our overlays.
 MIN_KUSTOMIZE = (3, 7)
+# How the source of a built overlay's objects is named: release checks (every image tagged,
+# every reference defined) apply to what an overlay renders, not to loose sample files.
+BUILD_SUFFIX = " (kustomize build)"
+
+
+def is_build(source: str) -> bool:
+    return source.endswith(BUILD_SUFFIX)
 
 
 class RenderError(Exception):

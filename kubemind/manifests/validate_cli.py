@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kubemind.manifests.crd_catalog import default_crd_dir
+from kubemind.manifests.references import Allowed, load_allow_list
 from kubemind.manifests.reporting import format_json, format_text
 from kubemind.manifests.validator import validate_paths
 
@@ -32,7 +36,8 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         "--crds",
         type=Path,
         default=None,
-        help="folder of CustomResourceDefinitions (default: $KUBEMIND_CRDS, else ../shared/crds when present)",
+        help="folder of CustomResourceDefinitions (default: $KUBEMIND_CRDS, else the copy shipped"
+        " in the package: KServe, Knative, Istio, prometheus-operator, KEDA)",
     )
     parser.add_argument(
         "--unchecked-kind",
@@ -41,13 +46,37 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         metavar="GROUP/KIND",
         help="accept objects of this kind without a schema check (no CRD for it); repeatable",
     )
+    parser.add_argument(
+        "--allow-ref",
+        action="append",
+        default=[],
+        metavar="KIND/NAMESPACE/NAME",
+        help="an object the manifests reference that lives outside them (e.g."
+        " Secret/kubemind/postgres, serving.knative.dev/Service/*/cv-worker); repeatable",
+    )
+    parser.add_argument(
+        "--allow-refs",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML list of {kind, namespace, name, reason}: objects that live outside the"
+        " manifests (installed with KServe, created by cert-manager, ...); repeatable",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     crd_dir = args.crds if args.crds is not None else default_crd_dir()
-    result = validate_paths(args.paths, crd_dir, frozenset(args.unchecked_kind))
+    try:
+        allowed = [Allowed.parse(text) for text in args.allow_ref]
+        for file in args.allow_refs:
+            allowed.extend(load_allow_list(file))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"kubemind validate: error: {exc}", file=sys.stderr)
+        return 2
+    result = validate_paths(args.paths, crd_dir, frozenset(args.unchecked_kind), allowed)
     formatter = format_json if args.format == "json" else format_text
     print(formatter(result.problems, len(result.objects)))
     return 0 if result.ok else 1

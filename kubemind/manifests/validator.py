@@ -11,9 +11,12 @@ import yaml
 from kubemind.manifests import rendering
 from kubemind.manifests.admission import check_admission
 from kubemind.manifests.component_args import check_component_args
-from kubemind.manifests.crd_catalog import load_catalog
+from kubemind.manifests.crd_catalog import load_catalog, missing_crd_dir
+from kubemind.manifests.image_tags import check_image_tags
 from kubemind.manifests.knative_config import check_knative_config
+from kubemind.manifests.kserve_webhooks import check_runtime_priorities
 from kubemind.manifests.problems import ManifestObject, Problem
+from kubemind.manifests.references import Allowed, check_references
 from kubemind.manifests.schemas import check_schema
 
 RUNTIME_KINDS = ("ServingRuntime", "ClusterServingRuntime")
@@ -56,7 +59,7 @@ def _sources(path: Path, result: ValidationResult) -> Iterator[tuple[str, str]]:
         return
     for root in roots:
         try:
-            yield f"{root} (kustomize build)", rendering.render(root)
+            yield f"{root}{rendering.BUILD_SUFFIX}", rendering.render(root)
         except rendering.RenderError as exc:
             result.problems.append(Problem(str(root), "-", "-", str(exc)))
 
@@ -65,8 +68,9 @@ def check_objects(
     objects: list[ManifestObject],
     crd_dir: Path | None,
     unchecked_kinds: frozenset[str] = frozenset(),
+    allowed_refs: Iterable[Allowed] = (),
 ) -> list[Problem]:
-    """Every problem the schema and admission checks find in these objects.
+    """Every problem the schema, admission and reference checks find in these objects.
 
     `unchecked_kinds` ("group/Kind") names kinds whose schema we do not have and accept unseen.
     """
@@ -81,14 +85,27 @@ def check_objects(
         if f"{obj.group}/{obj.kind}" not in unchecked_kinds:
             problems.extend(check_schema(obj, catalog))
         problems.extend(check_admission(obj))
+        if rendering.is_build(obj.source):
+            problems.extend(check_image_tags(obj))
         problems.extend(check_knative_config(obj, crd_dir))
         problems.extend(check_component_args(obj, runtimes.get(obj.source, {})))
+    problems.extend(check_runtime_priorities(objects))
+    problems.extend(check_references(objects, allowed_refs))
     return problems
 
 
 def validate_paths(
-    paths: Iterable[Path], crd_dir: Path | None, unchecked_kinds: frozenset[str] = frozenset()
+    paths: Iterable[Path],
+    crd_dir: Path | None,
+    unchecked_kinds: frozenset[str] = frozenset(),
+    allowed_refs: Iterable[Allowed] = (),
 ) -> ValidationResult:
     result = load_objects(paths)
-    result.problems.extend(check_objects(result.objects, crd_dir, unchecked_kinds))
+    missing = missing_crd_dir(crd_dir) if crd_dir is not None else None
+    if missing:
+        # Checking against no schemas would report every custom object as unknown: say the one
+        # thing that is wrong instead.
+        result.problems.append(Problem(str(crd_dir), "-", "-", f"{missing} (--crds, $KUBEMIND_CRDS)"))
+        return result
+    result.problems.extend(check_objects(result.objects, crd_dir, unchecked_kinds, allowed_refs))
     return result

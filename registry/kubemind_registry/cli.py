@@ -49,9 +49,9 @@ def register(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentPar
     res.set_defaults(func=_run(_resolve))
 
     pin = commands.add_parser(
-        "pin", help="write inferenceservices/overlays/ENV/model-pins.yaml (or --check it)"
+        "pin", help="write inferenceservices/overlays/ENV/pins/model-pins.yaml (or --check it)"
     )
-    pin.add_argument("--env", required=True, choices=("dev", "staging", "prod"))
+    pin.add_argument("--env", required=True, help="overlay name: dev, staging, prod, ...")
     pin.add_argument(
         "--model",
         action="append",
@@ -60,7 +60,13 @@ def register(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentPar
         help="InferenceService name and the models:/NAME@ALIAS it follows (repeatable);"
         " without it, the refs already in the pins file are refreshed",
     )
-    pin.add_argument("--root", type=Path, default=Path("."), help="repository root (default: .)")
+    pin.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="the checkout (default: the nearest folder at or above the current one that has"
+        " inferenceservices/overlays/)",
+    )
     pin.add_argument("--check", action="store_true", help="fail if a pin is stale; write nothing")
     pin.set_defaults(func=_run(_pin))
     return parser
@@ -119,11 +125,24 @@ def _resolve(args: argparse.Namespace) -> int:
 
 
 def _pin(args: argparse.Namespace) -> int:
-    from kubemind_registry.pin import check_pins, parse_model_flags, write_pins
+    from kubemind_registry.pin import (
+        check_overlay,
+        check_pins,
+        find_root,
+        has_pins,
+        parse_model_flags,
+        write_pins,
+    )
 
     requested = parse_model_flags(args.model)
+    root = find_root(args.root if args.root is not None else Path.cwd())
     if args.check:
-        stale = check_pins(_registry(), args.root, args.env, requested)
+        check_overlay(root, args.env)
+        if not requested and not has_pins(root, args.env):
+            # Nothing to be stale: a distinct, successful answer (CI checks only pinned overlays).
+            print(f"no pins for {args.env} yet: nothing to check")
+            return 0
+        stale = check_pins(_registry(), root, args.env, requested)
         for line in stale:
             print(f"stale: {line}", file=sys.stderr)
         if stale:
@@ -132,7 +151,7 @@ def _pin(args: argparse.Namespace) -> int:
             return 1
         print(f"pins for {args.env} are up to date")
         return 0
-    path, pins = write_pins(_registry(), args.root, args.env, requested)
+    path, pins = write_pins(_registry(), root, args.env, requested)
     for pin in pins:
         print(f"{pin.isvc}: {pin.ref_uri} -> {pin.pinned_uri} ({pin.digest})")
     print(f"wrote {path}")

@@ -21,6 +21,8 @@ from tests.component.registry_fixtures import (
     build_tiny_llm_folder,
 )
 
+REPO = Path(__file__).resolve().parents[2]
+
 # The shared real-server fixtures (see registry_fixtures.py).
 mlflow_server = registry_fixtures.mlflow_server
 registry_env = registry_fixtures.registry_env
@@ -102,11 +104,14 @@ def test_moving_champion_makes_pin_check_fail_until_pin_is_rerun(
     code, out, _ = kubemind(capsys, "models", "register", "ranker", str(v1), "--flavor", "onnx",
                             "--alias", "champion")
     first = json.loads(out)
-    root = tmp_path / "repo"
+    root = checkout(tmp_path)
     pin = ("models", "pin", "--env", "staging", "--root", str(root))
-    code, out, _ = kubemind(capsys, *pin, "--model", "ranker-isvc=models:/ranker@champion")
+    # No pins yet is its own answer, not "stale".
+    code, out, _ = kubemind(capsys, *pin, "--check")
+    assert (code, out.strip()) == (0, "no pins for staging yet: nothing to check")
+    code, out, _ = kubemind(capsys, *pin, "--model", "cv-classifier=models:/ranker@champion")
     assert code == 0
-    pins_file = root / "inferenceservices/overlays/staging/model-pins.yaml"
+    pins_file = root / "inferenceservices/overlays/staging/pins/model-pins.yaml"
     (patch,) = list(yaml.safe_load_all(pins_file.read_text()))
     assert patch["spec"]["predictor"]["model"]["storageUri"] == f"models:/ranker/{first['version']}"
     assert patch["metadata"]["annotations"] == {
@@ -124,7 +129,7 @@ def test_moving_champion_makes_pin_check_fail_until_pin_is_rerun(
     assert kubemind(capsys, "models", "alias", "ranker", "champion", second["version"])[0] == 0
     code, _, err = kubemind(capsys, *pin, "--check")
     assert code == 1
-    assert "ranker-isvc" in err and f"models:/ranker/{second['version']}" in err
+    assert "cv-classifier" in err and f"models:/ranker/{second['version']}" in err
 
     # Rerunning pin (no --model: it refreshes the refs already in the file) fixes it.
     assert kubemind(capsys, *pin)[0] == 0
@@ -143,39 +148,50 @@ def test_resolve_unknown_alias_is_a_clear_error(capsys: pytest.CaptureFixture[st
     assert "models:/no-such-model@champion" in err and "Traceback" not in err
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for kustomize) not installed")
-def test_pins_file_is_a_patch_kustomize_applies(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    """An overlay listing model-pins.yaml renders the base InferenceService with the pinned
-    version and lineage; the namespace comes from the base so kustomize finds its target."""
+def checkout(tmp_path: Path) -> Path:
+    """A copy of the repository's kustomize trees: the overlays the pins apply to."""
     root = tmp_path / "repo"
-    base = root / "inferenceservices" / "base"
-    base.mkdir(parents=True)
-    (base / "embedder.yaml").write_text(
-        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
-        "metadata:\n  name: embedder\n  namespace: kubemind\n"
-        "spec:\n  predictor:\n    model:\n      modelFormat: {name: triton}\n"
-        "      storageUri: models:/minilm/1\n"
-    )
-    (base / "kustomization.yaml").write_text("resources:\n  - embedder.yaml\n")
-    overlay = root / "inferenceservices" / "overlays" / "prod"
-    overlay.mkdir(parents=True)
-    (overlay / "kustomization.yaml").write_text(
-        "resources:\n  - ../../base\npatches:\n  - path: model-pins.yaml\n"
-    )
+    shutil.copytree(REPO / "inferenceservices", root / "inferenceservices")
+    return root
+
+
+def render(root: Path, env: str) -> list[dict]:
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(root / "inferenceservices" / "overlays" / env)],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (for kustomize) not installed")
+def test_pin_takes_effect_in_the_rendered_overlay(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repository's own prod overlay, pinned from a subfolder of the checkout (no
+    --root), renders the pinned version and lineage; the other overlays are untouched."""
+    root = checkout(tmp_path)
+    before = {env: render(root, env) for env in ("dev", "prod")}
     folder = build_tiny_llm_folder(tmp_path / "minilm")
     code, out, _ = kubemind(capsys, "models", "register", "minilm", str(folder),
                             "--flavor", "sentence-transformers", "--alias", "prod")
     assert code == 0
     ref = json.loads(out)
-    assert kubemind(capsys, "models", "pin", "--env", "prod", "--root", str(root),
+    monkeypatch.chdir(root / "inferenceservices" / "base")
+    assert kubemind(capsys, "models", "pin", "--env", "prod",
                     "--model", "embedder=models:/minilm@prod")[0] == 0
 
-    rendered = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True,
-                              text=True, check=True, timeout=60).stdout
-    (isvc,) = list(yaml.safe_load_all(rendered))
+    after = render(root, "prod")
+    (isvc,) = [o for o in after if o["kind"] == "InferenceService"
+               and o["metadata"]["name"] == "embedder"]
     assert isvc["metadata"]["namespace"] == "kubemind"
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == ref["uri"]
-    assert isvc["spec"]["predictor"]["model"]["modelFormat"] == {"name": "triton"}
     assert isvc["metadata"]["annotations"]["kubemind.io/model-digest"] == ref["digest"]
+    assert isvc["metadata"]["annotations"]["kubemind.io/model-ref"] == "models:/minilm@prod"
+    # Only the pinned fields changed: everything else renders as before.
+    (old,) = [o for o in before["prod"] if o["kind"] == "InferenceService"
+              and o["metadata"]["name"] == "embedder"]
+    old["spec"]["predictor"]["model"]["storageUri"] = ref["uri"]
+    old["metadata"].setdefault("annotations", {}).update(isvc["metadata"]["annotations"])
+    assert isvc == old
+    assert render(root, "dev") == before["dev"]
+    assert kubemind(capsys, "models", "pin", "--env", "prod", "--check")[0] == 0

@@ -159,14 +159,333 @@ spec:
 }
 
 
+def _isvc(spec: str, annotations: str = "") -> str:
+    meta = f"\n  annotations:\n{annotations}" if annotations else ""
+    return (
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+        f"metadata:\n  name: demo{meta}\nspec:\n{spec}"
+    )
+
+
+def _graph(nodes: str) -> str:
+    return (
+        "apiVersion: serving.kserve.io/v1alpha1\nkind: InferenceGraph\n"
+        f"metadata: {{name: g}}\nspec:\n  nodes:\n{nodes}"
+    )
+
+
+def _runtime(spec: str, name: str = "rt") -> str:
+    return (
+        "apiVersion: serving.kserve.io/v1alpha1\nkind: ServingRuntime\n"
+        f"metadata: {{name: {name}, namespace: kubemind}}\nspec:\n{spec}"
+    )
+
+
+SKLEARN = "    sklearn: {storageUri: gs://b/m}\n"
+STANDARD = '    serving.kserve.io/deploymentMode: Standard\n'
+WORKER = (
+    "  predictor:\n    model:\n      modelFormat: {name: huggingface}\n"
+    "      storageUri: pvc://models/llama\n<extra>"
+    "    workerSpec:\n      containers:\n        - {name: worker-container, image: w:1}\n<worker>"
+)
+NONE = "    serving.kserve.io/autoscalerClass: none\n"
+
+
+def _worker(extra: str, worker: str) -> str:
+    return WORKER.replace("<extra>", extra).replace("<worker>", worker)
+CONTAINER = "      - name: kserve-container\n        image: example.org/p:1\n"
+
+# One case per rule of KServe's validating webhooks (see kubemind/manifests/kserve_webhooks.py).
+WEBHOOK_RULES = {
+    "ISVC autoscaler class KServe does not know": (
+        _isvc("  predictor:\n" + SKLEARN, "    serving.kserve.io/autoscalerClass: kpa2\n"),
+        'metadata.annotations["serving.kserve.io/autoscalerClass"]',
+        "is not a supported autoscaler class",
+    ),
+    "ISVC PYTHONPATH env": (
+        _isvc("  predictor:\n    sklearn:\n      storageUri: gs://b/m\n"
+              "      env: [{name: PYTHONPATH, value: /x}]\n"),
+        "spec.predictor.sklearn.env[0].name",
+        "PYTHONPATH",
+    ),
+    "ISVC workerSpec with two containers": (
+        _isvc(_worker(extra="", worker="        - {name: second, image: w:1}\n"), NONE),
+        "spec.predictor.workerSpec.containers",
+        "multiple containers in workerSpec",
+    ),
+    "ISVC workerSpec with TENSOR_PARALLEL_SIZE in the model env": (
+        _isvc(_worker(extra="      env: [{name: TENSOR_PARALLEL_SIZE, value: '2'}]\n",
+                            worker=""), NONE),
+        "spec.predictor.model.env[0].name",
+        "TENSOR_PARALLEL_SIZE",
+    ),
+    "ISVC workerSpec with gs:// storage": (
+        _isvc(_worker(extra="", worker="").replace("pvc://models/llama", "gs://b/llama"), NONE),
+        "spec.predictor.model.storageUri",
+        "only 'pvc' and 'oci'",
+    ),
+    "ISVC workerSpec without the none autoscaler": (
+        _isvc(_worker(extra="", worker="")),
+        'metadata.annotations["serving.kserve.io/autoscalerClass"]',
+        "only the 'none' autoscaler",
+    ),
+    "ISVC workerSpec pipelineParallelSize 0": (
+        _isvc(_worker(extra="", worker="      pipelineParallelSize: 0\n"), NONE),
+        "spec.predictor.workerSpec.pipelineParallelSize",
+        "cannot be less than 1",
+    ),
+    "ISVC workerSpec with an unknown GPU resource": (
+        _isvc(_worker(extra="      resources: {limits: {example.com/gpu: '1'}}\n", worker=""),
+              NONE),
+        "spec.predictor.model.resources",
+        "unknown GPU resource type example.com/gpu",
+    ),
+    "ISVC collocated transformer with STORAGE_URI": (
+        _isvc("  predictor:\n    containers:\n" + CONTAINER
+              + "      - name: transformer-container\n        image: example.org/t:1\n"
+              "        env: [{name: STORAGE_URI, value: gs://b/m}]\n"),
+        "spec.predictor.containers[1].env[0]",
+        "storage uri should not be specified in transformer container",
+    ),
+    "ISVC name in a model-format predictor": (
+        _isvc("  predictor:\n    sklearn: {name: x, storageUri: gs://b/m}\n"),
+        "spec.predictor.sklearn.name",
+        "'name' field is not allowed",
+    ),
+    "ISVC storageUri and storageUris": (
+        _isvc("  predictor:\n    storageUris: [{uri: gs://b/a, mountPath: /mnt/models/a}]\n"
+              "    model: {modelFormat: {name: onnx}, storageUri: gs://b/m}\n"),
+        "spec.predictor.storageUris",
+        "Setting both StorageURI and StorageURIs",
+    ),
+    "ISVC storageUris with a relative mount path": (
+        _isvc("  predictor:\n    storageUris: [{uri: gs://b/a, mountPath: models/a}]\n"
+              "    model: {modelFormat: {name: onnx}}\n"),
+        "spec.predictor.storageUris[0].mountPath",
+        "must be absolute",
+    ),
+    "ISVC storageUris with '..' in a mount path": (
+        _isvc("  predictor:\n    storageUris: [{uri: gs://b/a, mountPath: /mnt/../etc}]\n"
+              "    model: {modelFormat: {name: onnx}}\n"),
+        "spec.predictor.storageUris[0].mountPath",
+        "cannot contain '..'",
+    ),
+    "ISVC storageUris without a common parent": (
+        _isvc("  predictor:\n    storageUris:\n      - {uri: gs://b/a, mountPath: /a/m}\n"
+              "      - {uri: gs://b/b, mountPath: /b/m}\n    model: {modelFormat: {name: onnx}}\n"),
+        "spec.predictor.storageUris",
+        "common parent directory",
+    ),
+    "ISVC transformer without an implementation": (
+        _isvc("  predictor:\n" + SKLEARN + "  transformer: {minReplicas: 1}\n"),
+        "spec.transformer",
+        "exactly one transformer implementation",
+    ),
+    "ISVC ONNX storageUri with another extension": (
+        _isvc("  predictor:\n    onnx: {storageUri: gs://b/model.pt}\n"),
+        "spec.predictor.onnx.storageUri",
+        "expected storageUri file extension: '.onnx'",
+    ),
+    "ISVC TensorFlow GPU runtime without a GPU": (
+        _isvc("  predictor:\n    tensorflow: {storageUri: gs://b/m, runtimeVersion: 2.6.2-gpu}\n"),
+        "spec.predictor.tensorflow.runtimeVersion",
+        "GPU resources are not requested",
+    ),
+    "ISVC PyTorch CPU runtime with a GPU": (
+        _isvc("  predictor:\n    pytorch:\n      storageUri: gs://b/m\n      runtimeVersion: 0.9.0\n"
+              "      resources: {limits: {nvidia.com/gpu: '1'}}\n"),
+        "spec.predictor.pytorch.runtimeVersion",
+        "not GPU enabled but GPU resources are requested",
+    ),
+    "ISVC storage spec with a gs:// storageUri": (
+        _isvc("  predictor:\n    onnx: {storageUri: gs://b/m, storage: {key: k, path: p}}\n"),
+        "spec.predictor.onnx.storageUri",
+        "with a storage spec",
+    ),
+    "ISVC storage spec of an unsupported type": (
+        _isvc("  predictor:\n    onnx: {storage: {key: k, path: p, parameters: {type: gs}}}\n"),
+        "spec.predictor.onnx.storage.parameters.type",
+        "storage.spec.type must be one of",
+    ),
+    "ISVC custom predictor PROTOCOL v3": (
+        _isvc("  predictor:\n    containers:\n" + CONTAINER + "        env: [{name: PROTOCOL, value: v3}]\n"),
+        "spec.predictor.containers[0].env[0].value",
+        "invalid protocol v3",
+    ),
+    "ISVC negative containerConcurrency": (
+        _isvc("  predictor:\n    containerConcurrency: -1\n" + SKLEARN),
+        "spec.predictor.containerConcurrency",
+        "cannot be less than 0",
+    ),
+    "ISVC logger storage without its key": (
+        _isvc("  predictor:\n    logger: {mode: all, storage: {path: /logs, parameters: {type: s3}}}\n"
+              + SKLEARN),
+        "spec.predictor.logger.storage",
+        "key must be set",
+    ),
+    "ISVC HPA with the concurrency metric": (
+        _isvc("  predictor:\n    scaleMetric: concurrency\n" + SKLEARN,
+              STANDARD + "    serving.kserve.io/autoscalerClass: hpa\n"),
+        "spec.predictor.scaleMetric",
+        "not a supported metric for the HPA",
+    ),
+    "ISVC HPA with a target over 100": (
+        _isvc("  predictor:\n    scaleMetric: cpu\n    scaleTarget: 150\n" + SKLEARN,
+              STANDARD + "    serving.kserve.io/autoscalerClass: hpa\n"),
+        "spec.predictor.scaleTarget",
+        "[1-100]",
+    ),
+    "ISVC HPA with an External autoScaling metric": (
+        _isvc("  predictor:\n    autoScaling:\n      metrics:\n        - type: External\n"
+              "          external: {metric: {query: up}, target: {type: Value, value: '1'}}\n"
+              + SKLEARN, STANDARD + "    serving.kserve.io/autoscalerClass: hpa\n"),
+        "spec.predictor.autoScaling.metrics[0].type",
+        "valid: Resource",
+    ),
+    "ISVC Knative autoscaler with the cpu metric": (
+        _isvc("  predictor:\n    scaleMetric: cpu\n" + SKLEARN),
+        "spec.predictor.scaleMetric",
+        "not a supported metric for the Knative autoscaler",
+    ),
+    "ISVC Knative autoscaler with rps target 0": (
+        _isvc("  predictor:\n    scaleMetric: rps\n    scaleTarget: 0\n" + SKLEARN),
+        "spec.predictor.scaleTarget",
+        "rps should be greater than 1",
+    ),
+    "ISVC deploymentStrategy in Knative mode": (
+        _isvc("  predictor:\n    deploymentStrategy: {type: Recreate}\n" + SKLEARN),
+        "spec.predictor.deploymentStrategy",
+        "only supported for raw deployment",
+    ),
+    "ISVC KEDA with a scaleMetric": (
+        _isvc("  predictor:\n    scaleMetric: cpu\n" + SKLEARN,
+              STANDARD + "    serving.kserve.io/autoscalerClass: keda\n"),
+        "spec.predictor.scaleMetric",
+        "not supported for KEDA",
+    ),
+    "ISVC KEDA external metric without a query": (
+        _isvc("  predictor:\n    autoScaling:\n      metrics:\n        - type: External\n"
+              "          external: {metric: {backend: prometheus}, target: {type: Value, value: '1'}}\n"
+              + SKLEARN, STANDARD + "    serving.kserve.io/autoscalerClass: keda\n"),
+        "spec.predictor.autoScaling.metrics[0].external.metric.query",
+        "the query should not be empty",
+    ),
+    "ISVC KEDA cpu target by AverageValue": (
+        _isvc("  predictor:\n    autoScaling:\n      metrics:\n        - type: Resource\n"
+              "          resource: {name: cpu, target: {type: AverageValue, averageValue: '1'}}\n"
+              + SKLEARN, STANDARD + "    serving.kserve.io/autoscalerClass: keda\n"),
+        "spec.predictor.autoScaling.metrics[0].resource.target.type",
+        "cpu target value type should be Utilization",
+    ),
+    "ISVC KEDA memory target under 1 MiB": (
+        _isvc("  predictor:\n    autoScaling:\n      metrics:\n        - type: Resource\n"
+              "          resource: {name: memory, target: {type: AverageValue, averageValue: 10Ki}}\n"
+              + SKLEARN, STANDARD + "    serving.kserve.io/autoscalerClass: keda\n"),
+        "spec.predictor.autoScaling.metrics[0].resource.target.averageValue",
+        "greater than 1 MiB",
+    ),
+    "ISVC confidential serving without storageUri": (
+        _isvc("  predictor:\n    model:\n      modelFormat: {name: onnx}\n"
+              "      confidential: {enabled: true, resourceId: r}\n"),
+        "spec.predictor.model.storageUri",
+        "confidential model serving requires storageUri",
+    ),
+    "InferenceGraph without a root node": (
+        _graph("    first: {routerType: Sequence, steps: [{serviceName: a}]}\n"),
+        "spec.nodes",
+        "root node not found",
+    ),
+    "InferenceGraph with two steps of one name": (
+        _graph("    root:\n      routerType: Sequence\n"
+               "      steps: [{name: s, serviceName: a}, {name: s, serviceName: b}]\n"),
+        "spec.nodes.root.steps[1].name",
+        "more than one step named 's'",
+    ),
+    "InferenceGraph step without a target": (
+        _graph("    root: {routerType: Sequence, steps: [{name: s}]}\n"),
+        "spec.nodes.root.steps[0]",
+        "names no inference target",
+    ),
+    "InferenceGraph step with two targets": (
+        _graph("    root: {routerType: Sequence, steps: [{serviceName: a, serviceUrl: 'http://b'}]}\n"),
+        "spec.nodes.root.steps[0]",
+        "more than one of nodeName, serviceName, serviceUrl",
+    ),
+    "InferenceGraph splitter weights not summing to 100": (
+        _graph("    root:\n      routerType: Splitter\n"
+               "      steps: [{serviceName: a, weight: 50}, {serviceName: b, weight: 40}]\n"),
+        "spec.nodes.root.steps",
+        "sum to 90, not 100",
+    ),
+    "InferenceGraph splitter step without a weight": (
+        _graph("    root:\n      routerType: Splitter\n"
+               "      steps: [{serviceName: a, weight: 100}, {serviceName: b}]\n"),
+        "spec.nodes.root.steps[1].weight",
+        "missing its weight",
+    ),
+    "ServingRuntime PYTHONPATH env": (
+        _runtime("  supportedModelFormats: [{name: onnx}]\n  containers:\n"
+                 "    - {name: kserve-container, image: r:1, env: [{name: PYTHONPATH, value: /x}]}\n"),
+        "spec.containers[0].env[0].name",
+        "not allowed for security reasons",
+    ),
+    "ServingRuntime one format at two priorities": (
+        _runtime("  supportedModelFormats:\n    - {name: onnx, autoSelect: true, priority: 1}\n"
+                 "    - {name: onnx, version: '1', autoSelect: true, priority: 2}\n"
+                 "  containers: [{name: kserve-container, image: r:1}]\n"),
+        "spec.supportedModelFormats",
+        "different priorities assigned for the model format onnx",
+    ),
+    "ServingRuntime workerSpec tensorParallelSize 0": (
+        _runtime("  supportedModelFormats: [{name: vllm}]\n"
+                 "  containers: [{name: kserve-container, image: r:1}]\n"
+                 "  workerSpec: {tensorParallelSize: 0, containers: [{name: worker-container, image: w:1}]}\n"),
+        "spec.workerSpec.tensorParallelSize",
+        "cannot be less than 1",
+    ),
+    "ServingRuntime workerSpec with PIPELINE_PARALLEL_SIZE env": (
+        _runtime("  supportedModelFormats: [{name: vllm}]\n  containers:\n"
+                 "    - {name: kserve-container, image: r:1, env: [{name: PIPELINE_PARALLEL_SIZE, value: '2'}]}\n"
+                 "  workerSpec: {containers: [{name: worker-container, image: w:1}]}\n"),
+        "spec.containers[0].env[0].name",
+        "PIPELINE_PARALLEL_SIZE",
+    ),
+    "two ServingRuntimes auto-selected at one priority": (
+        "\n---\n".join(
+            _runtime("  protocolVersions: [v2]\n"
+                     "  supportedModelFormats: [{name: onnx, autoSelect: true, priority: 1}]\n"
+                     "  containers: [{name: kserve-container, image: r:1}]\n", name)
+            for name in ("first", "second")
+        ),
+        "spec.supportedModelFormats",
+        "same priority assigned for the model format onnx in the ServingRuntimes first and second",
+    ),
+    "TrainedModel name with a space": (
+        "apiVersion: serving.kserve.io/v1alpha1\nkind: TrainedModel\nmetadata: {name: 'my model'}\n"
+        "spec: {inferenceService: s, model: {framework: sklearn, memory: 1Gi, storageUri: gs://b/m}}\n",
+        "metadata.name",
+        "alphanumeric characters, '_' or '-'",
+    ),
+    "TrainedModel storageUri scheme": (
+        "apiVersion: serving.kserve.io/v1alpha1\nkind: TrainedModel\nmetadata: {name: tm}\n"
+        "spec: {inferenceService: s, model: {framework: sklearn, memory: 1Gi, storageUri: 'pvc://v/m'}}\n",
+        "spec.model.storageUri",
+        "must start with one of s3://, gs://, https://, http://",
+    ),
+}
+BROKEN.update(WEBHOOK_RULES)
+
+
 @pytest.mark.parametrize(("manifest", "path", "message"), BROKEN.values(), ids=list(BROKEN))
 def test_broken_manifest_is_rejected_at_its_field(crd_dir, tmp_path, manifest, path, message):
     file = tmp_path / "broken.yaml"
     file.write_text(manifest)
     result = validate_paths([file], crd_dir)
-    paths = {p.path: p.message for p in result.problems}
+    paths: dict[str, list[str]] = {}
+    for problem in result.problems:
+        paths.setdefault(problem.path, []).append(problem.message)
     assert path in paths, f"expected a problem at {path}, got {paths}"
-    assert message in paths[path]
+    assert any(message in found for found in paths[path]), paths[path]
 
 
 def test_the_fixed_manifest_is_accepted(crd_dir, tmp_path):

@@ -6,16 +6,18 @@ import pytest
 import yaml
 
 from kubemind.manifests import rendering
+from kubemind.manifests.references import load_allow_list
 from kubemind.manifests.sizing import size_model
 from kubemind.manifests.validator import validate_paths
-from tests.manifests.conftest import ENVIRONMENTS, REPO, TREES, UNCHECKED_KINDS
+from tests.manifests.conftest import ENVIRONMENTS, REPO, TREES
 
 OVERLAYS = [(tree, env) for tree in TREES for env in ENVIRONMENTS]
 
 
 @pytest.mark.parametrize(("tree", "env"), OVERLAYS, ids=[f"{t}-{e}" for t, e in OVERLAYS])
 def test_overlay_validates(crd_dir, tree, env):
-    result = validate_paths([REPO / tree / "overlays" / env], crd_dir, UNCHECKED_KINDS)
+    allowed = load_allow_list(REPO / "external-objects.yaml")
+    result = validate_paths([REPO / tree / "overlays" / env], crd_dir, allowed_refs=allowed)
     assert result.objects, "the overlay rendered no objects"
     assert result.problems == []
 

@@ -4,6 +4,7 @@ and the served-model metadata a predictor reads."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,15 +12,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubemind.errors import ModelNotReady
+from kubemind.errors import InvalidInput, ModelNotReady
 from kubemind_registry.errors import InvalidModelUri, UnsafeArtifactPath
 from kubemind_registry.manifest import MANIFEST_FILE, Manifest, build_manifest, safe_destination
 from kubemind_registry.pin import (
     Pin,
     Target,
     base_targets,
+    check_overlay,
+    has_pins,
     parse_model_flags,
     read_refs,
+    render_component,
     render_pins,
 )
 from kubemind_registry.served import (
@@ -232,3 +236,57 @@ def test_losing_a_race_to_an_identical_initializer_is_success(tmp_path: Path) ->
     (staging / "a.bin").write_bytes(b"new")
     with pytest.raises(OSError):
         _commit(staging, dest, other)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _kubemind(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from kubemind.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_pin_outside_a_checkout_refuses_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _kubemind(
+        capsys, "models", "pin", "--env", "prod", "--model", "llm=models:/smollm@champion"
+    )
+    assert code == 1
+    assert "no kustomize overlays (inferenceservices/overlays/)" in err and "--root" in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_overlay_includes_its_pins_component_from_the_start() -> None:
+    overlays = sorted((REPO / "inferenceservices" / "overlays").glob("*/kustomization.yaml"))
+    assert overlays
+    for kustomization in overlays:
+        env = kustomization.parent.name
+        assert check_overlay(REPO, env) == kustomization.parent
+        assert (kustomization.parent / "pins" / "kustomization.yaml").read_text() == (
+            render_component(env, has_pins=has_pins(REPO, env))
+        )
+
+
+def test_pin_check_without_pins_says_so_and_succeeds(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "inferenceservices", root / "inferenceservices")
+    code, out, err = _kubemind(capsys, "models", "pin", "--env", "dev", "--root", str(root), "--check")
+    assert (code, out.strip(), err) == (0, "no pins for dev yet: nothing to check", "")
+
+
+def test_pin_into_an_overlay_without_the_pins_component_refuses(tmp_path: Path) -> None:
+    overlay = tmp_path / "inferenceservices" / "overlays" / "qa"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text("resources: [../../base]\n")
+    with pytest.raises(InvalidInput, match="does not list its pins component"):
+        check_overlay(tmp_path, "qa")
+    with pytest.raises(InvalidInput, match="environments here: qa"):
+        check_overlay(tmp_path, "prod")
