@@ -278,9 +278,9 @@ def chroot_mounts(rootfs: Path, cache_mounts: dict[str, Path], host_pip: bool) -
                     if not target.exists():
                         created.append(target)
                     bind(host_path, target, read_only=True)
-        for target, source in cache_mounts.items():
+        for cache_target, source in cache_mounts.items():
             source.mkdir(parents=True, exist_ok=True)
-            bind(source, rootfs / target.lstrip("/"))
+            bind(source, rootfs / cache_target.lstrip("/"))
         yield
     finally:
         for target in reversed(mounted):
@@ -389,6 +389,56 @@ def image_exists(ref: str) -> bool:
     return result.returncode == 0
 
 
+def discard(container: str) -> None:
+    """Remove a failed build's container, unless something is still mounted inside it (buildah rm
+    would then delete through the mount)."""
+    mount = subprocess.run(["buildah", "--storage-driver", "vfs", "mount", container],
+                           capture_output=True, text=True, env={**os.environ, "STORAGE_DRIVER": "vfs"})
+    path = mount.stdout.strip()
+    if path:
+        inside = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                  if line.split()[1].startswith(path.rstrip("/") + "/")]
+        if inside:
+            log(f"not removing container {container}: still mounted inside it: {inside}")
+            return
+    subprocess.run(["buildah", "--storage-driver", "vfs", "rm", container], capture_output=True,
+                   env={**os.environ, "STORAGE_DRIVER": "vfs"}, check=False)
+
+
+def apply_instructions(spec: ImageSpec, instructions: list[Instruction], rootfs: Path,
+                       variables: dict[str, str], config: ImageConfig) -> dict[str, str]:
+    """Everything after FROM, applied to `rootfs` and `config`; returns the image's ENV."""
+    env: dict[str, str] = {}
+    for instruction in instructions:
+        keyword, args = instruction.keyword, instruction.args
+        step_vars = {**variables, **env}
+        if keyword == "ARG":
+            continue
+        if keyword == "ENV":
+            env.update(key_values(args, step_vars))
+        elif keyword == "LABEL":
+            config.labels.update(key_values(args, step_vars))
+        elif keyword == "WORKDIR":
+            config.workdir = substitute(args, step_vars)
+            (rootfs / config.workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        elif keyword == "EXPOSE":
+            config.ports.extend(substitute(args, step_vars).split())
+        elif keyword == "ENTRYPOINT":
+            config.entrypoint = exec_form(args)
+        elif keyword == "CMD":
+            config.cmd = exec_form(args)
+        elif keyword == "COPY":
+            copy_into(rootfs, args, step_vars)
+        elif keyword == "RUN":
+            log(f"{spec.name}: RUN {args[:100]}{'...' if len(args) > 100 else ''}")
+            step_started = time.monotonic()
+            run_step(rootfs, args, {**variables, **env}, spec, config.workdir)
+            log(f"{spec.name}: RUN took {time.monotonic() - step_started:.0f} s")
+        else:
+            raise ValueError(f"{spec.containerfile}: unsupported instruction {keyword}")
+    return env
+
+
 def build(spec: ImageSpec, out: Path) -> dict[str, object]:
     started = time.monotonic()
     instructions = parse_containerfile(spec.containerfile)
@@ -418,54 +468,24 @@ def build(spec: ImageSpec, out: Path) -> dict[str, object]:
         return {"name": spec.name, "cached": True, "archive": str(archive),
                 "archive_bytes": archive.stat().st_size, "ref": registry_ref}
 
-    work = CACHE / "work" / spec.name
-    rootfs = work / "rootfs"
-    remove_tree(work)
-    work.mkdir(parents=True)
-    log(f"{spec.name}: copying the base root file system")
-    run(["cp", "-a", "--reflink=auto", str(base), str(rootfs)])
-    config = ImageConfig()
-    env: dict[str, str] = {}
-    for instruction in instructions[1:]:
-        keyword, args = instruction.keyword, instruction.args
-        step_vars = {**variables, **env}
-        if keyword == "ARG":
-            continue
-        if keyword == "ENV":
-            env.update(key_values(args, step_vars))
-        elif keyword == "LABEL":
-            config.labels.update(key_values(args, step_vars))
-        elif keyword == "WORKDIR":
-            config.workdir = substitute(args, step_vars)
-            (rootfs / config.workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        elif keyword == "EXPOSE":
-            config.ports.extend(substitute(args, step_vars).split())
-        elif keyword == "ENTRYPOINT":
-            config.entrypoint = exec_form(args)
-        elif keyword == "CMD":
-            config.cmd = exec_form(args)
-        elif keyword == "COPY":
-            copy_into(rootfs, args, step_vars)
-        elif keyword == "RUN":
-            log(f"{spec.name}: RUN {args[:100]}{'...' if len(args) > 100 else ''}")
-            step_started = time.monotonic()
-            run_step(rootfs, args, {**variables, **env}, spec, config.workdir)
-            log(f"{spec.name}: RUN took {time.monotonic() - step_started:.0f} s")
-        else:
-            raise ValueError(f"{spec.containerfile}: unsupported instruction {keyword}")
-    config.env = env
-    # What no image should carry: caches, the build's DNS, bytecode the build left.
-    for leftover in ("root/.cache", "tmp", "var/lib/apt/lists", "var/cache/apt/archives"):
-        for item in (rootfs / leftover).glob("*"):
-            remove_tree(item)
-    rootfs_bytes = du_bytes(rootfs)
-
-    commit_started = time.monotonic()
-    container = buildah("from", "--name", f"kubemind-build-{spec.name}-{os.getpid()}", "scratch", capture=True)
+    # The root file system is built in place, in the mount of a `buildah from scratch` container.
+    container = buildah("from", "--name", f"kubemind-build-{spec.name}-{os.getpid()}", "scratch",
+                        capture=True)
     try:
-        mount = Path(buildah("mount", container, capture=True))
-        run(["cp", "-a", f"{rootfs}/.", str(mount)])
-        buildah("umount", container)
+        rootfs = Path(buildah("mount", container, capture=True))
+        log(f"{spec.name}: copying the base root file system")
+        run(["cp", "-a", f"{base}/.", str(rootfs)])
+        config = ImageConfig()
+        env = apply_instructions(spec, instructions[1:], rootfs, variables, config)
+        config.env = env
+        # What no image should carry: caches and apt lists the build left.
+        for leftover in ("root/.cache", "tmp", "var/lib/apt/lists", "var/cache/apt/archives"):
+            for item in (rootfs / leftover).glob("*"):
+                remove_tree(item)
+        rootfs_bytes = du_bytes(rootfs)
+        debian_version = (rootfs / "etc" / "debian_version").read_text().strip()
+        buildah("umount", container, capture=True)
+        commit_started = time.monotonic()
         config_args = ["--workingdir", config.workdir]
         for key, value in config.env.items():
             config_args += ["--env", f"{key}={value}"]
@@ -473,7 +493,7 @@ def build(spec: ImageSpec, out: Path) -> dict[str, object]:
             "org.opencontainers.image.title": f"kubemind/{spec.name}",
             "org.opencontainers.image.version": version(),
             "org.opencontainers.image.base.name": DEBIAN_FROM,
-            "io.kubemind.debian-version": (rootfs / "etc" / "debian_version").read_text().strip(),
+            "io.kubemind.debian-version": debian_version,
             "io.kubemind.inputs": digest,
             **config.labels,
         }
@@ -489,8 +509,7 @@ def build(spec: ImageSpec, out: Path) -> dict[str, object]:
         container = ""
     finally:
         if container:
-            subprocess.run(["buildah", "--storage-driver", "vfs", "rm", container], check=False,
-                           capture_output=True, env={**os.environ, "STORAGE_DRIVER": "vfs"})
+            discard(container)
     buildah("tag", local_ref, registry_ref)
     commit_seconds = time.monotonic() - commit_started
     out.mkdir(parents=True, exist_ok=True)
@@ -499,7 +518,6 @@ def build(spec: ImageSpec, out: Path) -> dict[str, object]:
     buildah("push", "--quiet", local_ref, f"oci-archive:{archive}:{registry_ref}")
     push_seconds = time.monotonic() - push_started
     stamp.write_text(digest + "\n")
-    remove_tree(work)
     seconds = time.monotonic() - started
     log(f"{spec.name}: {registry_ref} in {seconds:.0f} s (rootfs {rootfs_bytes / 1e6:.0f} MB,"
         f" archive {archive.stat().st_size / 1e6:.0f} MB) -> {archive}")
