@@ -561,19 +561,21 @@ def main(argv: list[str] | None = None) -> int:
         run(["apt-get", "install", "-y", "-qq", *missing], env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     args.out.mkdir(parents=True, exist_ok=True)
     report_path = args.out / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     failed: list[str] = []
-    with locked(CACHE / "build.lock"):
-        for spec in selected(args.images):
-            try:
+    for spec in selected(args.images):
+        # One lock per image: a test can build the light images while `make images` builds others.
+        try:
+            with locked(CACHE / f"build-{spec.name}.lock"):
                 result = build(spec, args.out)
-            except (subprocess.CalledProcessError, ValueError, RuntimeError) as error:
-                log(f"{spec.name}: FAILED: {error}")
-                failed.append(spec.name)
-                continue
-            if not result.get("cached"):
+        except (subprocess.CalledProcessError, ValueError, RuntimeError) as error:
+            log(f"{spec.name}: FAILED: {error}")
+            failed.append(spec.name)
+            continue
+        if not result.get("cached"):
+            with locked(CACHE / "report.lock"):
+                report = json.loads(report_path.read_text()) if report_path.is_file() else {}
                 report[spec.name] = result
-            report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+                report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     if failed:
         log(f"failed: {', '.join(failed)}")
         return 1
