@@ -492,7 +492,9 @@ def build(spec: ImageSpec, out: Path) -> dict[str, object]:
         labels = {
             "org.opencontainers.image.title": f"kubemind/{spec.name}",
             "org.opencontainers.image.version": version(),
-            "org.opencontainers.image.base.name": DEBIAN_FROM,
+            # Not DEBIAN_FROM itself: debootstrap installs the suite's current point release,
+            # recorded here (the Containerfiles pin the slim image of one point release).
+            "io.kubemind.base": f"debootstrap {DEBIAN_SUITE} minbase from {DEBIAN_MIRROR}",
             "io.kubemind.debian-version": debian_version,
             "io.kubemind.inputs": digest,
             **config.labels,
