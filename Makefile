@@ -5,7 +5,7 @@ export VENV
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test serve lint bench protos validate
+.PHONY: install test serve lint bench protos validate images test-images
 
 install:
 	@flock $(CURDIR)/.install.lock tools/install.sh
@@ -31,3 +31,15 @@ protos: install
 # (kubemind/manifests/crds, a copy of ../shared/crds) and KServe's admission rules.
 validate: install
 	$(VENV)/bin/kubemind validate inferenceservices knative istio --allow-refs external-objects.yaml
+
+# Builds the container images in images/ on this machine, no registry or Docker engine needed
+# (debootstrap base, chroot, buildah; see tools/build_images.py, which apt-installs the two when
+# missing). Needs root. All images by
+# default, a subset with IMAGES=core,storage-initializer. Writes build/images/NAME-VERSION.tar.
+images:
+	python3 tools/build_images.py
+
+# Mounts the built images and runs their entry points under chroot (builds the light ones first
+# if missing). Slow, root only, and deselected from `make test` by the `images` marker.
+test-images: install
+	$(PY) -m pytest -m images tests/images $(PYTEST_ARGS)
