@@ -6,6 +6,7 @@ client; the answer is the model's own output and the served version is the regis
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -240,3 +241,56 @@ def test_a_flavor_without_a_runtime_is_one_clear_line(
     assert "'sentence-transformers'" in line
     for flavor in ("onnx", "triton-repo", "hf-llm", "pyfunc"):
         assert flavor in line
+
+
+def run_on_terminal(*argv: str) -> tuple[int, str, str]:
+    """Run a command with stderr on a pseudo-terminal; (exit code, stdout, terminal text)."""
+    import pty
+    import threading
+
+    leader, follower = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: the last writer closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=follower, timeout=180)
+    finally:
+        os.close(follower)
+        reader.join(10)
+        os.close(leader)
+    return done.returncode, done.stdout.decode(), b"".join(chunks).decode(errors="replace")
+
+
+def test_register_and_initialize_show_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    folder = save_shop_model(tmp_path / "shop-model")
+    code, out, terminal = run_on_terminal(
+        sys.executable, "-m", "kubemind.cli", "models", "register", "progress-model", str(folder),
+        "--flavor", "pyfunc",
+    )
+    assert code == 0, terminal
+    assert "upload shop-model" in terminal and "100%" in terminal
+    uri = json.loads(out)["uri"]
+
+    code, _, terminal = run_on_terminal(
+        sys.executable, "-m", "kubemind_registry.initializer", uri, str(tmp_path / "on-terminal"),
+    )
+    assert code == 0, terminal
+    assert f"download {uri}" in terminal and "100%" in terminal
+
+    quiet = subprocess.run(
+        [sys.executable, "-m", "kubemind_registry.initializer", uri, str(tmp_path / "piped")],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert "100%" not in quiet.stderr
