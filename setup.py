@@ -4,12 +4,22 @@ Requirements live in requirements/*.txt (one file per extra) so the Makefile and
 hash them to key their cached virtual environments.
 """
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 REQUIREMENTS = HERE / "requirements"
+
+
+def read_version() -> str:
+    """kubemind/__init__.py's __version__, read as text: setup.py must not import the package."""
+    text = (HERE / "kubemind" / "__init__.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.M)
+    if match is None:
+        raise RuntimeError("kubemind/__init__.py has no __version__ line")
+    return match.group(1)
 
 
 def read_requirements(name: str) -> list[str]:
@@ -30,7 +40,7 @@ EXTRAS = ["llm-cpu", "llm-gpu", "triton", "mlflow", "feast", "milvus", "kafka", 
 
 setup(
     name="kubemind",
-    version="0.1.0",
+    version=read_version(),
     description="KServe/Knative model-serving configuration and custom predictors",
     license="Apache-2.0",
     python_requires=">=3.10",

@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from kubemind import __version__
+
 # subcommand -> (module exposing register(), one-line help shown by `kubemind --help`)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("kubemind.local.serve", "run kubemind's services on 127.0.0.1 on embedded defaults"),
@@ -26,6 +28,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubemind", description="KServe/Knative model serving: predictors, registry, manifests."
     )
+    parser.add_argument("--version", action="version", version=f"kubemind {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Only the chosen subcommand's module is imported; the rest are listed by name and help.
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)

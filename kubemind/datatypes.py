@@ -1,5 +1,5 @@
 """The one datatype table: v2 (Open Inference Protocol) names, numpy, Triton's model
-configuration and ONNX element types.
+configuration, ONNX element types and MLflow's column types.
 
 The codecs, the model configuration (`KubemindModel.triton_config`), the Triton repository
 renderer and the registry's signatures all read this table, so a datatype added here exists
@@ -83,6 +83,26 @@ def from_onnx(element_type: int) -> Datatype | None:
     return BY_ONNX.get(element_type)
 
 
+# MLflow's column types (mlflow.types.DataType names) -> v2 name. A column-based MLflow
+# signature becomes one v2 tensor per column; datetime and the nested types (array, object,
+# map) have no v2 datatype.
+MLFLOW_COLUMN_TYPES: dict[str, str] = {
+    "boolean": "BOOL",
+    "integer": "INT32",
+    "long": "INT64",
+    "float": "FP32",
+    "double": "FP64",
+    "string": "BYTES",
+    "binary": "BYTES",
+}
+
+
+def from_mlflow_column(type_name: str) -> Datatype | None:
+    """The entry for an MLflow column type (`long`, `double`, ...), or None for one v2 lacks."""
+    name = MLFLOW_COLUMN_TYPES.get(type_name)
+    return BY_NAME[name] if name else None
+
+
 def v2_name_of(dtype: np.dtype) -> str | None:
     """The v2 datatype of a numpy dtype (str/bytes/object are BYTES), or None."""
     if dtype.kind in "OSU":
@@ -109,11 +129,13 @@ __all__ = [
     "BY_TRITON",
     "BY_TRITON_ENUM",
     "DATATYPE_TABLE",
+    "MLFLOW_COLUMN_TYPES",
     "V2_NAMES",
     "Datatype",
     "bf16_from_bytes",
     "bf16_to_bytes",
     "datatype",
+    "from_mlflow_column",
     "from_onnx",
     "from_triton",
     "v2_name_of",

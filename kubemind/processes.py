@@ -1,28 +1,87 @@
 """Running kubemind servers as real child processes: tests, benchmarks and `kubemind serve`.
 
-Servers bind 127.0.0.1 on ports chosen at run time and are stopped by PID.
+Servers bind 127.0.0.1 on ports chosen at run time and are stopped by PID. On Linux each child
+asks the kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG), so even a SIGKILLed
+`kubemind serve` or test run leaves no server behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 
+def python_command() -> str:
+    """This interpreter's absolute path, shell-quoted: sample calls work from any folder."""
+    return shlex.quote(sys.executable)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class PortInUse(OSError):
+    """A port a server is told to bind is taken by another process."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1"):
+        super().__init__(errno.EADDRINUSE, f"port {port} on {host} is already in use")
+        self.port = port
+        self.host = host
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Raise PortInUse when `port` cannot be bound (0 always can). The same SO_REUSEADDR bind
+    the servers do, so a port with only TIME_WAIT connections counts as free."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(port, host) from None
+            raise
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when this process dies, even by SIGKILL.
+
+    prctl is looked up here, in the parent, so the forked child only makes the call. The
+    signal follows the parent *thread*: start children from a thread that lives as long as
+    they should (the main thread). None where prctl does not exist (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl ran
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 @dataclass
@@ -101,7 +160,14 @@ def start_server(
         "--host", "127.0.0.1", "--http_port", str(http_port), "--grpc_port", str(grpc_port), *args,
     ]
     log = log_path.open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        preexec_fn=die_with_parent(),  # async-signal-safe enough: one prctl, no locks
+    )
+    log.close()  # the child holds its own copy
     server = ServerProcess(process, http_port, grpc_port, log_path)
     try:
         wait_until_ready(server.http_url, process, ready_timeout, log_path)

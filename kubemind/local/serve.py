@@ -1,17 +1,19 @@
 """`kubemind serve`: start every local service on 127.0.0.1, print endpoints and sample calls,
-and stop them all (by PID) on Ctrl+C or SIGTERM."""
+and stop them all (by PID) on Ctrl+C or SIGTERM. With `--model models:/NAME@ALIAS`, serve that
+registered model instead (kubemind.local.serve_model)."""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from kubemind.local.services import local_services
-from kubemind.processes import ServerProcess, start_server
+from kubemind.processes import PortInUse, ServerProcess, check_port_free, start_server
 
 
 def register(subparsers: Any, name: str, help_text: str) -> None:
@@ -24,10 +26,29 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
     )
     parser.add_argument("--only", action="append", default=None, help="start only this service (repeatable)")
     parser.add_argument("--log_dir", type=Path, default=None, help="where service logs go (default: a temp folder)")
+    model = parser.add_argument_group("one registered model (--model)")
+    model.add_argument(
+        "--model",
+        metavar="URI",
+        help="serve this registered model (models:/NAME@ALIAS or models:/NAME/VERSION) with the"
+        " runtime its flavor names, instead of the built-in services",
+    )
+    model.add_argument("--http_port", type=int, default=8080, help="REST port of --model (0: a free port)")
+    model.add_argument("--grpc_port", type=int, default=8081, help="gRPC port of --model (0: a free port)")
+    model.add_argument(
+        "--cache_dir",
+        type=Path,
+        default=None,
+        help="node cache --model is initialized into (default: $KUBEMIND_HOME, ~/.kubemind)",
+    )
     parser.set_defaults(func=serve)
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.model:
+        from kubemind.local.serve_model import serve_model
+
+        return serve_model(args)
     available = local_services()
     wanted = set(args.only or [s.name for s in available])
     # a transformer needs its predictor running
@@ -35,6 +56,14 @@ def serve(args: argparse.Namespace) -> int:
     services = [s for s in available if s.name in wanted]
     if not services or wanted - {s.name for s in available}:
         print(f"no such service: {sorted(wanted - {s.name for s in available})}; available: {[s.name for s in available]}")
+        return 2
+    try:
+        # Every fixed port before starting anything: one line, not a child's traceback.
+        if args.port_base != 0:
+            for port in range(args.port_base, args.port_base + 2 * len(services)):
+                check_port_free(port)
+    except PortInUse as exc:
+        print(f"kubemind serve: {exc}; pass --port_base 0 for free ports", file=sys.stderr)
         return 2
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="kubemind-serve-"))
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -47,14 +76,21 @@ def serve(args: argparse.Namespace) -> int:
             ports = () if args.port_base == 0 else (args.port_base + 2 * index, args.port_base + 2 * index + 1)
             print(f"starting {service.name} ({service.module}) ...", flush=True)
             forward = ("--predictor_host", running[service.forwards_to].grpc_address) if service.forwards_to else ()
-            server = start_server(
-                service.module,
-                (*service.args, *forward),
-                log_dir / f"{service.name}.log",
-                env=dict(service.env),
-                ports=ports,
-                ready_timeout=service.ready_timeout,
-            )
+            try:
+                server = start_server(
+                    service.module,
+                    (*service.args, *forward),
+                    log_dir / f"{service.name}.log",
+                    env=dict(service.env),
+                    ports=ports,
+                    ready_timeout=service.ready_timeout,
+                )
+            except (RuntimeError, TimeoutError) as exc:
+                # The child's log holds its traceback; print where it is, not a second one.
+                lines = [line for line in str(exc).splitlines() if line.strip()]
+                print(f"kubemind serve: {service.name} did not start: {lines[-1] if lines else exc};"
+                      f" log: {log_dir / f'{service.name}.log'}", file=sys.stderr)
+                return 1
             running[service.name] = server
             print(
                 f"\n== {service.name}: REST {server.http_url}  gRPC {server.grpc_address}  (pid {server.pid})\n"

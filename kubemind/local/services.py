@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kubemind.processes import python_command
+
 SampleCall = Callable[[str, str], str]  # (http_url, grpc_address) -> shell/python snippet
 
 
@@ -33,7 +35,7 @@ def _simple_sample(http_url: str, grpc_address: str) -> str:
         [
             f"curl -s {http_url}/v2/models/simple",
             f"curl -s -X POST {http_url}/v2/models/simple/infer -d '{body}'",
-            ".venv/bin/python - <<'PY'",
+            f"{python_command()} - <<'PY'",
             "import numpy as np, tritonclient.grpc as g",
             f"c = g.InferenceServerClient('{grpc_address}')",
             "a = np.arange(16, dtype=np.int32).reshape(1, 16)",
@@ -48,7 +50,7 @@ def _simple_sample(http_url: str, grpc_address: str) -> str:
 def _llm_chat_sample(http_url: str, grpc_address: str) -> str:
     return "\n".join(
         [
-            ".venv/bin/python - <<'PY'",
+            f"{python_command()} - <<'PY'",
             "from openai import OpenAI",
             f"c = OpenAI(base_url='{http_url}/openai/v1', api_key='unused')",
             "r = c.chat.completions.create(model='smollm2', max_tokens=32, temperature=0,",

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubemind.errors import KubemindError
+from kubemind.progress import ByteProgress
 from kubemind_registry.errors import ArtifactIntegrityError
 from kubemind_registry.manifest import (
     MANIFEST_FILE,
@@ -123,7 +124,7 @@ def _download_and_verify(
 
     def fetch(entry: FileEntry) -> None:
         target = targets[entry.path]
-        actual = registry.download_file(repo, entry.path, target)
+        actual = registry.download_file(repo, entry.path, target, progress.add)
         if target.is_symlink() or not target.is_file():
             raise ArtifactIntegrityError(f"{entry.path}: not downloaded as a regular file")
         size = target.stat().st_size
@@ -140,7 +141,10 @@ def _download_and_verify(
 
     # Largest files first so the long downloads overlap with the many small ones.
     ordered = sorted(manifest.files, key=lambda e: -e.size)
-    with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(ordered) or 1)) as pool:
+    with (
+        ByteProgress(manifest.total_bytes, f"download {ref.uri}") as progress,
+        ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(ordered) or 1)) as pool,
+    ):
         futures = [pool.submit(fetch, entry) for entry in ordered]
         try:
             for future in futures:

@@ -28,6 +28,7 @@ from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.request_utils import augmented_raise_for_status
 from mlflow.utils.rest_utils import http_request
 
+from kubemind.progress import ByteProgress
 from kubemind_registry.errors import ModelVersionNotFound, RegistryUnavailable
 from kubemind_registry.settings import RegistrySettings
 from kubemind_registry.uris import ModelUri
@@ -111,10 +112,7 @@ class MlflowRegistry:
         )
         run_id = run.info.run_id
         try:
-            self._call(
-                f"upload {model_dir}",
-                lambda: self.client.log_artifacts(run_id, str(model_dir), "model"),
-            )
+            self._upload_folder(model_dir, run.info.artifact_uri)
             with tempfile.TemporaryDirectory() as tmp:
                 for name, content in extra_files.items():
                     extra = Path(tmp) / name
@@ -128,6 +126,26 @@ class MlflowRegistry:
             raise
         self._call("finish run", lambda: self.client.set_terminated(run_id))
         return run_id, f"{run.info.artifact_uri.rstrip('/')}/model"
+
+    def _upload_folder(self, model_dir: Path, artifact_uri: str) -> None:
+        """Upload every file under `model_dir` to `model/`, one file at a time (what MLflow's
+        log_artifacts does too) so a progress bar can follow the bytes."""
+        repo = self.artifact_repository(artifact_uri)
+        files = [
+            Path(root) / name
+            for root, dirs, names in os.walk(model_dir)
+            for name in sorted(names)
+        ]
+        total = sum(path.stat().st_size for path in files)
+        with ByteProgress(total, f"upload {model_dir.name}") as progress:
+            for path in files:
+                parent = path.parent.relative_to(model_dir).as_posix()
+                artifact_path = "model" if parent == "." else posixpath.join("model", parent)
+                self._call(
+                    f"upload {path}",
+                    functools.partial(repo.log_artifact, str(path), artifact_path),
+                )
+                progress.add(path.stat().st_size)
 
     def create_version(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> str:
         def ensure_model() -> None:
@@ -179,17 +197,24 @@ class MlflowRegistry:
             lambda: get_artifact_repository(source, tracking_uri=self.tracking_uri),
         )
 
-    def download_file(self, repo: ArtifactRepository, artifact_path: str, target: Path) -> str:
+    def download_file(
+        self,
+        repo: ArtifactRepository,
+        artifact_path: str,
+        target: Path,
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
         """Download one file of the version's folder to `target`; returns its sha256.
 
         Through the server's artifact proxy the file is hashed while it streams in, so it is
         never read back from disk. The caller has already checked that `target` stays inside
-        the destination folder."""
+        the destination folder. `progress` is called with each chunk's size as it arrives
+        (with the whole size at the end for other stores)."""
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(repo, HttpArtifactRepository):
             return self._call(
                 f"download {artifact_path}",
-                lambda: _stream_to_file(repo, artifact_path, target),
+                lambda: _stream_to_file(repo, artifact_path, target, progress),
             )
         # Embedded store (local folder) and other backends: MLflow copies, we hash after.
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".kubemind-dl-") as tmp:
@@ -198,6 +223,8 @@ class MlflowRegistry:
                 lambda: repo.download_artifacts(artifact_path, dst_path=tmp),
             )
             os.replace(Path(tmp) / artifact_path, target)
+        if progress is not None:
+            progress(target.stat().st_size)
         with open(target, "rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
 
@@ -213,7 +240,12 @@ class MlflowRegistry:
 STREAM_CHUNK_BYTES = 1024 * 1024
 
 
-def _stream_to_file(repo: HttpArtifactRepository, artifact_path: str, target: Path) -> str:
+def _stream_to_file(
+    repo: HttpArtifactRepository,
+    artifact_path: str,
+    target: Path,
+    progress: Callable[[int], None] | None = None,
+) -> str:
     # Same request HttpArtifactRepository._download_file makes, plus hashing on the way in.
     creds = get_default_host_creds(repo.artifact_uri)
     response = http_request(creds, posixpath.join("/", artifact_path), "GET", stream=True)
@@ -224,6 +256,8 @@ def _stream_to_file(repo: HttpArtifactRepository, artifact_path: str, target: Pa
             for chunk in response.iter_content(chunk_size=STREAM_CHUNK_BYTES):
                 out.write(chunk)
                 digest.update(chunk)  # releases the GIL: other downloads proceed meanwhile
+                if progress is not None:
+                    progress(len(chunk))
     return digest.hexdigest()
 
 

@@ -1,7 +1,8 @@
 """The v2 signature of a model folder, inferred per flavor (or read from a JSON file).
 
 Runs at registration time on the data scientist's machine; `onnx` is imported only here and
-only for the onnx flavor.
+only for the onnx flavor. An MLflow model's signature is read from its `MLmodel` file as YAML
+and JSON, without importing MLflow.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import json
 import re
 from pathlib import Path
 
-from kubemind.datatypes import from_onnx, from_triton
+import numpy as np
+
+from kubemind.datatypes import from_mlflow_column, from_onnx, from_triton, v2_name_of
 from kubemind.errors import InvalidInput
 from kubemind_registry.served import Signature, TensorSignature
 
-FLAVORS = ("hf-llm", "onnx", "triton-repo", "sentence-transformers")
+FLAVORS = ("hf-llm", "onnx", "triton-repo", "sentence-transformers", "pyfunc")
 
 # flavor -> (framework tag, default task tag)
 FLAVOR_TAGS = {
@@ -22,6 +25,7 @@ FLAVOR_TAGS = {
     "onnx": ("onnx", "inference"),
     "triton-repo": ("triton", "inference"),
     "sentence-transformers": ("sentence-transformers", "feature-extraction"),
+    "pyfunc": ("mlflow", "inference"),
 }
 
 # Text in, text out: the names KServe's and Triton's generate endpoints use.
@@ -47,6 +51,8 @@ def infer_signature(model_dir: Path, flavor: str) -> Signature:
         return _sentence_transformers_signature(model_dir)
     if flavor == "triton-repo":
         return _triton_signature(model_dir)
+    if flavor == "pyfunc":
+        return _pyfunc_signature(model_dir)
     raise InvalidInput(f"unknown flavor {flavor!r}; choose one of {', '.join(FLAVORS)}")
 
 
@@ -134,3 +140,78 @@ def _triton_signature(repo_dir: Path) -> Signature:
         return tuple(found)
 
     return Signature(inputs=tensors("input"), outputs=tensors("output"))
+
+
+MLMODEL_FILE = "MLmodel"
+
+
+def _pyfunc_signature(model_dir: Path) -> Signature:
+    """The v2 signature of an MLflow model folder (what `mlflow.pyfunc.save_model` writes).
+
+    Column-based signatures become one v2 input of shape [-1] per column; tensor-based ones
+    keep their shape. Unnamed tensors and columns are called input/output (input_0, ... when
+    there are several)."""
+    import yaml
+
+    mlmodel = model_dir / MLMODEL_FILE
+    if not mlmodel.is_file():
+        raise InvalidInput(
+            f"{model_dir}: no {MLMODEL_FILE} file; register the folder that"
+            " mlflow.pyfunc.save_model (or log_model) wrote"
+        )
+    try:
+        meta = yaml.safe_load(mlmodel.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{mlmodel}: not valid YAML: {exc}") from None
+    if "python_function" not in (meta.get("flavors") or {}):
+        raise InvalidInput(f"{mlmodel}: the model has no python_function (pyfunc) flavor")
+    signature = meta.get("signature") or {}
+    if not signature.get("inputs"):
+        raise InvalidInput(
+            f"{mlmodel}: the model was logged without a signature; log it with"
+            " signature=mlflow.models.infer_signature(...) or pass --signature FILE"
+        )
+    return Signature(
+        inputs=_mlflow_schema(mlmodel, signature.get("inputs"), "input"),
+        outputs=_mlflow_schema(mlmodel, signature.get("outputs"), "output"),
+    )
+
+
+def _mlflow_schema(mlmodel: Path, schema: object, role: str) -> tuple[TensorSignature, ...]:
+    if not schema:
+        return ()
+    try:
+        specs = json.loads(schema) if isinstance(schema, str) else schema
+    except ValueError as exc:
+        raise InvalidInput(f"{mlmodel}: {role} schema is not JSON: {exc}") from None
+    if not isinstance(specs, list):
+        raise InvalidInput(f"{mlmodel}: {role} schema is not a list of columns or tensors")
+
+    def default_name(index: int) -> str:
+        return role if len(specs) == 1 else f"{role}_{index}"
+
+    tensors = []
+    for index, spec in enumerate(specs):
+        name = str(spec.get("name") or default_name(index))
+        if spec.get("type") == "tensor":
+            tensor_spec = spec.get("tensor-spec") or {}
+            try:
+                found = v2_name_of(np.dtype(tensor_spec.get("dtype")))
+            except TypeError:
+                found = None
+            if found is None:
+                raise InvalidInput(
+                    f"{mlmodel}: {role} {name!r} has dtype {tensor_spec.get('dtype')!r},"
+                    " which has no v2 datatype; pass --signature FILE"
+                )
+            shape = tuple(int(d) for d in tensor_spec.get("shape", (-1,)))
+            tensors.append(TensorSignature(name, found, shape))
+            continue
+        datatype = from_mlflow_column(str(spec.get("type")))
+        if datatype is None:
+            raise InvalidInput(
+                f"{mlmodel}: {role} column {name!r} has type {spec.get('type')!r}, which has no"
+                " v2 datatype; pass --signature FILE"
+            )
+        tensors.append(TensorSignature(name, datatype.name, (-1,)))
+    return tuple(tensors)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kubemind.processes import python_command
+
 
 def embedder_sample(http_url: str, grpc_address: str) -> str:
     """minilm over v2 REST and through the stock `openai` client."""
@@ -11,7 +13,7 @@ def embedder_sample(http_url: str, grpc_address: str) -> str:
             f"curl -s -X POST {http_url}/v2/models/minilm/infer -d '{body}' | head -c 300; echo",
             f"curl -s -X POST {http_url}/openai/v1/embeddings -H 'content-type: application/json' "
             """-d '{"model": "minilm", "input": "hello world"}' | head -c 300; echo""",
-            ".venv/bin/python - <<'PY'",
+            f"{python_command()} - <<'PY'",
             "import numpy as np, openai",
             f"c = openai.OpenAI(base_url='{http_url}/openai/v1', api_key='unused')",
             "d = c.embeddings.create(model='minilm', input=['A man is eating food.', 'A man eats bread.', 'Stocks fell.']).data",

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from kubemind.processes import python_command
+
 
 def classifier_sample(http_url: str, grpc_address: str) -> str:
     """Classify matplotlib's grace_hopper.jpg over v2 REST (base64 in JSON), v1, and stock gRPC."""
     return "\n".join(
         [
-            "IMG=$(.venv/bin/python -c \"import matplotlib,base64,pathlib;"
+            f"IMG=$({python_command()} -c \"import matplotlib,base64,pathlib;"
             "print(base64.b64encode((pathlib.Path(matplotlib.get_data_path())/'sample_data/grace_hopper.jpg').read_bytes()).decode())\")",
             f"curl -s -X POST {http_url}/v2/models/efficientnet_lite0/infer -H 'content-type: application/json' "
             '-d "{\\"inputs\\": [{\\"name\\": \\"image\\", \\"datatype\\": \\"BYTES\\", \\"shape\\": [1], \\"data\\": [\\"$IMG\\"]}]}"; echo',
             f"curl -s -X POST {http_url}/v1/models/efficientnet_lite0:predict -H 'content-type: application/json' "
             '-d "{\\"instances\\": [{\\"image\\": {\\"b64\\": \\"$IMG\\"}}]}"; echo',
-            ".venv/bin/python - <<'PY'",
+            f"{python_command()} - <<'PY'",
             "import matplotlib, pathlib, numpy as np, tritonclient.grpc as g",
             "jpeg = (pathlib.Path(matplotlib.get_data_path()) / 'sample_data/grace_hopper.jpg').read_bytes()",
             f"c = g.InferenceServerClient('{grpc_address}')",
