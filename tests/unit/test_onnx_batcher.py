@@ -63,3 +63,11 @@ async def test_jobs_of_different_shapes_run_apart_and_a_closed_batcher_refuses()
 def test_split_refuses_an_output_that_is_not_batched() -> None:
     with pytest.raises(InvalidInput, match="'total'"):
         split_outputs({"total": np.zeros(())}, [1, 1])
+
+
+async def test_queued_rows_are_shared_among_idle_instances() -> None:
+    calls: list[int] = []
+    batcher = DynamicBatcher(doubling(calls), max_batch_size=8, max_queue_delay=0.05, instances=2)  # type: ignore[arg-type]
+    await asyncio.gather(*(batcher.submit({"x": np.ones((1, 1), dtype=np.float32)}, 1) for _ in range(8)))
+    batcher.close()
+    assert sorted(calls) == [4, 4]

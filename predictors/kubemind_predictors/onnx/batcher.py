@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,7 @@ class DynamicBatcher:
         self._workers: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        self._busy = 0  # workers executing now
 
     # -- lifecycle --------------------------------------------------------------------------------
     def _ensure_started(self) -> None:
@@ -117,12 +119,19 @@ class DynamicBatcher:
         return sum(job.rows for job in self._jobs if job.key == head.key)
 
     def _take(self) -> list[_Job]:
-        """The head job and the compatible jobs behind it, up to max_batch_size rows, in order."""
-        head = self._jobs.popleft()
+        """The head job and the compatible jobs behind it, up to max_batch_size rows, in order.
+
+        With several instances, the queued rows are shared among the idle ones, so that eight
+        queued requests on two instances run as two batches of four at once, not one of eight.
+        """
+        head = self._jobs[0]
+        idle = max(1, self.instances - self._busy)
+        limit = min(self.max_batch_size, max(head.rows, math.ceil(self._queued_rows(head) / idle)))
+        self._jobs.popleft()
         batch, rows, rest = [head], head.rows, collections.deque[_Job]()
         while self._jobs:
             job = self._jobs.popleft()
-            if job.key == head.key and rows + job.rows <= self.max_batch_size and not job.future.done():
+            if job.key == head.key and rows + job.rows <= limit and not job.future.done():
                 batch.append(job)
                 rows += job.rows
             elif not job.future.done():  # a request whose client went away is dropped
@@ -135,7 +144,8 @@ class DynamicBatcher:
         while not self._jobs:
             self._wakeup.clear()
             await self._wakeup.wait()
-        if self.max_queue_delay <= 0:
+        if self.max_queue_delay <= 0 or self._busy:
+            # While another instance executes, requests queue anyway: waiting would only idle this one.
             return
         head = self._jobs[0]
         while self._jobs and self._queued_rows(self._jobs[0]) < self.max_batch_size:
@@ -149,37 +159,39 @@ class DynamicBatcher:
                 return
 
     async def _worker(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wait_for_jobs()
             if not self._jobs:
                 continue
             batch = self._take()
-            started = time.perf_counter()
-            rows = sum(job.rows for job in batch)
+            self._busy += 1
             try:
-                if len(batch) == 1:
-                    outputs = [await loop.run_in_executor(self._executor, self.run, batch[0].inputs)]
-                else:
-                    merged = {
-                        name: np.concatenate([job.inputs[name] for job in batch])
-                        for name in batch[0].inputs
-                    }
-                    result = await loop.run_in_executor(self._executor, self.run, merged)
-                    outputs = split_outputs(result, [job.rows for job in batch])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # answered per job below
-                if len(batch) == 1:
-                    _fail(batch[0], exc)
-                    continue
+                await self._execute(batch)
+            finally:
+                self._busy -= 1
+
+    async def _execute(self, batch: list[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        rows = sum(job.rows for job in batch)
+        try:
+            if len(batch) == 1:
+                outputs = [await loop.run_in_executor(self._executor, self.run, batch[0].inputs)]
+            else:
+                merged = {name: np.concatenate([job.inputs[name] for job in batch]) for name in batch[0].inputs}
+                result = await loop.run_in_executor(self._executor, self.run, merged)
+                outputs = split_outputs(result, [job.rows for job in batch])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # answered per job
+            if len(batch) == 1:
+                _fail(batch[0], exc)
+            else:
                 await self._run_one_by_one(batch, started)
-                continue
-            for index, (job, job_outputs) in enumerate(zip(batch, outputs, strict=True)):
-                if not job.future.done():
-                    job.future.set_result(
-                        BatchResult(job_outputs, int((started - job.enqueued) * 1e9), index == 0, rows)
-                    )
+            return
+        for index, (job, job_outputs) in enumerate(zip(batch, outputs, strict=True)):
+            if not job.future.done():
+                job.future.set_result(BatchResult(job_outputs, int((started - job.enqueued) * 1e9), index == 0, rows))
 
     async def _run_one_by_one(self, batch: list[_Job], started: float) -> None:
         """A merged execution failed: run each job alone so only the bad ones fail."""
