@@ -1,7 +1,11 @@
 """Closed-loop load generator for the `simple` model over the Open Inference Protocol.
 
 python benchmarks/load_client.py --protocol rest|grpc --target NAME=HOST:PORT [--target ...]
-    [--concurrency 1 8] [--rounds 3] [--seconds 3] [--warmup 0.3]
+    [--concurrency 1 8] [--rounds 3] [--seconds 3] [--warmup 0.3] [--model NAME --payload FILE.npz]
+
+Without --payload it sends the `simple` model's INPUT0/INPUT1; with it, the arrays saved in
+FILE.npz under `input:NAME` (FP32/INT32/... from their dtype) to --model, checking the answer
+against the arrays saved under `output:NAME`.
 
 Prints one JSON object per (round, concurrency, target) measurement on stdout, one per line.
 The targets are measured alternately, in a reversed order every other round, so that a slow
@@ -64,34 +68,63 @@ def summarize(
     )
 
 
-def check_outputs(first: Any, second: Any, target: str) -> None:
+@dataclass
+class Payload:
+    """One request: the model, its inputs and the outputs a correct answer has."""
+
+    model: str
+    inputs: dict[str, np.ndarray]
+    expected: dict[str, np.ndarray]
+
+    @classmethod
+    def simple(cls) -> Payload:
+        return cls(MODEL_NAME, {"INPUT0": FIRST, "INPUT1": SECOND},
+                   {"OUTPUT0": FIRST + SECOND, "OUTPUT1": FIRST - SECOND})
+
+    @classmethod
+    def load(cls, model: str, path: str) -> Payload:
+        with np.load(path) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+        return cls(
+            model,
+            {k.removeprefix("input:"): v for k, v in arrays.items() if k.startswith("input:")},
+            {k.removeprefix("output:"): v for k, v in arrays.items() if k.startswith("output:")},
+        )
+
+
+def v2_datatype(array: np.ndarray) -> str:
+    from tritonclient.utils import np_to_triton_dtype
+
+    return str(np_to_triton_dtype(array.dtype))
+
+
+def check_outputs(payload: Payload, result: Any, target: str) -> None:
     """A benchmark of a wrong answer (or of an error path) would be meaningless: check once up front."""
-    if not (np.array_equal(first, FIRST + SECOND) and np.array_equal(second, FIRST - SECOND)):
-        raise SystemExit(f"{target}: wrong outputs {first!r} {second!r}")
+    for name, want in payload.expected.items():
+        got = result.as_numpy(name)
+        if got is None or got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+            raise SystemExit(f"{target}: wrong output {name}: {got!r}")
 
 
 class RestLoad:
     """tritonclient.http driven by greenlets (its own concurrency model)."""
 
-    def __init__(self, address: str, concurrency: int):
+    def __init__(self, address: str, concurrency: int, payload: Payload):
         import tritonclient.http as httpclient
 
+        self.payload = payload
         self.client = httpclient.InferenceServerClient(
             address, concurrency=concurrency, connection_timeout=30.0, network_timeout=30.0
         )
-        self.inputs = [
-            httpclient.InferInput("INPUT0", [1, ELEMENTS], "INT32"),
-            httpclient.InferInput("INPUT1", [1, ELEMENTS], "INT32"),
-        ]
-        self.inputs[0].set_data_from_numpy(FIRST, binary_data=True)
-        self.inputs[1].set_data_from_numpy(SECOND, binary_data=True)
-        self.outputs = [
-            httpclient.InferRequestedOutput("OUTPUT0", binary_data=True),
-            httpclient.InferRequestedOutput("OUTPUT1", binary_data=True),
-        ]
+        self.inputs = []
+        for name, array in payload.inputs.items():
+            tensor = httpclient.InferInput(name, list(array.shape), v2_datatype(array))
+            tensor.set_data_from_numpy(array, binary_data=True)
+            self.inputs.append(tensor)
+        self.outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in payload.expected]
 
     def infer(self) -> Any:
-        return self.client.infer(MODEL_NAME, self.inputs, outputs=self.outputs)
+        return self.client.infer(self.payload.model, self.inputs, outputs=self.outputs)
 
     def run(self, concurrency: int, seconds: float) -> tuple[list[float], list[str], float]:
         import gevent
@@ -121,19 +154,19 @@ class RestLoad:
 class GrpcLoad:
     """tritonclient.grpc.aio driven by asyncio tasks."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, payload: Payload):
         import tritonclient.grpc.aio as grpcclient
 
+        self.payload = payload
         self.client = grpcclient.InferenceServerClient(address)
-        self.inputs = [
-            grpcclient.InferInput("INPUT0", [1, ELEMENTS], "INT32"),
-            grpcclient.InferInput("INPUT1", [1, ELEMENTS], "INT32"),
-        ]
-        self.inputs[0].set_data_from_numpy(FIRST)
-        self.inputs[1].set_data_from_numpy(SECOND)
+        self.inputs = []
+        for name, array in payload.inputs.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), v2_datatype(array))
+            tensor.set_data_from_numpy(array)
+            self.inputs.append(tensor)
 
     async def infer(self) -> Any:
-        return await self.client.infer(MODEL_NAME, self.inputs)
+        return await self.client.infer(self.payload.model, self.inputs)
 
     async def run(self, concurrency: int, seconds: float) -> tuple[list[float], list[str], float]:
         latencies: list[float] = []
@@ -167,10 +200,9 @@ def emit(measurement: Measurement) -> None:
 
 
 def run_rest(args: argparse.Namespace, targets: list[tuple[str, str]]) -> None:
-    loads = {(name, c): RestLoad(address, c) for name, address in targets for c in args.concurrency}
+    loads = {(name, c): RestLoad(address, c, args.payload) for name, address in targets for c in args.concurrency}
     for (name, _), load in loads.items():
-        result = load.infer()
-        check_outputs(result.as_numpy("OUTPUT0"), result.as_numpy("OUTPUT1"), name)
+        check_outputs(args.payload, load.infer(), name)
     for round_index, order in enumerate(round_orders(targets, args.rounds)):
         for concurrency in args.concurrency:
             for name, _ in order:
@@ -183,10 +215,9 @@ def run_rest(args: argparse.Namespace, targets: list[tuple[str, str]]) -> None:
 
 
 async def run_grpc(args: argparse.Namespace, targets: list[tuple[str, str]]) -> None:
-    loads = {name: GrpcLoad(address) for name, address in targets}
+    loads = {name: GrpcLoad(address, args.payload) for name, address in targets}
     for name, load in loads.items():
-        result = await load.infer()
-        check_outputs(result.as_numpy("OUTPUT0"), result.as_numpy("OUTPUT1"), name)
+        check_outputs(args.payload, await load.infer(), name)
     for round_index, order in enumerate(round_orders(targets, args.rounds)):
         for concurrency in args.concurrency:
             for name, _ in order:
@@ -212,7 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="measured time per measurement")
     parser.add_argument("--warmup", type=float, default=0.3, help="unmeasured time before each measurement")
+    parser.add_argument("--model", default=MODEL_NAME, help="model to call with --payload")
+    parser.add_argument("--payload", help="npz file of input:NAME and output:NAME arrays (default: simple's)")
     args = parser.parse_args(argv)
+    args.payload = Payload.load(args.model, args.payload) if args.payload else Payload.simple()
     runners: dict[str, Callable[[], None]] = {
         "rest": lambda: run_rest(args, args.target),
         "grpc": lambda: asyncio.run(run_grpc(args, args.target)),

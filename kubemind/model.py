@@ -72,9 +72,11 @@ class ModelStatistics:
     compute_infer: DurationStat = field(default_factory=DurationStat)
     compute_output: DurationStat = field(default_factory=DurationStat)
 
-    def record_success(self, batch_size: int, stages_ns: dict[str, int], total_ns: int) -> None:
+    def record_success(
+        self, batch_size: int, stages_ns: dict[str, int], total_ns: int, executions: int = 1
+    ) -> None:
         self.inference_count += batch_size
-        self.execution_count += 1
+        self.execution_count += executions
         self.last_inference_ms = int(time.time() * 1000)
         self.success.add(total_ns)
         self.queue.add(stages_ns.get("queue", 0))

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,9 @@ class RequestRecord:
     status: int = 200
     error: str = ""
     batch: int = 1
+    executions: int = 1
+    """Model executions this request accounts for: 0 for a request that rode in a batch another
+    request's record already counts (dynamic batching), so execution_count stays Triton's."""
 
     def stage(self, name: str, since: float) -> float:
         """Record the stage that ran from `since` until now; return now for the next stage."""
@@ -97,9 +101,23 @@ class RequestRecord:
         self.stages_ns[name] = int((now - since) * 1e9)
         return now
 
+    def add_stage(self, name: str, ns: int) -> None:
+        """Record a stage measured elsewhere (a model's queue time)."""
+        self.stages_ns[name] = self.stages_ns.get(name, 0) + max(0, int(ns))
+
     @property
     def request_id(self) -> str:
         return self.headers.get(REQUEST_ID, "")
+
+
+# The record of the request being served in this task: set by the service around the model call,
+# so a model can add what only it measures (queue time in its batcher) without a new argument.
+CURRENT_RECORD: ContextVar[RequestRecord | None] = ContextVar("kubemind_request_record", default=None)
+
+
+def current_record() -> RequestRecord | None:
+    """The RequestRecord of the request this task serves, or None outside a request."""
+    return CURRENT_RECORD.get()
 
 
 def finish_request(metrics: ServerMetrics, record: RequestRecord, log_requests: bool) -> float:

@@ -20,6 +20,7 @@ from kubemind.settings import ComponentSettings, parse_settings
 # class its entry point parses. Overlays retag and re-home images with `images:`; the last two
 # path segments stay.
 COMPONENT_SETTINGS: dict[str, str] = {
+    "kubemind/predictor-onnx": "kubemind_predictors.onnx.settings:OnnxSettings",
     "kubemind/predictor-simple": "kubemind_predictors.simple.settings:SimpleSettings",
     "kubemind/predictor-triton": "kubemind_predictors.triton.settings:TritonPredictorSettings",
     "kubemind/predictor-vllm": "kubemind_predictors.vllm.settings:VLLMSettings",

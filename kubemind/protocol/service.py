@@ -26,7 +26,7 @@ from kubemind.errors import (
 )
 from kubemind.model import KubemindModel, ModelStatistics
 from kubemind.protocol.shared_memory import SharedMemoryRegistry
-from kubemind.telemetry import RequestRecord
+from kubemind.telemetry import CURRENT_RECORD, RequestRecord
 
 SERVER_NAME = "kubemind"
 # Triton's names for the extensions, so Triton's tools recognise them.
@@ -171,8 +171,14 @@ class InferenceService:
             record.batch = model.batch_size(request)
         request.model_version = version
         since = time.perf_counter()
-        response, _ = await model(request, headers=headers)
+        token = CURRENT_RECORD.set(record)
+        try:
+            response, _ = await model(request, headers=headers)
+        finally:
+            CURRENT_RECORD.reset(token)
         record.stage("infer", since)
+        # A batching model records its queue time itself; "infer" is what is left of the call.
+        record.stages_ns["infer"] -= min(record.stages_ns.get("queue", 0), record.stages_ns["infer"])
         if isinstance(response, dict):
             response = InferResponse.from_rest(response)
         if not isinstance(response, InferResponse):
@@ -187,6 +193,6 @@ class InferenceService:
         statistics = self.statistics_of(model)
         total_ns = int((time.perf_counter() - record.started) * 1e9)
         if record.status < 400:
-            statistics.record_success(record.batch, record.stages_ns, total_ns)
+            statistics.record_success(record.batch, record.stages_ns, total_ns, record.executions)
         else:
             statistics.record_failure(total_ns)

@@ -57,23 +57,29 @@ def infer_signature(model_dir: Path, flavor: str) -> Signature:
 
 
 def _onnx_signature(model_dir: Path) -> Signature:
-    import onnx  # release-time only; the runtime never needs it
-
     candidates = sorted(model_dir.rglob("*.onnx"))
     if len(candidates) != 1:
         raise InvalidInput(
             f"{model_dir}: expected exactly one .onnx file, found {len(candidates)};"
             " pass --signature FILE to declare the signature"
         )
+    return onnx_graph_signature(candidates[0])
+
+
+def onnx_graph_signature(path: Path) -> Signature:
+    """The v2 signature of one ONNX file's graph (also the ONNX predictor's fallback for a folder
+    the initializer did not prepare)."""
+    import onnx  # release-time, or the predictor's fallback only
+
     # Graph structure only: skip loading external weight files.
-    graph = onnx.load(str(candidates[0]), load_external_data=False).graph
+    graph = onnx.load(str(path), load_external_data=False).graph
     initializers = {init.name for init in graph.initializer}
 
     def tensor(value: onnx.ValueInfoProto) -> TensorSignature:
         tensor_type = value.type.tensor_type
         datatype = from_onnx(tensor_type.elem_type)
         if datatype is None:
-            raise InvalidInput(f"{candidates[0].name}: tensor {value.name!r} has an unsupported type")
+            raise InvalidInput(f"{path.name}: tensor {value.name!r} has an unsupported type")
         shape = tuple(
             dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor_type.shape.dim
         )
