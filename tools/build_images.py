@@ -95,9 +95,11 @@ BY_NAME = {spec.name: spec for spec in IMAGES}
 
 
 def version() -> str:
-    match = re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text())
+    """kubemind/__init__.py's __version__ (the one place it lives), read as text like setup.py does."""
+    text = (ROOT / "kubemind" / "__init__.py").read_text()
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.M)
     if not match:
-        raise SystemExit("build_images: no version= in setup.py")
+        raise SystemExit("build_images: no __version__ line in kubemind/__init__.py")
     return match.group(1)
 
 
