@@ -20,6 +20,8 @@ from kubemind.datatypes import BY_NAME, V2_NAMES
 from kubemind.errors import InvalidInput, ModelNotFound, unknown_model_message
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from kubemind.protocol.pipeline import Route
 
 
@@ -149,6 +151,11 @@ class KubemindModel(Model):
     async def stop_async(self) -> None:
         """The asynchronous half of stop(): close channels and clients on the event loop. The
         server awaits it after stop()."""
+
+    def collectors(self) -> Sequence[Collector]:
+        """Prometheus collectors this model adds to its server's /metrics. The server registers
+        them on its own registry (never the process-global one), once each."""
+        return ()
 
     def routes(self) -> Sequence[Route]:
         """Routes beyond the v2 endpoints (OpenAI, v1, ...). The server mounts them on the one

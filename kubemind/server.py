@@ -74,6 +74,7 @@ class KubemindServer:
         for model in self.models:
             self.repository.update(model)
         self.metrics = ServerMetrics()
+        self.metrics.register_model_collectors(self.models)
         self.service = InferenceService(self.repository)
         self.pipeline = Pipeline(self.service, self.metrics, settings)
         self.http_port = settings.http_port

@@ -73,7 +73,18 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+    def register_model_collectors(self, models: Iterable[object]) -> None:
+        """Each collector a model declares, once (models of one server may share one)."""
+        seen: set[int] = set()
+        for model in models:
+            for collector in getattr(model, "collectors", lambda: ())():
+                if id(collector) not in seen:
+                    seen.add(id(collector))
+                    self.registry.register(collector)
+
     def exposition(self) -> bytes:
+        # kubemind's own metrics live on self.registry; the global one holds what KServe and
+        # vLLM register there themselves, which a scrape of this server should still see.
         return generate_latest(self.registry) + generate_latest(REGISTRY)
 
 

@@ -2,8 +2,8 @@
 
 Queueing inside Triton is where head-of-line blocking hides: the predictor's own latency shows
 that requests are slow, these show that they wait for a model instance. Triton publishes both on
-its metrics port; a poller reads them every `interval` seconds and a Collector (registered while
-the predictor runs, unregistered on stop) serves the last reading, so a scrape never waits on Triton.
+its metrics port; a poller reads them every `interval` seconds and this Collector (registered by
+the server on its own registry) serves the last reading, so a scrape never waits on Triton.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 from collections.abc import Iterator
 
 import httpx
-from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,31 +27,22 @@ REQUESTS_METRIC = "nv_inference_request_success"
 class TritonQueueMetrics:
     """Polls Triton's /metrics and exposes per-model queue time and pending requests."""
 
-    def __init__(self, metrics_url: str, interval: float = 1.0, registry: CollectorRegistry = REGISTRY):
+    def __init__(self, metrics_url: str, interval: float = 1.0):
         self.metrics_url = metrics_url
         self.interval = interval
-        self.registry = registry
         self.queue_us: dict[str, float] = {}
         self.pending: dict[str, float] = {}
         self.successes: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
-        self._registered = False
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._poll_forever())
-        if not self._registered:
-            self.registry.register(self)
-            self._registered = True
 
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        if self._registered:
-            with contextlib.suppress(KeyError):
-                self.registry.unregister(self)
-            self._registered = False
 
     async def _poll_forever(self) -> None:
         async with httpx.AsyncClient(timeout=self.interval) as client:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 from kserve.protocol.infer_type import InferRequest, InferResponse
+from prometheus_client.registry import Collector
 
 from kubemind.codecs import NumpyOutput
 from kubemind.model import KubemindModel, TensorSpec
@@ -58,10 +60,16 @@ class TritonPredictor(KubemindModel):
 
     platform = "triton"
 
-    def __init__(self, spec: TritonModelSpec, connection: TritonConnection, name: str | None = None):
+    def __init__(
+        self,
+        spec: TritonModelSpec,
+        connection: TritonConnection,
+        name: str | None = None,
+        registered_version: str | None = None,
+    ):
         super().__init__(
             name or spec.name,
-            versions=("1",),
+            versions=(registered_version or "1",),
             inputs=spec.public_inputs(),
             outputs=spec.outputs,
             max_batch_size=spec.max_batch_size,
@@ -71,6 +79,8 @@ class TritonPredictor(KubemindModel):
         self.propagate = frozenset(connection.settings.propagate_headers)
         # The shipped spec until Triton has answered once; then Triton's own metadata.
         self._signature_from_triton = False
+        # A registered model's version is the registry's (what was pinned), not Triton's folder's.
+        self.registered_version = registered_version
 
     @property
     def client(self) -> OIPClient:
@@ -83,6 +93,9 @@ class TritonPredictor(KubemindModel):
 
     def start(self) -> None:
         self.connection.acquire()
+
+    def collectors(self) -> Sequence[Collector]:
+        return (self.connection.metrics,)
 
     def stop(self) -> None:
         self.connection.release()
@@ -107,7 +120,8 @@ class TritonPredictor(KubemindModel):
         self.inputs = specs(metadata.inputs, self.spec.flattened_inputs)
         self.outputs = specs(metadata.outputs, ())
         self._inputs_by_name = {spec.name: spec for spec in self.inputs}
-        self.versions = tuple(metadata.versions) or self.versions
+        if self.registered_version is None:
+            self.versions = tuple(metadata.versions) or self.versions
         self._signature_from_triton = True
 
     def _forwarded_headers(self, headers: dict[str, str] | None) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,39 @@
+"""A server's metrics live on its own registry: the Triton queue collector a model declares shows
+on that server's /metrics exposition, once, and never on the process-global registry."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from kubemind.telemetry import ServerMetrics
+from kubemind_predictors.triton.metrics import TritonQueueMetrics
+
+TRITON_EXPOSITION = """\
+# TYPE nv_inference_queue_duration_us counter
+nv_inference_queue_duration_us{model="simple",version="1"} 2500000
+# TYPE nv_inference_pending_request_count gauge
+nv_inference_pending_request_count{model="simple",version="1"} 3
+"""
+
+
+class ModelWith:
+    def __init__(self, collector: TritonQueueMetrics):
+        self.collector = collector
+
+    def collectors(self) -> tuple[TritonQueueMetrics, ...]:
+        return (self.collector,)
+
+
+def test_model_collectors_go_on_the_server_registry_once_and_not_the_global_one() -> None:
+    shared = TritonQueueMetrics("http://127.0.0.1:1/metrics")
+    shared.update(TRITON_EXPOSITION)
+    metrics = ServerMetrics()
+    # Two models sharing one Triton connection declare the same collector.
+    metrics.register_model_collectors([ModelWith(shared), ModelWith(shared), object()])
+
+    text = metrics.exposition().decode()
+    assert text.count('kubemind_triton_queue_duration_seconds_total{model="simple"} 2.5') == 1
+    assert 'kubemind_triton_pending_requests{model="simple"} 3.0' in text
+    assert REGISTRY.get_sample_value("kubemind_triton_pending_requests", {"model": "simple"}) is None
+    # A second server in the same process has its own registry: no duplicate-timeseries error.
+    ServerMetrics().register_model_collectors([ModelWith(shared)])
