@@ -119,6 +119,14 @@ def read_served_model(model_dir: str | os.PathLike[str]) -> ServedModel:
         raise ModelNotReady(f"{path} is not valid kubemind model metadata: {exc}") from None
 
 
+def served_model_if_initialized(model_dir: str | os.PathLike[str]) -> ServedModel | None:
+    """The initializer's metadata when `model_dir` has it; None for a folder it did not prepare
+    (a predictor pointed at plain weights still serves them, under its default version)."""
+    if not (Path(model_dir) / METADATA_FILE).exists():
+        return None
+    return read_served_model(model_dir)
+
+
 def write_served_model(model_dir: Path, served: ServedModel) -> None:
     """Write the metadata file atomically: it is the initializer's "complete" marker."""
     tmp = model_dir / f".{METADATA_FILE}.tmp"

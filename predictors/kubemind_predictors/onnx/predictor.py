@@ -23,7 +23,7 @@ from kubemind.telemetry import current_record
 from kubemind_predictors.onnx.batcher import Arrays, DynamicBatcher
 from kubemind_predictors.onnx.settings import OnnxSettings
 from kubemind_registry.registered_model import tensor_spec
-from kubemind_registry.served import METADATA_FILE, ServedModel, Signature, read_served_model
+from kubemind_registry.served import ServedModel, Signature, served_model_if_initialized
 from kubemind_registry.signatures import onnx_graph_signature
 
 logger = logging.getLogger("kubemind.onnx")
@@ -63,10 +63,9 @@ class OnnxPredictor(KubemindModel):
         self.model_dir = Path(settings.model_dir)
         self.model_path = find_model_file(self.model_dir, settings.model_file)
         # Read at construction like RegisteredModel: the signature is fixed when the model is built.
-        self.served: ServedModel | None = None
+        self.served: ServedModel | None = served_model_if_initialized(self.model_dir)
         versions: tuple[str, ...]
-        if (self.model_dir / METADATA_FILE).exists():
-            self.served = read_served_model(self.model_dir)
+        if self.served is not None:
             signature, versions = self.served.signature, (self.served.version,)
         else:
             signature, versions = onnx_graph_signature(self.model_path), tuple(settings.versions)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,11 +60,48 @@ class TritonInstall:
     def onnx_dir(self) -> Path:
         return self.home / "models"
 
+    @property
+    def stub_python(self) -> Path:
+        """A venv whose site-packages is the side environment, first on the stub's PATH."""
+        return self.home / "stub-python"
 
-def stub_environment(site_packages: Path) -> dict[str, str]:
+    def prepare_stub_python(self) -> Path:
+        """Create `stub_python` if missing; returns its bin folder.
+
+        The backend stub embeds Python in isolated mode: PYTHONPATH is ignored and its prefix is
+        found from the `python3` first on PATH. Left alone that is the base interpreter, whose
+        numpy 2 the stub's tensor bridge misreads (outputs come back empty). Pointing it at a
+        venv (pyvenv.cfg + site-packages = the numpy<2 side environment) fixes it for every
+        model.py, a user's own included, not only for kubemind's shipped models.
+        """
+        bin_dir = self.stub_python / "bin"
+        if (bin_dir / "python3").exists():
+            return bin_dir
+        base = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+        staging = Path(tempfile.mkdtemp(prefix=".stub-python-", dir=self.home))
+        (staging / "bin").mkdir()
+        (staging / "bin" / "python3").symlink_to(base)
+        (staging / "pyvenv.cfg").write_text(
+            f"home = {base.parent}\ninclude-system-site-packages = false\n"
+            f"version = {sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}\n"
+        )
+        lib = staging / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        lib.mkdir(parents=True)
+        (lib / "site-packages").symlink_to(self.site_packages.resolve())
+        try:
+            staging.rename(self.stub_python)
+        except OSError:  # another launcher made it first
+            shutil.rmtree(staging, ignore_errors=True)
+        return bin_dir
+
+
+def stub_environment(install: TritonInstall) -> dict[str, str]:
     """Environment for tritonserver: the Python-backend stub links libpython dynamically and, left
-    alone, loads whichever libpython the system has; point it at this interpreter's own."""
+    alone, loads whichever libpython the system has; point it at this interpreter's own, and its
+    packages at the side environment (see TritonInstall.prepare_stub_python)."""
+    site_packages = install.site_packages
     env = dict(os.environ)
+    env["PATH"] = os.pathsep.join((str(install.prepare_stub_python()), env.get("PATH", "")))
     libdir = sysconfig.get_config_var("LIBDIR") or str(Path(sys.base_prefix) / "lib")
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
     env["KUBEMIND_TRITON_SITE_PACKAGES"] = str(site_packages)
@@ -86,6 +125,7 @@ class TritonServerProcess:
         metrics_port: int = 0,
         startup_timeout: float = 120.0,
         log_path: Path | None = None,
+        scratch: Path | None = None,
     ):
         self.install = install or TritonInstall.default()
         self.binary = binary or self.install.binary
@@ -96,7 +136,9 @@ class TritonServerProcess:
         self.grpc_port = grpc_port or free_port(host)
         self.metrics_port = metrics_port or free_port(host)
         self.startup_timeout = startup_timeout
-        self.log_path = log_path or repository.parent / "tritonserver.log"
+        self.scratch = scratch
+        """A folder of this process's own (its log, a built repository), removed by stop()."""
+        self.log_path = log_path or (scratch or repository.parent) / "tritonserver.log"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -150,7 +192,7 @@ class TritonServerProcess:
                 self.command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=stub_environment(self.install.site_packages),
+                env=stub_environment(self.install),
                 start_new_session=True,
             )
         logger.info("started tritonserver pid %d (grpc %s)", self._process.pid, self.grpc_url)
@@ -192,6 +234,8 @@ class TritonServerProcess:
         # Stubs outlive a Triton that died abruptly; the group still names them.
         self._signal_group(process.pid, signal.SIGKILL)
         logger.info("stopped tritonserver pid %d", process.pid)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def kill(self) -> None:
         """SIGKILL Triton and its stubs at once (fault injection: a crash, not a shutdown)."""

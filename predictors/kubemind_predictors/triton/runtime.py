@@ -1,22 +1,69 @@
-"""Wire the Triton predictor together: repository, optional local Triton, and the served models."""
+"""Wire the Triton predictor together: repository, optional local Triton, and the served models.
+
+Two sources of models: the ones kubemind ships (`--models`, a repository kubemind writes), or a
+registered Triton repository (`--model_dir`, what the storage initializer downloaded), which is
+served exactly as it is and never written to: on a cluster it is a read-only mount.
+"""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
+from kubemind.errors import InvalidSettings
+from kubemind.model import TensorSpec
 from kubemind_predictors.triton.embeddings import TritonEmbeddingPredictor
 from kubemind_predictors.triton.launcher import TritonInstall, TritonServerProcess
 from kubemind_predictors.triton.predictor import TritonConnection, TritonPredictor
-from kubemind_predictors.triton.repository import build_repository, shipped_model
+from kubemind_predictors.triton.repository import TritonModelSpec, build_repository, shipped_model
 from kubemind_predictors.triton.settings import TritonPredictorSettings
+from kubemind_registry.served import read_served_model
 
 # Models that are more than a v2 endpoint.
 PREDICTOR_CLASSES: dict[str, type[TritonPredictor]] = {"minilm": TritonEmbeddingPredictor}
 
 
+def repository_models(repository: Path) -> list[str]:
+    """The models of a Triton repository: its folders that hold a config.pbtxt."""
+    return sorted(p.parent.name for p in repository.glob("*/config.pbtxt"))
+
+
+def registered_repository_models(
+    settings: TritonPredictorSettings, connection: TritonConnection, model_dir: Path
+) -> list[TritonPredictor]:
+    """The models of a registered repository, each reporting the MLflow version as its version.
+
+    A repository of one model is served under the registered name (or --model_name when given),
+    so `models:/NAME@champion` is called as NAME; a repository of several keeps Triton's names.
+    The signature is the registered one until Triton's own metadata replaces it at readiness.
+    """
+    served = read_served_model(model_dir)
+    names = repository_models(model_dir)
+    if not names:
+        raise InvalidSettings(
+            f"--model_dir {model_dir}: no Triton model in it (a folder holding config.pbtxt);"
+            f" it was registered with flavor {served.flavor!r}"
+        )
+    single = len(names) == 1
+    models = []
+    for folder in names:
+        spec = TritonModelSpec(
+            name=folder,
+            inputs=tuple(TensorSpec(t.name, t.datatype, t.shape) for t in served.signature.inputs) if single else (),
+            outputs=tuple(TensorSpec(t.name, t.datatype, t.shape) for t in served.signature.outputs) if single else (),
+            max_batch_size=0,
+        )
+        name = folder
+        if single:
+            name = settings.model_name if "model_name" in settings.model_fields_set else served.name
+        models.append(TritonPredictor(spec, connection, name=name, registered_version=served.version))
+    return models
+
+
 def build_models(settings: TritonPredictorSettings) -> list[TritonPredictor]:
     connection = TritonConnection(settings)
+    if settings.model_dir is not None:
+        return registered_repository_models(settings, connection, settings.model_dir)
     models = []
     for name in settings.models:
         cls = PREDICTOR_CLASSES.get(name, TritonPredictor)
@@ -27,19 +74,28 @@ def build_models(settings: TritonPredictorSettings) -> list[TritonPredictor]:
 
 
 def launch_local_triton(settings: TritonPredictorSettings) -> TritonServerProcess:
-    """Build the repository and start tritonserver on the settings' loopback ports (0: free ones,
-    written back into the settings so the predictor connects to them)."""
+    """Start tritonserver on the settings' loopback ports (0: free ones, written back into the
+    settings so the predictor connects to them), on the registered repository as it is, or on
+    one built from the shipped models. Its log (and a built repository) go in a scratch folder
+    that stop() removes."""
     install = TritonInstall.default()
-    repository = settings.model_repository or Path(tempfile.mkdtemp(prefix="kubemind-triton-")) / "repository"
-    build_repository(
-        repository,
-        settings.models,
-        settings.onnx_model_dir or install.onnx_dir,
-        intra_op_threads=settings.cpu_threads,
-    )
+    scratch = Path(tempfile.mkdtemp(prefix="kubemind-triton-"))
+    if settings.model_dir is not None:
+        repository = settings.model_dir
+        models = repository_models(repository)
+    else:
+        repository = settings.model_repository or scratch / "repository"
+        models = settings.models
+        build_repository(
+            repository,
+            models,
+            settings.onnx_model_dir or install.onnx_dir,
+            intra_op_threads=settings.cpu_threads,
+        )
     process = TritonServerProcess(
         repository,
-        settings.models,
+        models,
+        scratch=scratch,
         install=install,
         binary=settings.triton_binary,
         host=settings.triton_host,

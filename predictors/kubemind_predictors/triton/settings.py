@@ -44,6 +44,10 @@ class TritonPredictorSettings(ComponentSettings):
     """Path of the tritonserver binary; default: the one unpacked from nvidia-pytriton by
     tools/install.d/40-triton.sh."""
 
+    model_dir: Path | None = None
+    """A registered Triton repository (flavor triton-repo) the storage initializer downloaded:
+    served exactly as it is, never written to; --models and --model_repository are then unused."""
+
     model_repository: Path | None = None
     """Triton model repository; default: built by kubemind_predictors.triton.repository into the
     kubemind cache."""

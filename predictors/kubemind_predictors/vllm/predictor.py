@@ -28,6 +28,7 @@ from kubemind_predictors.vllm.kserve_openai import (
     CompletionRequest,
 )
 from kubemind_predictors.vllm.settings import VLLMSettings
+from kubemind_registry.served import served_model_if_initialized
 
 TEXT_INPUT = TensorSpec("text_input", "BYTES", (-1,))
 TEXT_OUTPUT = TensorSpec("text_output", "BYTES", (-1,))
@@ -40,7 +41,10 @@ class VLLMPredictor(KubemindModel):
     backend = "vllm"
 
     def __init__(self, settings: VLLMSettings, engine: VLLMEngine | None = None):
-        super().__init__(settings.model_name, inputs=[TEXT_INPUT], outputs=[TEXT_OUTPUT])
+        # A registered model's version is the registry's, so /versions/N is MLflow's version N.
+        served = served_model_if_initialized(settings.model_dir)
+        versions = (served.version,) if served is not None else ("1",)
+        super().__init__(settings.model_name, versions=versions, inputs=[TEXT_INPUT], outputs=[TEXT_OUTPUT])
         self.settings = settings
         if settings.openai_model_name != settings.model_name:
             self.aliases = (settings.openai_model_name,)
