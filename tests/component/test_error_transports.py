@@ -14,6 +14,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind import errors
 from kubemind.model import KubemindModel, TensorSpec
+from kubemind.runtimes import NoRuntime
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
 from kubemind_registry import errors as registry_errors
@@ -40,6 +41,7 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     registry_errors.ArtifactIntegrityError,
     registry_errors.UnsafeArtifactPath,
     registry_errors.StalePins,
+    NoRuntime,
 ]
 
 

@@ -19,6 +19,7 @@ import pytest
 from kubemind.cli import main as kubemind_main
 from tests.component import registry_fixtures
 from tests.component.serve_fixtures import Serve, wait_dead
+from tests.component.triton_fixtures import as_array, stock_client
 
 mlflow_server = registry_fixtures.mlflow_server
 registry_env = registry_fixtures.registry_env
@@ -81,7 +82,6 @@ def test_registered_triton_repository_is_served_as_it_is(
     monkeypatch: pytest.MonkeyPatch,
     registry_env: dict[str, str],
 ) -> None:
-    import tritonclient.grpc as triton_grpc
     import tritonclient.http as triton_http
     from tritonclient.utils import InferenceServerException
 
@@ -124,12 +124,10 @@ def test_registered_triton_repository_is_served_as_it_is(
         assert result.get_response()["model_version"] == version
 
         grpc_address = re.search(r"gRPC (127\.0\.0\.1:\d+)", serve.text())[1]  # type: ignore[index]
-        grpc_client = triton_grpc.InferenceServerClient(grpc_address)
-        grpc_tensor = triton_grpc.InferInput("x", [2, 4], "FP32")
-        grpc_tensor.set_data_from_numpy(x)
-        np.testing.assert_allclose(
-            grpc_client.infer("tiny-scaler", [grpc_tensor]).as_numpy("scaled"), x * 2.5
-        )
+        (answer,) = stock_client(grpc_address, {
+            "model": "tiny-scaler", "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4], "data": x.tolist()}],
+        })
+        np.testing.assert_allclose(as_array(answer, "scaled"), x * 2.5)
 
         # A version the registry does not have for this deployment: Triton's wording, 404.
         with pytest.raises(InferenceServerException, match="version 1 is not found"):
