@@ -1,10 +1,10 @@
 """The one flavor -> runtime table: which kubemind component serves a registered model.
 
 The flavor is what `kubemind models register --flavor` recorded (it travels in the manifest
-and in `kubemind-model.json`). `kubemind serve --model` starts the runtime's module locally;
-the manifests' ServingRuntimes are meant to read the same table (`model_format` is the name
-KServe's `supportedModelFormats` uses, `args` what every container gets). A flavor missing
-here has no runtime, and saying so names the ones that exist.
+and in `kubemind-model.json`). `kubemind serve --model` starts the runtime's module locally; on
+a cluster the ClusterServingRuntime `serving_runtime` runs the same module and lists
+`model_format` in its `supportedModelFormats` (tests/manifests/test_runtime_table.py keeps the
+two equal). A flavor missing here has no runtime, and saying so names the ones that exist.
 
 Stdlib only: importing this must not import any backend.
 """
@@ -26,6 +26,8 @@ class Runtime:
     """Runnable with `python -m`; takes the ComponentSettings flags (--host, --http_port, ...)."""
     model_format: str
     """KServe's model-format name (ServingRuntime `supportedModelFormats[].name`)."""
+    serving_runtime: str
+    """The ClusterServingRuntime in inferenceservices/base/runtimes that serves it on a cluster."""
     takes_model_name: bool = True
     """Whether the component takes --model_name (a Triton repository names its own models)."""
     local_args: tuple[str, ...] = ()
@@ -44,11 +46,12 @@ class Runtime:
 RUNTIMES: dict[str, Runtime] = {
     runtime.flavor: runtime
     for runtime in (
-        Runtime("onnx", "kubemind_predictors.onnx", "onnx"),
+        Runtime("onnx", "kubemind_predictors.onnx", "onnx", "kubemind-onnx"),
         Runtime(
             "triton-repo",
             "kubemind_predictors.triton",
             "triton",
+            "kubemind-triton",
             takes_model_name=False,
             # Locally the predictor launches its own tritonserver on free loopback ports.
             local_args=(
@@ -61,6 +64,7 @@ RUNTIMES: dict[str, Runtime] = {
             "hf-llm",
             "kubemind_predictors.vllm",
             "huggingface",
+            "kubemind-vllm",
             # The flags `kubemind serve` uses for SmolLM2 on these CPUs: float32 (bf16 kernels
             # die with SIGILL), eager, a 1 GiB KV cache.
             local_args=(
@@ -70,7 +74,7 @@ RUNTIMES: dict[str, Runtime] = {
             env=(("HF_HUB_OFFLINE", "1"),),
             ready_timeout=600.0,
         ),
-        Runtime("pyfunc", "kubemind_predictors.pyfunc", "mlflow"),
+        Runtime("pyfunc", "kubemind_predictors.pyfunc", "mlflow", "kubemind-pyfunc"),
     )
 }
 
