@@ -75,7 +75,7 @@ class KubemindServer:
             self.repository.update(model)
         self.metrics = ServerMetrics()
         self.metrics.register_model_collectors(self.models)
-        self.service = InferenceService(self.repository)
+        self.service = InferenceService(self.repository, settings.server_name)
         self.pipeline = Pipeline(self.service, self.metrics, settings)
         self.http_port = settings.http_port
         self.grpc_port = settings.grpc_port

@@ -49,6 +49,10 @@ class ComponentSettings(BaseSettings):
     model_name: str = "model"
     """Name of the model on the endpoint path (/v2/models/{model_name})."""
 
+    server_name: str = "kubemind"
+    """The `name` in server metadata (GET /v2, ServerMetadata). Clients written for Triton, its
+    own example clients among them, check for "triton"."""
+
     host: str = "0.0.0.0"
     """Address both the REST and the gRPC listener bind; 127.0.0.1 keeps a local run private."""
 

@@ -21,7 +21,7 @@ from kubemind.errors import as_kubemind_error, grpc_code
 from kubemind.protocol import triton_extensions_pb2 as ext
 from kubemind.protocol.grpc_stream import StreamInfer
 from kubemind.protocol.pipeline import Pipeline
-from kubemind.protocol.shared_memory import cuda_not_supported
+from kubemind.protocol.shared_memory import cuda_not_supported, cuda_status
 from kubemind.settings import ComponentSettings
 from kubemind.telemetry import REQUEST_ID, RequestRecord
 
@@ -138,9 +138,16 @@ class GrpcEndpoints:
         self.service.shared_memory.unregister(request.name or None)
         return ext.SystemSharedMemoryUnregisterResponse()
 
-    async def cuda_shm(self, request: Any, context: Any, record: RequestRecord) -> Message:
+    async def cuda_shm_status(self, request: ext.CudaSharedMemoryStatusRequest, context: Any, record: RequestRecord) -> Message:
+        cuda_status(request.name or None)
+        return ext.CudaSharedMemoryStatusResponse()
+
+    async def cuda_shm_register(self, request: ext.CudaSharedMemoryRegisterRequest, context: Any, record: RequestRecord) -> Message:
         cuda_not_supported()
         return ext.CudaSharedMemoryRegisterResponse()
+
+    async def cuda_shm_unregister(self, request: ext.CudaSharedMemoryUnregisterRequest, context: Any, record: RequestRecord) -> Message:
+        return ext.CudaSharedMemoryUnregisterResponse()  # nothing can have been registered
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         table: dict[str, tuple[Method, type[Message], type[Message]]] = {
@@ -156,9 +163,9 @@ class GrpcEndpoints:
             "SystemSharedMemoryStatus": (self.shm_status, ext.SystemSharedMemoryStatusRequest, ext.SystemSharedMemoryStatusResponse),
             "SystemSharedMemoryRegister": (self.shm_register, ext.SystemSharedMemoryRegisterRequest, ext.SystemSharedMemoryRegisterResponse),
             "SystemSharedMemoryUnregister": (self.shm_unregister, ext.SystemSharedMemoryUnregisterRequest, ext.SystemSharedMemoryUnregisterResponse),
-            "CudaSharedMemoryStatus": (self.cuda_shm, ext.CudaSharedMemoryStatusRequest, ext.CudaSharedMemoryStatusResponse),
-            "CudaSharedMemoryRegister": (self.cuda_shm, ext.CudaSharedMemoryRegisterRequest, ext.CudaSharedMemoryRegisterResponse),
-            "CudaSharedMemoryUnregister": (self.cuda_shm, ext.CudaSharedMemoryUnregisterRequest, ext.CudaSharedMemoryUnregisterResponse),
+            "CudaSharedMemoryStatus": (self.cuda_shm_status, ext.CudaSharedMemoryStatusRequest, ext.CudaSharedMemoryStatusResponse),
+            "CudaSharedMemoryRegister": (self.cuda_shm_register, ext.CudaSharedMemoryRegisterRequest, ext.CudaSharedMemoryRegisterResponse),
+            "CudaSharedMemoryUnregister": (self.cuda_shm_unregister, ext.CudaSharedMemoryUnregisterRequest, ext.CudaSharedMemoryUnregisterResponse),
         }
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(

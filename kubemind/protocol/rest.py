@@ -30,7 +30,7 @@ from kubemind.codecs import (
 from kubemind.errors import OPENAI, InvalidInput, KubemindError, PayloadTooLarge, error_body
 from kubemind.protocol.pipeline import Pipeline, Route, json_response
 from kubemind.protocol.service import InferenceService
-from kubemind.protocol.shared_memory import cuda_not_supported
+from kubemind.protocol.shared_memory import cuda_not_supported, cuda_status
 from kubemind.settings import ComponentSettings
 from kubemind.telemetry import RequestRecord
 
@@ -165,9 +165,15 @@ class RestEndpoints:
         self.service.shared_memory.unregister(request.path_params.get("region_name"))
         return json_response({})
 
-    async def cuda_shm(self, request: Request, record: RequestRecord) -> Response:
+    async def cuda_shm_status(self, request: Request, record: RequestRecord) -> Response:
+        return json_response(cuda_status(request.path_params.get("region_name")))
+
+    async def cuda_shm_register(self, request: Request, record: RequestRecord) -> Response:
         cuda_not_supported()
         return json_response({})
+
+    async def cuda_shm_unregister(self, request: Request, record: RequestRecord) -> Response:
+        return json_response({})  # nothing can have been registered
 
 
 def _model_path(request: Request) -> tuple[str, str | None]:
@@ -213,8 +219,12 @@ def create_app(
             ("POST", f"{prefix}/unregister", endpoints.shm_unregister, "shm_unregister"),
         ]
     routes.append(("POST", f"{shm}{region}/register", endpoints.shm_register, "shm_register"))
-    for path in (f"{cuda}/status", f"{cuda}{region}/status", f"{cuda}{region}/register", f"{cuda}/unregister", f"{cuda}{region}/unregister"):
-        routes.append(("GET" if path.endswith("status") else "POST", path, endpoints.cuda_shm, "cuda_shm"))
+    for prefix in (f"{cuda}{region}", cuda):
+        routes += [
+            ("GET", f"{prefix}/status", endpoints.cuda_shm_status, "cuda_shm_status"),
+            ("POST", f"{prefix}/unregister", endpoints.cuda_shm_unregister, "cuda_shm_unregister"),
+        ]
+    routes.append(("POST", f"{cuda}{region}/register", endpoints.cuda_shm_register, "cuda_shm_register"))
     for method, path, handler, name in routes:
         app.add_route(path, pipeline.rest_endpoint(name, handler, account=name == "infer"), methods=[method])
     for method, path, endpoint in pipeline.mount(declared):

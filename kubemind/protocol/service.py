@@ -56,8 +56,9 @@ def model_versions(model: BaseKServeModel) -> tuple[str, ...]:
 class InferenceService:
     """The OIP operations: health, metadata, inference, and Triton's extensions."""
 
-    def __init__(self, repository: ModelRepository):
+    def __init__(self, repository: ModelRepository, server_name: str = SERVER_NAME):
         self.repository = repository
+        self.server_name = server_name
         self.version = _server_version()
         self.shared_memory = SharedMemoryRegistry()
         # Statistics for kserve models that are not KubemindModels (they keep none themselves).
@@ -65,7 +66,7 @@ class InferenceService:
 
     # -- server -----------------------------------------------------------------------------------
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": self.version, "extensions": list(EXTENSIONS)}
+        return {"name": self.server_name, "version": self.version, "extensions": list(EXTENSIONS)}
 
     async def server_ready(self) -> bool:
         models = self.repository.get_models()

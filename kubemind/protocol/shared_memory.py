@@ -148,4 +148,12 @@ def cuda_not_supported(*_: Any) -> None:
     raise NotImplementedByModel("CUDA shared memory is not supported by this server (no GPU); use system shared memory")
 
 
-__all__ = ["BYTE_SIZE", "OFFSET", "REGION", "SharedMemoryRegistry", "cuda_not_supported", "uses_shared_memory"]
+def cuda_status(name: str | None) -> list[dict[str, Any]]:
+    """No CUDA region is ever registered: all of them is none, a named one is unknown (clients
+    such as Triton's examples ask for the status, and unregister all, before they start)."""
+    if name:
+        raise InvalidInput(f"unable to find cuda shared memory region: '{name}'", param="name")
+    return []
+
+
+__all__ = ["BYTE_SIZE", "OFFSET", "REGION", "SharedMemoryRegistry", "cuda_not_supported", "cuda_status", "uses_shared_memory"]

@@ -66,6 +66,12 @@ def probe_http(address: str, model: str) -> dict[str, Any]:
     }
 
 
+def _cuda_status(client: Any, module: Any) -> Any:
+    if module is httpclient:
+        return client.get_cuda_shared_memory_status()
+    return client.get_cuda_shared_memory_status(as_json=True)
+
+
 def probe_shared_memory(client: Any, module: Any, model: str, tag: str) -> dict[str, Any]:
     """Inputs read from and outputs written to system shared memory, as Triton's
     simple_*_shm_client examples do; then the errors for a missing region and an overrun."""
@@ -100,7 +106,11 @@ def probe_shared_memory(client: Any, module: Any, model: str, tag: str) -> dict[
             "status": status,
             "overrun": _error(lambda: client.infer(model, overrun)),
             "missing": _error(lambda: client.infer(model, missing)),
-            "cuda": _error(lambda: client.get_cuda_shared_memory_status()),
+            # No GPU: no CUDA region can exist, so its status is empty and unregistering all of
+            # them succeeds (Triton's shm examples do both first); registering one is refused.
+            "cuda_status": _cuda_status(client, module),
+            "cuda_unregister": _error(lambda: client.unregister_cuda_shared_memory()),
+            "cuda_register": _error(lambda: client.register_cuda_shared_memory("gpu", b"\0" * 64, 0, 64)),
         }
     finally:
         client.unregister_system_shared_memory()

@@ -21,3 +21,7 @@ class SimpleSettings(ComponentSettings):
 
     max_batch_size: int = Field(default=8, ge=1)
     """Largest batch (leading dimension) one request may carry."""
+
+    string_model: bool = False
+    """Also serve Triton's `simple_string` (the same sums and differences on decimal strings)
+    and `simple_identity` (BYTES echoed), which Triton's string example clients call."""
