@@ -141,14 +141,30 @@ def measure(url: str) -> dict[int, Result]:
     return {c: asyncio.run(load(url, c, n)) for c, n in REQUESTS.items()}
 
 
+def median_result(results: list[Result]) -> Result:
+    return Result(
+        statistics.median(r.tokens_per_second for r in results),
+        statistics.median(r.ttft_p50_ms for r in results),
+        statistics.median(r.ttft_p99_ms for r in results),
+    )
+
+
+# A-B-B-A: a machine that slows down (or speeds up) during the run weighs on both servers alike.
+ORDER = ("predictor", "vllm", "vllm", "predictor")
+
+
 def main() -> None:
     model_dir = convert_gguf(smollm2_gguf_path(), default_smollm2_dir())
     logs = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
-    with predictor_server(model_dir, logs / "predictor.log") as url:
-        ours = measure(url)
-    with vllm_server(model_dir, logs / "vllm.log") as url:
-        theirs = measure(url)
-    print(f"SmolLM2-135M, CPU, float32, {MAX_TOKENS} output tokens per streamed chat request")
+    servers = {"predictor": predictor_server, "vllm": vllm_server}
+    runs: dict[str, list[dict[int, Result]]] = {name: [] for name in servers}
+    for index, name in enumerate(ORDER):
+        with servers[name](model_dir, logs / f"{name}-{index}.log") as url:
+            runs[name].append(measure(url))
+    ours = {c: median_result([run[c] for run in runs["predictor"]]) for c in REQUESTS}
+    theirs = {c: median_result([run[c] for run in runs["vllm"]]) for c in REQUESTS}
+    print(f"SmolLM2-135M, CPU, float32, {MAX_TOKENS} output tokens per streamed chat request;"
+          f" each server started {len(ORDER) // 2} times in A-B-B-A order, medians")
     print(
         f"{'concurrency':>11} {'server':>14} {'tok/s':>8} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12}"
     )
