@@ -99,9 +99,9 @@ def smollm2_dir() -> Path:
 # Flags shared by every test server: float32 because vLLM's bf16 CPU kernels use AMX, which
 # these sandboxed CPUs advertise but kill with SIGILL; eager mode and a 1 GiB KV cache start fast.
 ENGINE_ARGS = ["--enforce_eager", "true", "--kv_cache_space", "1", "--dtype", "float32"]
+# No VLLM_CPU_KVCACHE_SPACE: --kv_cache_space reaches vLLM as an engine argument.
 ENGINE_ENV = {
     "HF_HUB_OFFLINE": "1",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
 ENGINE_READY_TIMEOUT = 300.0

@@ -249,6 +249,13 @@ def test_client_disconnect_aborts_the_engine_request(server: ServerProcess) -> N
     assert generated - generated_before < max_tokens
 
 
+def test_kv_cache_size_is_the_setting(server: ServerProcess) -> None:
+    """--kv_cache_space 1 (GiB) is what vLLM allocated; the test environment has no VLLM_CPU_KVCACHE_SPACE."""
+    exposition = httpx.get(f"{server.http_url}/metrics").text
+    (info,) = [line for line in exposition.splitlines() if line.startswith("vllm:cache_config_info{")]
+    assert f'kv_cache_memory_bytes="{1024**3}"' in info
+
+
 def test_health_asks_the_engine(server: ServerProcess) -> None:
     assert httpx.get(f"{server.http_url}/v2/models/{MODEL}/ready").status_code == 200
 

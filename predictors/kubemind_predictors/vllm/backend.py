@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -87,10 +86,14 @@ class VLLMEngine:
         """Load the model and allocate the KV cache; the engine core process starts here."""
         if self._engine is not None:
             return
-        # Read by vLLM's CPU worker when the engine core starts; ignored on a GPU.
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.kv_cache_space))
         from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
+
+        # The KV cache size is an engine argument on CPU (no process environment is changed; an
+        # operator's VLLM_CPU_KVCACHE_SPACE still wins, as vLLM reads it last). On a GPU the
+        # cache follows gpu_memory_utilization.
+        kv_cache_bytes = self.settings.kv_cache_space * 1024**3 if current_platform.is_cpu() else None
 
         # None means "the model's own context length" (vLLM's annotation says int, but its
         # config resolution treats a missing value the same way).
@@ -103,6 +106,7 @@ class VLLMEngine:
             max_model_len=max_model_len,
             max_num_seqs=self.settings.max_num_seqs,
             gpu_memory_utilization=self.settings.gpu_memory_utilization,
+            kv_cache_memory_bytes=kv_cache_bytes,
             enforce_eager=self.settings.enforce_eager,
             tensor_parallel_size=self.settings.tensor_parallel_size,
             seed=self.settings.seed,
