@@ -97,11 +97,15 @@ class VLLMPredictor(KubemindModel):
                 )
             )
 
-        try:
-            text = await loop.run_in_executor(None, render)
-        except Exception as exc:  # jinja errors: a message shape the template cannot render
-            raise InvalidInput(f"messages: {exc}") from exc
-        return await self._encode(text, add_special_tokens=False)
+        def render_and_encode() -> list[int]:
+            # One executor hop for both: each hop is a thread hand-off on the time to first token.
+            try:
+                text = render()
+            except Exception as exc:  # jinja errors: a message shape the template cannot render
+                raise InvalidInput(f"messages: {exc}") from exc
+            return list(tokenizer.encode(text, add_special_tokens=False))
+
+        return await loop.run_in_executor(None, render_and_encode)
 
     # -- OpenAI ---------------------------------------------------------------------------------
     def routes(self) -> list[Route]:
