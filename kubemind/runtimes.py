@@ -65,12 +65,9 @@ RUNTIMES: dict[str, Runtime] = {
             "kubemind_predictors.vllm",
             "huggingface",
             "kubemind-vllm",
-            # The flags `kubemind serve` uses for SmolLM2 on these CPUs: float32 (bf16 kernels
-            # die with SIGILL), eager, a 1 GiB KV cache.
-            local_args=(
-                "--dtype", "float32", "--enforce_eager", "true",
-                "--kv_cache_space", "1", "--max_model_len", "2048",
-            ),
+            # CPU flags for a local run: float32 (bf16 kernels die with SIGILL on these CPUs),
+            # eager, a 1 GiB KV cache; the context length is the model's own.
+            local_args=("--dtype", "float32", "--enforce_eager", "true", "--kv_cache_space", "1"),
             env=(("HF_HUB_OFFLINE", "1"),),
             ready_timeout=600.0,
         ),
