@@ -74,3 +74,20 @@ def test_prod_puts_the_llm_on_the_gpu_pool_with_a_warm_replica_and_a_canary():
     assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert predictor["minReplicas"] >= 1
     assert 0 < predictor["canaryTrafficPercent"] < 100
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_image_transformers_call_their_predictor_over_grpc(env):
+    """The image transformer implements only grpc-v2 to its predictor and refuses to start with
+    v2; the last --predictor_protocol wins, as with any repeated flag."""
+    objects = yaml.safe_load_all((REPO / "inferenceservices" / "rendered" / f"{env}.yaml").read_text())
+    transformers = [
+        o for o in objects
+        if o["kind"] == "InferenceService"
+        and any("transformer-image" in c["image"] for c in o["spec"].get("transformer", {}).get("containers", []))
+    ]
+    assert transformers, "no InferenceService with the image transformer"
+    for isvc in transformers:
+        (container,) = isvc["spec"]["transformer"]["containers"]
+        protocols = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--predictor_protocol=")]
+        assert protocols[-1:] == ["grpc-v2"], f"{isvc['metadata']['name']}: {container['args']}"
