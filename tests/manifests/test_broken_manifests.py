@@ -423,6 +423,17 @@ WEBHOOK_RULES = {
         "spec.nodes.root.steps[1].weight",
         "missing its weight",
     ),
+    "InferenceGraph whose steps come back to root": (
+        _graph("    root: {routerType: Sequence, steps: [{name: a, nodeName: n}]}\n"
+               "    n: {routerType: Sequence, steps: [{name: b, nodeName: root}]}\n"),
+        "spec.nodes.n.steps[0].nodeName",
+        "cycle root.steps[0] 'a' -> node 'n' -> n.steps[0] 'b' -> node 'root'",
+    ),
+    "InferenceGraph step naming an unknown node": (
+        _graph("    root: {routerType: Sequence, steps: [{name: a, nodeName: nope}]}\n"),
+        "spec.nodes.root.steps[0].nodeName",
+        "unknown node 'nope' at root.steps[0] 'a' -> node 'nope'",
+    ),
     "ServingRuntime PYTHONPATH env": (
         _runtime("  supportedModelFormats: [{name: onnx}]\n  containers:\n"
                  "    - {name: kserve-container, image: r:1, env: [{name: PYTHONPATH, value: /x}]}\n"),

@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 import yaml
 
 from kubemind.errors import InvalidSettings
+from kubemind.manifests.graph_routes import ROOT, route_problems
 from kubemind_transformers.router.conditions import ConditionSyntaxError, check_syntax
 
 API_VERSION = "serving.kserve.io/v1alpha1"
 KIND = "InferenceGraph"
-ROOT = "root"
 STEPS_ANNOTATION = "kubemind.io/router-steps"
 ROUTER_TYPES = ("Sequence", "Switch", "Ensemble", "Splitter")
 PROTOCOLS = ("grpc-v2", "openai-chat", "generate")
@@ -128,6 +128,9 @@ def parse_graph(obj: Mapping[str, Any], source: str = "graph") -> Graph:
     if not isinstance(raw_nodes, Mapping) or ROOT not in raw_nodes:
         raise GraphError(f"{where}: spec.nodes must hold a '{ROOT}' node (KServe starts there)")
     options = _step_options(metadata.get("annotations") or {}, where)
+    problems = route_problems(raw_nodes)
+    if problems:  # before the nodes are read: a cycle is the first thing to say
+        raise GraphError(f"{where}: {problems[0][1]}")
     nodes = {str(n): _node(str(n), raw, options, where) for n, raw in raw_nodes.items()}
     graph = Graph(
         name=name,
@@ -136,7 +139,6 @@ def parse_graph(obj: Mapping[str, Any], source: str = "graph") -> Graph:
         timeout_seconds=_positive(spec.get("timeout"), f"{where}: spec.timeout"),
         step_timeout_seconds=_positive((spec.get("routerTimeouts") or {}).get("serviceClient"), f"{where}: spec.routerTimeouts.serviceClient"),
     )
-    _check_references(graph, where)
     named = {step.name for step in graph.service_steps()}
     unknown = sorted(set(options) - named)
     if unknown:
@@ -212,24 +214,6 @@ def _step(node: str, index: int, raw: Any, options: Mapping[str, StepOptions], a
         weight=int(weight) if weight is not None else None,
         options=options.get(name, StepOptions()) if not node_name else StepOptions(),
     )
-
-
-def _check_references(graph: Graph, where: str) -> None:
-    """Every nodeName exists and no path from root comes back to a node it already passed."""
-
-    def visit(node: Node, path: list[str], seen: tuple[str, ...]) -> None:
-        for index, step in enumerate(node.steps):
-            if not step.node_name:
-                continue
-            hop = f"{node.name}.steps[{index}] '{step.name}' -> node '{step.node_name}'"
-            route = " -> ".join([*path, hop])
-            if step.node_name not in graph.nodes:
-                raise GraphError(f"{where}: unknown node '{step.node_name}' at {route} (nodes: {', '.join(sorted(graph.nodes))})")
-            if step.node_name in seen:
-                raise GraphError(f"{where}: cycle {route}")
-            visit(graph.nodes[step.node_name], [*path, hop], (*seen, step.node_name))
-
-    visit(graph.root, [], (ROOT,))
 
 
 def _step_options(annotations: Mapping[str, Any], where: str) -> dict[str, StepOptions]:
