@@ -31,7 +31,7 @@ from http import HTTPStatus
 from typing import Any
 
 from kubemind.errors import BackendTimeout, InvalidInput, KubemindError
-from kubemind.telemetry import current_record
+from kubemind.telemetry import RequestRecord, current_record
 from kubemind_transformers.router.adapters import adapter_context, step_prompt, step_tensors
 from kubemind_transformers.router.conditions import exists
 from kubemind_transformers.router.graph import Graph, Node, Step
@@ -93,6 +93,8 @@ class _Run:
     stream: bool
     deadline: float
     """time.monotonic() past which the graph is out of time."""
+    record: RequestRecord | None
+    """The request's access-log record: each step's time is a stage of it (`step.NAME`)."""
     replies: dict[str, Message] = field(default_factory=dict)
     skipped: list[SkippedStep] = field(default_factory=list)
     running: set[str] = field(default_factory=set)
@@ -115,8 +117,10 @@ class GraphExecutor:
     def step_timeout(self, step: Step) -> float:
         return step.options.timeout_seconds or self.graph.step_timeout_seconds or self.settings.step_timeout_seconds
 
-    async def run(self, request: Message, headers: dict[str, str], *, stream: bool = False) -> GraphResult:
-        run = _Run(request, headers, stream, time.monotonic() + self.deadline_seconds)
+    async def run(
+        self, request: Message, headers: dict[str, str], *, stream: bool = False, record: RequestRecord | None = None
+    ) -> GraphResult:
+        run = _Run(request, headers, stream, time.monotonic() + self.deadline_seconds, record or current_record())
         try:
             async with asyncio.timeout(self.deadline_seconds):
                 outcome = await self._node(run, self.graph.root, request, final=True)
@@ -205,9 +209,8 @@ class GraphExecutor:
             return self._failed(run, step, address, exc)
         finally:
             run.running.discard(step.name)
-            record = current_record()
-            if record is not None:
-                record.add_stage(f"step.{step.name}", int((time.perf_counter() - started) * 1e9))
+            if run.record is not None:
+                run.record.add_stage(f"step.{step.name}", int((time.perf_counter() - started) * 1e9))
         if outcome.message is not None:
             run.replies[step.name] = outcome.message
         if outcome.stream is not None:

@@ -132,12 +132,12 @@ class GraphModel(KubemindModel):
         return routes
 
     async def _generate(self, call: RouteCall) -> dict[str, Any]:
-        result = await self.executor.run(generate_request(call.body), call.headers)
+        result = await self.executor.run(generate_request(call.body), call.headers, record=call.record)
         body: dict[str, Any] = {"model_name": self.name, "model_version": call.version, "text_output": _final_text(result)}
         return body | _skipped_body(result)
 
     async def _generate_stream(self, call: RouteCall) -> EventStream:
-        result = await self.executor.run(generate_request(call.body), call.headers, stream=True)
+        result = await self.executor.run(generate_request(call.body), call.headers, stream=True, record=call.record)
         head = {"model_name": self.name, "model_version": call.version} | _skipped_body(result)
 
         async def events() -> AsyncIterator[dict[str, Any]]:
@@ -149,7 +149,7 @@ class GraphModel(KubemindModel):
     async def _chat(self, call: RouteCall) -> dict[str, Any] | EventStream:
         body = call.body if isinstance(call.body, dict) else {}
         stream = bool(body.get("stream"))
-        result = await self.executor.run(chat_request(body), call.headers, stream=stream)
+        result = await self.executor.run(chat_request(body), call.headers, stream=stream, record=call.record)
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         extra = _skipped_body(result)
         if not stream:
