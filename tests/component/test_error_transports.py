@@ -17,6 +17,10 @@ from kubemind.model import KubemindModel, TensorSpec
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
 from kubemind_registry import errors as registry_errors
+from kubemind_transformers.router import conditions as router_conditions
+from kubemind_transformers.router import executor as router_executor
+from kubemind_transformers.router import graph as router_graph
+from kubemind_transformers.router import steps as router_steps
 
 # Every error class, listed explicitly: walking __subclasses__() sees only the modules imported
 # so far, and missed the registry's errors. test_the_list_is_complete keeps this list whole.
@@ -40,6 +44,10 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     registry_errors.ArtifactIntegrityError,
     registry_errors.UnsafeArtifactPath,
     registry_errors.StalePins,
+    router_steps.StepFailed,
+    router_executor.NoBranchMatched,
+    router_graph.GraphError,
+    router_conditions.ConditionSyntaxError,
 ]
 
 

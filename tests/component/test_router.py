@@ -53,6 +53,7 @@ STREAM_PROBE = Path(__file__).with_name("router_stream_probe.py")
 LLM = "tiny"
 SAMPLING = {"max_tokens": 12, "temperature": 0}
 QUESTION = "Describe the photo."
+GRAPH_DEADLINE = 0.3  # seconds; 200 tokens of the tiny Llama take about a second here
 PROMPT = "An image classifier's top labels for the user's photo are: {labels}. {question}"
 
 
@@ -105,7 +106,14 @@ def _graphs() -> list[dict[str, Any]]:
          {"name": "answer", "serviceName": "llm-chat", "dependency": "Hard"}],
         {"classify": options["classify"], "answer": llm_step},
     )  # fmt: skip
-    return [demo, strict, deadline, ensemble]
+    slow = graph(
+        "slow-ensemble", "Ensemble",
+        [{"name": "classify", "serviceName": "cv-classifier", "dependency": "Hard"},
+         {"name": "answer", "serviceName": "llm-chat", "dependency": "Hard"}],
+        {"classify": options["classify"], "answer": {**llm_step, "parameters": {"max_tokens": 200, "ignore_eos": True}}},
+    )  # fmt: skip
+    slow["spec"]["timeout"] = GRAPH_DEADLINE
+    return [demo, strict, deadline, ensemble, slow]
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +254,19 @@ def test_an_ensemble_merges_every_branch(stack: Stack) -> None:
     outputs = {o["name"]: o["data"] for o in reply.json()["outputs"]}
     assert outputs["classify.labels"][0] == "espresso"
     assert outputs["answer.text_output"] == [_direct_answer(stack.llm, "Hello there")]
+
+
+def test_past_the_graph_deadline_the_running_branches_are_cancelled(stack: Stack) -> None:
+    coffee = base64.b64encode(photo("coffee")).decode()
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [coffee]},
+                       {"name": "text_input", "datatype": "BYTES", "shape": [1], "data": ["Hello there"]}]}  # fmt: skip
+    started = time.monotonic()
+    reply = httpx.post(f"{stack.router.http_url}/v2/models/slow-ensemble/infer", json=body, timeout=30)
+    assert reply.status_code == 504
+    assert time.monotonic() - started < GRAPH_DEADLINE + 0.5
+    assert reply.json()["error"] == (
+        f"graph 'slow-ensemble' did not finish within its {GRAPH_DEADLINE:g} s deadline (steps still running, now cancelled: answer)"
+    )
 
 
 def test_a_graph_with_a_cycle_is_refused_at_start_naming_the_path(tmp_path: Path) -> None:

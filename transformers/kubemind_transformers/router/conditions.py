@@ -19,6 +19,7 @@ than `@this`, object multipaths `{a,b}`.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,8 +46,10 @@ def _is_array(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
 
 
-def split_path(path: str) -> list[str]:
-    """Components of a path: `.` at depth 0 (outside (), [], {} and quotes); `\\.` stays a dot."""
+@functools.lru_cache(maxsize=1024)
+def split_path(path: str) -> tuple[str, ...]:
+    """Components of a path: `.` at depth 0 (outside (), [], {} and quotes); `\\.` stays a dot.
+    Cached: a graph's paths are few and evaluated on every request."""
     parts: list[str] = []
     current: list[str] = []
     depth = 0
@@ -76,10 +79,11 @@ def split_path(path: str) -> list[str]:
     if depth != 0 or quoted:
         raise ConditionSyntaxError(f"condition {path!r}: unbalanced brackets or quotes")
     parts.append("".join(current))
-    return parts
+    return tuple(parts)
 
 
-def _split_top_level(text: str, separator: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def _split_top_level(text: str, separator: str) -> tuple[str, ...]:
     items: list[str] = []
     current: list[str] = []
     depth, quoted = 0, False
@@ -96,7 +100,7 @@ def _split_top_level(text: str, separator: str) -> list[str]:
             continue
         current.append(char)
     items.append("".join(current))
-    return items
+    return tuple(items)
 
 
 def _unescape(key: str) -> str:
@@ -136,7 +140,7 @@ def check_syntax(path: str) -> None:
                 check_syntax(left)
 
 
-def _walk(value: Any, parts: list[str]) -> Any:
+def _walk(value: Any, parts: tuple[str, ...]) -> Any:
     if value is MISSING:
         return MISSING
     if not parts:
@@ -178,6 +182,7 @@ def _walk(value: Any, parts: list[str]) -> Any:
     return MISSING
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse_query(query: str) -> tuple[str, str, str]:
     """`left op right` of a query (op '' when the query is a bare path)."""
     depth, quoted, index = 0, False, 0

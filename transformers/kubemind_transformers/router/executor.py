@@ -40,19 +40,12 @@ from kubemind_transformers.router.settings import RouterSettings
 from kubemind_transformers.router.steps import (
     Call,
     ServiceClients,
+    StepFailed,
     TextDeltas,
     call_grpc,
     call_llm,
     stream_llm,
 )
-
-
-class StepFailed(KubemindError):
-    """A hard step failed; the status is the step's own (its service's, or 504 past its deadline)."""
-
-    def __init__(self, message: str, status: HTTPStatus):
-        super().__init__(message)
-        self.status = status
 
 
 class NoBranchMatched(InvalidInput):
@@ -230,7 +223,7 @@ class GraphExecutor:
 
     def _failed(self, run: _Run, step: Step, address: str, exc: KubemindError) -> Outcome | None:
         """Raise for a hard step; record a soft one as skipped (None: no outcome)."""
-        if isinstance(exc, StepFailed):
+        if step.node_name and isinstance(exc, StepFailed):
             failure = exc  # a nested node's hard step: it already names itself
         else:
             at = f" at {address}" if address else ""

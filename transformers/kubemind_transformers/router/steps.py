@@ -27,12 +27,16 @@ TextDeltas = AsyncIterator[tuple[str, str | None]]
 """A streamed answer: text deltas and, on the last, the finish reason."""
 
 
-class ServiceError(KubemindError):
-    """A step's service answered with an error status; the status is the service's own."""
+class StepFailed(KubemindError):
+    """A step failed: its service's own status (404, 503...), 504 past the step's deadline, 502
+    when the service answered something that is not an answer."""
 
-    def __init__(self, message: str, status: HTTPStatus):
+    status = HTTPStatus.BAD_GATEWAY
+
+    def __init__(self, message: str, status: HTTPStatus | None = None):
         super().__init__(message)
-        self.status = status
+        if status is not None:
+            self.status = status
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ async def call_llm(clients: ServiceClients, step: Step, call: Call, prompt: str)
     except httpx.TransportError as exc:
         raise BackendUnavailable(f"cannot reach {call.address}: {exc}") from None
     if response.status_code != 200:
-        raise ServiceError(_error_message(response.content), _status(response.status_code))
+        raise StepFailed(_error_message(response.content), _status(response.status_code))
     reply = orjson.loads(response.content)
     if step.options.protocol == "openai-chat":
         text = reply["choices"][0]["message"]["content"] or ""
@@ -172,7 +176,7 @@ async def stream_llm(clients: ServiceClients, step: Step, call: Call, prompt: st
     if response.status_code != 200:
         content = await response.aread()
         await response.aclose()
-        raise ServiceError(_error_message(content), _status(response.status_code))
+        raise StepFailed(_error_message(content), _status(response.status_code))
     openai = step.options.protocol == "openai-chat"
 
     async def deltas() -> TextDeltas:
@@ -185,7 +189,7 @@ async def stream_llm(clients: ServiceClients, step: Step, call: Call, prompt: st
                     break
                 event = orjson.loads(payload)
                 if "error" in event:
-                    raise ServiceError(_error_message(orjson.dumps(event)), HTTPStatus.BAD_GATEWAY)
+                    raise StepFailed(_error_message(orjson.dumps(event)), HTTPStatus.BAD_GATEWAY)
                 if openai:
                     for choice in event.get("choices") or []:
                         content = (choice.get("delta") or {}).get("content") or ""
@@ -203,4 +207,4 @@ async def stream_llm(clients: ServiceClients, step: Step, call: Call, prompt: st
     return deltas()
 
 
-__all__ = ["Call", "ServiceClients", "ServiceError", "TextDeltas", "call_grpc", "call_llm", "stream_llm"]
+__all__ = ["Call", "ServiceClients", "StepFailed", "TextDeltas", "call_grpc", "call_llm", "stream_llm"]
