@@ -138,7 +138,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         llm.stop()
 
 
-def _chat(base_url: str, model: str, content: Any, stream: bool = False, **headers: str) -> Any:
+def _chat(base_url: str, model: str, content: Any, stream: bool = False, headers: dict[str, str] | None = None) -> Any:
     client = openai.OpenAI(base_url=f"{base_url}/openai/v1", api_key="unused", max_retries=0, default_headers=headers)
     return client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}], stream=stream, **SAMPLING)  # type: ignore[call-overload]
 
@@ -222,7 +222,7 @@ def test_every_step_gets_the_request_id_and_the_trace_headers(stack: Stack) -> N
     request_id = f"router-test-{time.time_ns()}"
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     _chat(stack.router.http_url, "cv-to-llm", _image_message(photo("coffee")),
-          **{"x-request-id": request_id, "traceparent": traceparent, "x-not-allowed": "secret"})  # fmt: skip
+          headers={"x-request-id": request_id, "traceparent": traceparent, "x-not-allowed": "secret"})  # fmt: skip
     time.sleep(0.2)  # access lines are written as each request finishes
     for server in (stack.router, stack.transformer, stack.llm):
         (line,) = _access_lines(server, request_id)

@@ -161,8 +161,11 @@ class GraphExecutor:
         try:
             outcomes = await _all_or_first_failure(tasks)
         finally:
+            # A failed hard branch or the graph's deadline: the others stop now (an LLM branch's
+            # connection closes, which aborts its generation), before the graph answers.
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         parts = {
             step.name: outcome.message
             for step, outcome in zip(node.steps, outcomes, strict=True)
