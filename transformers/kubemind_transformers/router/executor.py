@@ -91,6 +91,7 @@ class _Run:
     replies: dict[str, Message] = field(default_factory=dict)
     skipped: list[SkippedStep] = field(default_factory=list)
     running: set[str] = field(default_factory=set)
+    cancelled: set[str] = field(default_factory=set)
 
 
 class GraphExecutor:
@@ -118,7 +119,7 @@ class GraphExecutor:
             async with asyncio.timeout(self.deadline_seconds):
                 outcome = await self._node(run, self.graph.root, request, final=True)
         except TimeoutError:
-            still = ", ".join(sorted(run.running)) or "none"
+            still = ", ".join(sorted(run.running | run.cancelled)) or "none"
             raise BackendTimeout(
                 f"graph '{self.graph.name}' did not finish within its {self.deadline_seconds:g} s deadline "
                 f"(steps still running, now cancelled: {still})"
@@ -199,6 +200,9 @@ class GraphExecutor:
                     outcome = await self._call(run, step, data, address, limit, final)
             else:
                 outcome = await self._call(run, step, data, address, run.deadline - time.monotonic(), final)
+        except asyncio.CancelledError:
+            run.cancelled.add(step.name)  # the graph's deadline, or a failed sibling in an Ensemble
+            raise
         except TimeoutError:
             return self._failed(run, step, address, BackendTimeout(f"did not answer within its {limit:g} s deadline"))
         except KubemindError as exc:
