@@ -132,3 +132,22 @@ def test_the_adapter_turns_top_k_labels_into_the_prompt() -> None:
     classify = graph.nodes["describe-image"].steps[0]
     (image,) = step_tensors(classify, request, context)
     assert image.name == "image" and image.array[0] == b"jpeg"
+
+
+def test_a_splitter_picks_steps_by_their_weights() -> None:
+    from kubemind_transformers.router.executor import GraphExecutor
+    from kubemind_transformers.router.settings import RouterSettings
+    from kubemind_transformers.router.steps import ServiceClients
+
+    graph = parse_graph({
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": "canary"},
+        "spec": {"nodes": {"root": {"routerType": "Splitter", "steps": [
+            {"name": "stable", "serviceName": "a", "weight": 80},
+            {"name": "canary", "serviceName": "b", "weight": 20},
+        ]}}},
+    })  # fmt: skip
+    executor = GraphExecutor(graph, RouterSettings(splitter_seed=7), ServiceClients(0))
+    picks = [executor._split(graph.root).name for _ in range(2000)]
+    assert 0.17 < picks.count("canary") / len(picks) < 0.23
