@@ -12,7 +12,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
-from kubemind import errors
+from kubemind import errors, runtimes
 from kubemind.model import KubemindModel, TensorSpec
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
@@ -37,6 +37,7 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     errors.UnsupportedMediaType,
     errors.NotImplementedByModel,
     errors.InternalError,
+    runtimes.NoRuntime,
     registry_errors.InvalidModelUri,
     registry_errors.RegistryUnavailable,
     registry_errors.ModelVersionNotFound,
