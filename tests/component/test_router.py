@@ -45,6 +45,7 @@ from tests.component.triton_fixtures import (
     running_predictor,
     running_transformer,
     running_triton,
+    stock_client,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,6 +150,11 @@ def _image_message(image: bytes, text: str = QUESTION) -> list[dict[str, Any]]:
     return [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]
 
 
+def _v2_body(image: bytes, text: str) -> dict[str, Any]:
+    return {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(image).decode()]},
+                       {"name": "text_input", "datatype": "BYTES", "shape": [1], "data": [text]}]}  # fmt: skip
+
+
 def _labels(transformer: ServerProcess, image: bytes) -> list[str]:
     body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(image).decode()]}]}
     reply = httpx.post(f"{transformer.http_url}/v2/models/efficientnet_lite0/infer", json=body, timeout=30).json()
@@ -248,9 +254,7 @@ def test_a_step_over_its_deadline_is_a_504_naming_it(stack: Stack) -> None:
 
 
 def test_an_ensemble_merges_every_branch(stack: Stack) -> None:
-    coffee = base64.b64encode(photo("coffee")).decode()
-    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [coffee]},
-                       {"name": "text_input", "datatype": "BYTES", "shape": [1], "data": ["Hello there"]}]}  # fmt: skip
+    body = _v2_body(photo("coffee"), "Hello there")
     reply = httpx.post(f"{stack.router.http_url}/v2/models/labels-and-answer/infer", json=body, timeout=60)
     assert reply.status_code == 200, reply.text
     outputs = {o["name"]: o["data"] for o in reply.json()["outputs"]}
@@ -259,9 +263,7 @@ def test_an_ensemble_merges_every_branch(stack: Stack) -> None:
 
 
 def test_past_the_graph_deadline_the_running_branches_are_cancelled(stack: Stack) -> None:
-    coffee = base64.b64encode(photo("coffee")).decode()
-    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [coffee]},
-                       {"name": "text_input", "datatype": "BYTES", "shape": [1], "data": ["Hello there"]}]}  # fmt: skip
+    body = _v2_body(photo("coffee"), "Hello there")
     started = time.monotonic()
     reply = httpx.post(f"{stack.router.http_url}/v2/models/slow-ensemble/infer", json=body, timeout=30)
     assert reply.status_code == 504
@@ -291,7 +293,18 @@ def test_zz_a_killed_step_is_skipped_when_soft_and_fails_the_graph_when_hard(sta
     (skipped,) = answer.model_extra["skipped_steps"]
     assert skipped["step"] == "classify" and skipped["service"] == "cv-classifier" and skipped["status"] == 503
 
+    v2 = httpx.post(f"{stack.router.http_url}/v2/models/cv-to-llm/infer", json=_v2_body(photo("coffee"), QUESTION), timeout=60)
+    assert v2.status_code == 200 and v2.json()["parameters"]["skipped_steps"] == "classify"
+
     with pytest.raises(openai.APIStatusError) as failed:
         _chat(stack.router.http_url, "cv-to-llm-strict", _image_message(photo("coffee")))
     assert failed.value.status_code == 503
     assert "step 'classify' (service 'cv-classifier')" in failed.value.message
+    image = base64.b64encode(photo("coffee")).decode()
+    text = base64.b64encode(QUESTION.encode()).decode()
+    (over_grpc,) = stock_client(stack.router.grpc_address, {"model": "cv-to-llm-strict", "inputs": [
+        {"name": "image", "datatype": "BYTES", "shape": [1], "data": [image]},
+        {"name": "text_input", "datatype": "BYTES", "shape": [1], "data": [text]},
+    ]})  # fmt: skip
+    assert over_grpc["error"]["status"] == "StatusCode.UNAVAILABLE"
+    assert "step 'classify' (service 'cv-classifier')" in over_grpc["error"]["message"]
