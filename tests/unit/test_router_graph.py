@@ -151,3 +151,25 @@ def test_a_splitter_picks_steps_by_their_weights() -> None:
     executor = GraphExecutor(graph, RouterSettings(splitter_seed=7), ServiceClients(0))
     picks = [executor._split(graph.root).name for _ in range(2000)]
     assert 0.17 < picks.count("canary") / len(picks) < 0.23
+
+
+def test_a_steps_address_comes_from_service_hosts_then_its_url_then_the_cluster_name() -> None:
+    from kubemind_transformers.router.executor import GraphExecutor
+    from kubemind_transformers.router.settings import RouterSettings
+    from kubemind_transformers.router.steps import ServiceClients
+
+    graph = parse_graph({
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": "g", "namespace": "ml", "annotations": {"kubemind.io/router-steps": "b: {protocol: openai-chat}"}},
+        "spec": {"nodes": {"root": {"routerType": "Sequence", "steps": [
+            {"name": "a", "serviceName": "cls"},
+            {"name": "b", "serviceUrl": "http://llm.ml.svc:8080/openai/v1/chat/completions"},
+            {"name": "c", "serviceUrl": "http://other:9000/v2/models/m/infer"},
+        ]}}},
+    })  # fmt: skip
+    executor = GraphExecutor(graph, RouterSettings(service_hosts=["other=127.0.0.1:81"]), ServiceClients(0))
+    a, b, c = graph.root.steps
+    assert executor.address(a) == "cls.ml.svc.cluster.local:80"
+    assert executor.address(b) == "http://llm.ml.svc:8080"
+    assert executor.address(c) == "127.0.0.1:81"

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubemind.errors import BackendTimeout, InvalidInput, KubemindError
 from kubemind.telemetry import RequestRecord, current_record
@@ -105,7 +106,9 @@ class GraphExecutor:
     def address(self, step: Step) -> str:
         overridden = any(item.partition("=")[0] == step.service for item in self.settings.service_hosts)
         if step.service_url and not overridden:
-            return step.service_url if step.options.protocol != "grpc-v2" else step.service_url.split("://", 1)[-1].split("/", 1)[0]
+            # KServe's serviceUrl names a path too (/v1/models/m:predict); the protocol picks its own.
+            url = urlsplit(step.service_url)
+            return url.netloc if step.options.protocol == "grpc-v2" else f"{url.scheme}://{url.netloc}"
         return self.settings.service_address(step.service, self.graph.namespace)
 
     def step_timeout(self, step: Step) -> float:
