@@ -140,9 +140,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         llm.stop()
 
 
-def _chat(base_url: str, model: str, content: Any, stream: bool = False, headers: dict[str, str] | None = None) -> Any:
+def _chat(
+    base_url: str, model: str, content: Any, stream: bool = False, headers: dict[str, str] | None = None, **sampling: Any
+) -> Any:
     client = openai.OpenAI(base_url=f"{base_url}/openai/v1", api_key="unused", max_retries=0, default_headers=headers)
-    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}], stream=stream, **SAMPLING)  # type: ignore[call-overload]
+    options = {**SAMPLING, **sampling}
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}], stream=stream, **options)
 
 
 def _image_message(image: bytes, text: str = QUESTION) -> list[dict[str, Any]]:
@@ -186,6 +189,10 @@ def test_image_and_question_chain_classifier_labels_into_the_llm_prompt(stack: S
 def test_a_request_without_an_image_takes_the_switch_straight_to_the_llm(stack: Stack) -> None:
     answer = _chat(stack.router.http_url, "cv-to-llm", "Hello there")
     assert answer.choices[0].message.content == _direct_answer(stack.llm, "Hello there")
+    # The client's sampling options win over the graph's for the answer it gets.
+    short = _chat(stack.router.http_url, "cv-to-llm", "Hello there", max_tokens=3)
+    assert short.choices[0].message.content == str(_chat(stack.llm.http_url, LLM, "Hello there", max_tokens=3).choices[0].message.content)
+    assert len(short.choices[0].message.content) < len(answer.choices[0].message.content)
 
 
 def test_stock_grpc_client_streams_the_graph_and_matches_rest(stack: Stack) -> None:

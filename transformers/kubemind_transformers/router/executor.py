@@ -45,6 +45,7 @@ from kubemind_transformers.router.steps import (
     TextDeltas,
     call_grpc,
     call_llm,
+    sampling_of,
     stream_llm,
 )
 
@@ -223,7 +224,7 @@ class GraphExecutor:
 
     async def _call(self, run: _Run, step: Step, data: Message, address: str, timeout: float, final: bool) -> Outcome:
         context = adapter_context(run.request, data, run.replies)
-        call = Call(address, run.headers, timeout)
+        call = Call(address, run.headers, timeout, sampling_of(run.request.parameters) if final else {})
         if step.options.protocol == "grpc-v2":
             return Outcome(await call_grpc(self.clients, step, call, step_tensors(step, data, context)))
         prompt = step_prompt(step, data, context)

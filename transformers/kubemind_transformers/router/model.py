@@ -12,6 +12,9 @@ The graph is reached the ways any kubemind model is, on the one request pipeline
   is `text_input`, an `image_url` data URL part is `image`; `stream: true` passes the LLM step's
   tokens through as chat chunks.
 
+Sampling options the client sends (`max_tokens`, `temperature`, ...: OpenAI fields, generate's
+`parameters`, v2 request parameters) apply to the graph's final LLM step, over the graph's own.
+
 The router's own readiness does not follow its steps': a step that is down is reported, by
 name and with its status, on the request that needed it (and skipped if it is soft).
 """
@@ -37,7 +40,7 @@ from kubemind_transformers.router.executor import GraphExecutor, GraphResult
 from kubemind_transformers.router.graph import Graph
 from kubemind_transformers.router.messages import Message, bytes_tensor
 from kubemind_transformers.router.settings import RouterSettings
-from kubemind_transformers.router.steps import ServiceClients, TextDeltas
+from kubemind_transformers.router.steps import ServiceClients, TextDeltas, sampling_of
 
 IMAGE = "image"
 TEXT_INPUT = "text_input"
@@ -275,7 +278,10 @@ def chat_request(body: dict[str, Any]) -> Message:
     text = " ".join(t for t in texts if t).strip()
     if not text:
         raise InvalidInput("messages: the user message has no text", param="messages")
-    return _request(text, image)
+    sampling = sampling_of(body)
+    if "max_completion_tokens" in body and body["max_completion_tokens"] is not None:
+        sampling["max_tokens"] = body["max_completion_tokens"]
+    return _request(text, image, sampling)
 
 
 __all__ = ["GraphModel", "chat_request", "generate_request"]

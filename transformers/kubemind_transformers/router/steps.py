@@ -9,7 +9,7 @@ status (404, 503, 504...) and message; the executor adds which step and service 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -39,6 +39,17 @@ class StepFailed(KubemindError):
             self.status = status
 
 
+SAMPLING_KEYS = frozenset(
+    {"max_tokens", "temperature", "top_p", "top_k", "min_p", "stop", "seed",
+     "presence_penalty", "frequency_penalty", "repetition_penalty"}
+)  # fmt: skip
+"""The request parameters a client may set for the graph's final LLM step (over the graph's own)."""
+
+
+def sampling_of(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in parameters.items() if key in SAMPLING_KEYS and value is not None}
+
+
 @dataclass(frozen=True)
 class Call:
     """One call of one step: where, with which headers, and until when."""
@@ -46,6 +57,8 @@ class Call:
     address: str
     headers: Mapping[str, str]
     timeout: float
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    """The client's sampling options; only the graph's final LLM step gets them."""
 
     @property
     def request_id(self) -> str:
@@ -126,9 +139,9 @@ def _status(code: int) -> HTTPStatus:
         return HTTPStatus.BAD_GATEWAY
 
 
-def _llm_request(step: Step, prompt: str, stream: bool) -> tuple[str, dict[str, Any]]:
+def _llm_request(step: Step, call: Call, prompt: str, stream: bool) -> tuple[str, dict[str, Any]]:
     model = step.options.model or step.service
-    parameters = dict(step.options.parameters)
+    parameters = {**step.options.parameters, **call.sampling}
     if step.options.protocol == "openai-chat":
         body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream, **parameters}
         return "/openai/v1/chat/completions", body
@@ -137,7 +150,7 @@ def _llm_request(step: Step, prompt: str, stream: bool) -> tuple[str, dict[str, 
 
 async def call_llm(clients: ServiceClients, step: Step, call: Call, prompt: str) -> Message:
     """The whole answer of an LLM step."""
-    path, body = _llm_request(step, prompt, stream=False)
+    path, body = _llm_request(step, call, prompt, stream=False)
     try:
         response = await clients.http.post(
             _http_base(call.address) + path, content=orjson.dumps(body), headers=_json_headers(call), timeout=call.timeout
@@ -163,7 +176,7 @@ def _json_headers(call: Call) -> dict[str, str]:
 async def stream_llm(clients: ServiceClients, step: Step, call: Call, prompt: str) -> TextDeltas:
     """Open the LLM step's stream: the status is checked here (so a refused request fails like a
     non-streamed one); the returned iterator yields its deltas and closes the connection."""
-    path, body = _llm_request(step, prompt, stream=True)
+    path, body = _llm_request(step, call, prompt, stream=True)
     request = clients.http.build_request(
         "POST", _http_base(call.address) + path, content=orjson.dumps(body), headers=_json_headers(call), timeout=call.timeout
     )
@@ -207,4 +220,4 @@ async def stream_llm(clients: ServiceClients, step: Step, call: Call, prompt: st
     return deltas()
 
 
-__all__ = ["Call", "ServiceClients", "StepFailed", "TextDeltas", "call_grpc", "call_llm", "stream_llm"]
+__all__ = ["SAMPLING_KEYS", "Call", "ServiceClients", "StepFailed", "TextDeltas", "call_grpc", "call_llm", "sampling_of", "stream_llm"]
