@@ -156,6 +156,18 @@ spec:
         "spec.predictor.containers[0].args",
         "unrecognized arguments: --no_such_flag=1",
     ),
+    "router args checked against the router's settings, not its image's": (
+        ISVC.format(
+            predictor=(
+                "    containers:\n      - name: kserve-container\n"
+                "        image: kubemind/transformer-image\n"
+                '        command: ["/opt/kubemind/bin/python", "-m", "kubemind_transformers.router"]\n'
+                '        args: ["--graph=/etc/g.yaml", "--top_k=5"]'
+            )
+        ),
+        "spec.predictor.containers[0].args",
+        "RouterSettings rejects the args: RouterSettings: error: unrecognized arguments: --top_k=5",
+    ),
 }
 
 
