@@ -40,7 +40,7 @@ from kubemind_transformers.router.executor import GraphExecutor, GraphResult
 from kubemind_transformers.router.graph import Graph
 from kubemind_transformers.router.messages import Message, bytes_tensor
 from kubemind_transformers.router.settings import RouterSettings
-from kubemind_transformers.router.steps import ServiceClients, TextDeltas, sampling_of
+from kubemind_transformers.router.steps import ServiceClients, StepFailed, TextDeltas, sampling_of
 
 IMAGE = "image"
 TEXT_INPUT = "text_input"
@@ -82,7 +82,7 @@ class GraphModel(KubemindModel):
         request = Message(
             [Tensor(t.name, t.datatype, t.as_numpy()) for t in payload.inputs],
             "inputs",
-            parameters=_plain_parameters(payload.parameters),
+            parameters=dict(payload.parameters or {}),  # the transports decode them to plain values
         )
         result = await self.executor.run(request, dict(headers or {}))
         return self.infer_response(result, payload.id or "", payload.model_version)
@@ -104,7 +104,7 @@ class GraphModel(KubemindModel):
         request = Message(
             [Tensor(t.name, t.datatype, t.as_numpy()) for t in payload.inputs if t.name != "stream"],
             "inputs",
-            parameters=_plain_parameters(payload.parameters),
+            parameters=dict(payload.parameters or {}),  # the transports decode them to plain values
         )
         result = await self.executor.run(request, dict(headers), stream=True)
         request_id = payload.id or ""
@@ -194,8 +194,9 @@ async def _deltas(result: GraphResult) -> TextDeltas:
 def _final_text(result: GraphResult) -> str:
     text = result.message.text() if result.message is not None else None
     if text is None:
-        skipped = ", ".join(s.step for s in result.skipped) or "none"
-        raise InvalidInput(f"the graph's last reply holds no text_output (skipped steps: {skipped})")
+        # A graph that ends in a soft LLM step that was skipped, or one that never ends in text.
+        skipped = ", ".join(f"{s.step} ({s.reason})" for s in result.skipped) or "none"
+        raise StepFailed(f"the graph's last reply holds no text_output; skipped steps: {skipped}")
     return text
 
 
@@ -210,14 +211,6 @@ def _skipped_parameters(result: GraphResult) -> dict[str, Any] | None:
         "skipped_steps": ",".join(s.step for s in result.skipped),
         "skipped_details": orjson.dumps([s.as_dict() for s in result.skipped]).decode(),
     }
-
-
-def _plain_parameters(parameters: Any) -> dict[str, Any]:
-    plain: dict[str, Any] = {}
-    for key, value in (parameters or {}).items():
-        which = getattr(value, "WhichOneof", None)
-        plain[key] = getattr(value, which("parameter_choice")) if which else value
-    return plain
 
 
 def _image_bytes(encoded: str, where: str) -> bytes:
