@@ -1,19 +1,19 @@
 """Router overhead: a graph through `kubemind_transformers.router` vs the client calling the same
 steps itself, over v2 gRPC with the core OIP client, closed loop at concurrency 1 and 8.
 
-The steps are three `simple` predictors (separate processes: INT32 [1, 16] add/subtract, ~0.1 ms
-of work), so what is measured is the router, not a model:
-  chain:    a Sequence of three steps, each fed the previous step's OUTPUT0 by an adapter (the
-            demo's classify -> describe hand-over); direct: the client makes the three calls in
-            turn, feeding OUTPUT0 on itself. Overhead per step = (router p50 - direct p50) / 3.
-            Goal (issue 13): <= 1 ms per step at c=1 and c=8.
-  ensemble: an Ensemble of the three; direct: the three calls at once (asyncio.gather), i.e. the
-            slowest step. Goal: router p50 / direct p50 <= 1.1.
+The steps are `simple` predictors (separate processes: INT32 [1, 16] add/subtract), so what is
+measured is the router, not a model:
+  chain:    a Sequence of three steps answering at once, each fed the previous step's OUTPUT0 by
+            an adapter (the demo's classify -> describe hand-over); direct: the client makes the
+            three calls in turn, feeding OUTPUT0 on itself. Overhead per step = (router p50 -
+            direct p50) / 3. Goal (issue 13): <= 1 ms per step at c=1 and c=8.
+  ensemble: an Ensemble of three steps that take 10, 15 and 20 ms (`--delay_seconds`, a model
+            that waits without using the CPU); direct: the three calls at once (asyncio.gather),
+            i.e. the slowest step. Goal: router p50 / direct p50 <= 1.1.
 Rounds alternate which side runs first; the table shows medians over rounds.
 
-On these 2 cores, 1-ms steps make the one extra hop (client -> router) the whole ensemble ratio,
-and at c=8 the router competes for CPU with the three step servers and the load client, so the
-+ms column says more than the ratio there.
+On these 2 cores the router competes for CPU with the step servers and the load client: at c=8
+the chain's overhead is mostly that contention (the router spends ~0.5 ms of CPU per step).
 """
 
 from __future__ import annotations
@@ -40,18 +40,22 @@ ROUNDS = int(os.environ.get("KUBEMIND_BENCH_ROUNDS", "3"))
 SECONDS = float(os.environ.get("KUBEMIND_BENCH_SECONDS", "2"))
 WARMUP_SECONDS = 0.3
 SERVICES = ("step-a", "step-b", "step-c")
+ENSEMBLE_DELAYS = (0.010, 0.015, 0.020)
 PER_STEP_GOAL_MS = 1.0
 ENSEMBLE_GOAL = 1.1
 STEPS = "kubemind.io/router-steps"
 
 
 def graphs() -> list[dict[str, Any]]:
+    """`chain` over the step-* services, `ensemble` over the slow-* ones."""
+
     def options(name: str, first: bool) -> dict[str, Any]:
         source = 'request.inputs.#(name=="INPUT0")' if first else 'response.outputs.#(name=="OUTPUT0")'
         return {"model": "simple", "inputs": {"INPUT0": source, "INPUT1": 'request.inputs.#(name=="INPUT1")'}}
 
     def graph(name: str, router_type: str, chained: bool) -> dict[str, Any]:
-        steps = [{"name": s, "serviceName": s, "dependency": "Hard", **({"data": "$response"} if chained and i else {})}
+        steps = [{"name": s, "serviceName": s if chained else f"slow-{s}", "dependency": "Hard",
+                  **({"data": "$response"} if chained and i else {})}
                  for i, s in enumerate(SERVICES)]  # fmt: skip
         step_options = {s: options(s, first=not chained or i == 0) for i, s in enumerate(SERVICES)}
         return {
@@ -86,11 +90,14 @@ async def closed_loop(call: Callable[[], Awaitable[Any]], concurrency: int, seco
     return latencies
 
 
-async def measure(router: ServerProcess, steps: list[ServerProcess]) -> dict[tuple[str, str, int], list[float]]:
+async def measure(
+    router: ServerProcess, steps: list[ServerProcess], slow_steps: list[ServerProcess]
+) -> dict[tuple[str, str, int], list[float]]:
     policy = RetryPolicy(timeout=30.0, retry_budget=0, backoff=0.05, cooldown=0.5)
     router_client = OIPClient(router.grpc_address, policy)
     step_clients = [OIPClient(step.grpc_address, policy) for step in steps]
-    for client in (router_client, *step_clients):
+    slow_clients = [OIPClient(step.grpc_address, policy) for step in slow_steps]
+    for client in (router_client, *step_clients, *slow_clients):
         client.connect()
     inputs = request()
 
@@ -101,7 +108,7 @@ async def measure(router: ServerProcess, steps: list[ServerProcess]) -> dict[tup
             fed = [Tensor("INPUT0", "INT32", outputs[0].array), inputs[1]]
 
     async def direct_ensemble() -> None:
-        await asyncio.gather(*(client.infer("simple", inputs) for client in step_clients))
+        await asyncio.gather(*(client.infer("simple", inputs) for client in slow_clients))
 
     async def via_router(graph: str) -> None:
         await router_client.infer(graph, inputs)
@@ -122,7 +129,7 @@ async def measure(router: ServerProcess, steps: list[ServerProcess]) -> dict[tup
                         latencies = await closed_loop(cases[(graph, side)], concurrency, SECONDS)
                         p50s.setdefault((graph, side, concurrency), []).append(statistics.median(latencies) * 1000)
     finally:
-        for client in (router_client, *step_clients):
+        for client in (router_client, *step_clients, *slow_clients):
             await client.close()
     return p50s
 
@@ -130,18 +137,25 @@ async def measure(router: ServerProcess, steps: list[ServerProcess]) -> dict[tup
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-router-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        steps = [
-            stack.enter_context(running_server("kubemind_predictors.simple", ["--model_name", "simple", "--log_requests", "false"], workdir / f"{name}.log"))
-            for name in SERVICES
-        ]
+        def simple(name: str, delay: float) -> ServerProcess:
+            args = ["--model_name", "simple", "--log_requests", "false", "--delay_seconds", str(delay)]
+            return stack.enter_context(running_server("kubemind_predictors.simple", args, workdir / f"{name}.log"))
+
+        steps = [simple(name, 0.0) for name in SERVICES]
+        slow_steps = [simple(f"slow-{name}", delay) for name, delay in zip(SERVICES, ENSEMBLE_DELAYS, strict=True)]
         graph_file = workdir / "graphs.yaml"
         graph_file.write_text(yaml.safe_dump_all(graphs()))
-        hosts = ",".join(f"{name}={step.grpc_address}" for name, step in zip(SERVICES, steps, strict=True))
+        hosts = ",".join(
+            [f"{name}={step.grpc_address}" for name, step in zip(SERVICES, steps, strict=True)]
+            + [f"slow-{name}={step.grpc_address}" for name, step in zip(SERVICES, slow_steps, strict=True)]
+        )
         router = stack.enter_context(
             running_server("kubemind_transformers.router", ["--graph", str(graph_file), "--service_hosts", hosts, "--log_requests", "false"], workdir / "router.log")
         )
-        p50s = asyncio.run(measure(router, steps))
-    print(f"p50 latency in ms, median over {ROUNDS} rounds of {SECONDS:g} s; three `simple` steps over v2 gRPC")
+        p50s = asyncio.run(measure(router, steps, slow_steps))
+    delays = "/".join(f"{d * 1000:g}" for d in ENSEMBLE_DELAYS)
+    print(f"p50 latency in ms, median over {ROUNDS} rounds of {SECONDS:g} s; `simple` steps over v2 gRPC"
+          f" (chain: immediate, ensemble: {delays} ms)")
     print(f"{'graph':<10}{'c':>3}{'direct':>10}{'router':>10}   result")
     for concurrency in CONCURRENCIES:
         for graph in ("chain", "ensemble"):

@@ -12,7 +12,7 @@ from kubemind_predictors.simple.settings import SimpleSettings
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(SimpleSettings, argv, prog="python -m kubemind_predictors.simple")
-    model = SimpleModel(settings.model_name, tuple(settings.versions), settings.max_batch_size)
+    model = SimpleModel(settings.model_name, tuple(settings.versions), settings.max_batch_size, settings.delay_seconds)
     model.load()
     run(settings, [model])
     return 0

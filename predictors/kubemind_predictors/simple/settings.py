@@ -21,3 +21,7 @@ class SimpleSettings(ComponentSettings):
 
     max_batch_size: int = Field(default=8, ge=1)
     """Largest batch (leading dimension) one request may carry."""
+
+    delay_seconds: float = Field(default=0.0, ge=0)
+    """Seconds each request waits before it is answered (the event loop stays free): a slower
+    model for fault tests and benchmarks (the router's step deadlines, its Ensemble timing)."""
