@@ -188,7 +188,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("uvicorn.access", "kserve.trace"):
         logging.getLogger(noisy).disabled = True
-    for name in ("kserve", "uvicorn", "uvicorn.error"):
+    # httpx logs every request it sends at INFO: a router would write one line per step.
+    for name in ("kserve", "uvicorn", "uvicorn.error", "httpx"):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True

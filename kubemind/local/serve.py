@@ -51,8 +51,12 @@ def serve(args: argparse.Namespace) -> int:
         return serve_model(args)
     available = local_services()
     wanted = set(args.only or [s.name for s in available])
-    # a transformer needs its predictor running
-    wanted |= {s.forwards_to for s in available if s.name in wanted and s.forwards_to}
+    # a transformer needs its predictor running, a router the services of its graph
+    while True:
+        needed = set().union(*(s.needs for s in available if s.name in wanted)) - wanted
+        if not needed:
+            break
+        wanted |= needed
     services = [s for s in available if s.name in wanted]
     if not services or wanted - {s.name for s in available}:
         print(f"no such service: {sorted(wanted - {s.name for s in available})}; available: {[s.name for s in available]}")
@@ -75,7 +79,13 @@ def serve(args: argparse.Namespace) -> int:
         for index, service in enumerate(services):
             ports = () if args.port_base == 0 else (args.port_base + 2 * index, args.port_base + 2 * index + 1)
             print(f"starting {service.name} ({service.module}) ...", flush=True)
-            forward = ("--predictor_host", running[service.forwards_to].grpc_address) if service.forwards_to else ()
+            forward: tuple[str, ...] = ("--predictor_host", running[service.forwards_to].grpc_address) if service.forwards_to else ()
+            if service.graph_services:
+                hosts = [
+                    f"{name}={running[local].grpc_address if port == 'grpc' else running[local].http_url}"
+                    for name, local, port in service.graph_services
+                ]
+                forward = ("--service_hosts", ",".join(hosts))
             try:
                 server = start_server(
                     service.module,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from kubemind.processes import python_command
 
@@ -24,6 +25,15 @@ class LocalService:
     env: tuple[tuple[str, str], ...] = ()
     forwards_to: str | None = None
     """A transformer's predictor: that service's gRPC address is passed as --predictor_host."""
+    graph_services: tuple[tuple[str, str, str], ...] = ()
+    """A router's steps: (serviceName in the graph, local service, "grpc" or "http"), passed as
+    --service_hosts with that service's address."""
+
+    @property
+    def needs(self) -> set[str]:
+        """The services this one calls, which must be started before it."""
+        forwarded = {self.forwards_to} if self.forwards_to else set()
+        return forwarded | {local for _, local, _ in self.graph_services}
 
 
 def _simple_sample(http_url: str, grpc_address: str) -> str:
@@ -102,10 +112,33 @@ def _triton_services() -> list[LocalService]:
     return [triton, image]
 
 
+# The graph the cluster gets (inferenceservices/base): the local runner runs the cluster's specs.
+CV_TO_LLM_GRAPH = Path(__file__).resolve().parents[2] / "inferenceservices" / "base" / "cv-to-llm" / "inferencegraph.yaml"
+
+
+def _router() -> list[LocalService]:
+    """The cv-to-llm graph, where this is a checkout (the graph file is not in the package)."""
+    if not CV_TO_LLM_GRAPH.is_file():
+        return []
+    from kubemind_transformers.router.sample_calls import router_sample
+
+    return [
+        LocalService(
+            "router",
+            "kubemind_transformers.router",
+            ("--graph", str(CV_TO_LLM_GRAPH)),
+            router_sample,
+            graph_services=(("cv-classifier", "image", "grpc"), ("llm-chat", "llm-chat", "http")),
+        )
+    ]
+
+
 def local_services() -> list[LocalService]:
-    """In start order: a transformer comes after the predictor it forwards to."""
+    """In start order: a transformer comes after the predictor it forwards to, the router after
+    the services its graph calls."""
     return [
         LocalService("simple", "kubemind_predictors.simple", ("--model_name", "simple"), _simple_sample),
         *_triton_services(),
         _llm_chat(),
+        *_router(),
     ]

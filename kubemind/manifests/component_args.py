@@ -27,6 +27,12 @@ COMPONENT_SETTINGS: dict[str, str] = {
     "kubemind/transformer-image": "kubemind_transformers.image.settings:ImageTransformerSettings",
 }
 
+# kubemind images hold every component's code; a container whose command runs another
+# component's entry point (`python -m MODULE`) parses that component's settings.
+MODULE_SETTINGS: dict[str, str] = {
+    "kubemind_transformers.router": "kubemind_transformers.router.settings:RouterSettings",
+}
+
 # KServe fills these templates in ServingRuntime args at deploy time.
 _RUNTIME_TEMPLATE = re.compile(r"\{\{\s*\.Name\s*\}\}")
 # Kubernetes expands $(VAR) from the container env before the process sees it.
@@ -57,9 +63,14 @@ def image_repository(image: str) -> str:
     return "/".join(without_digest.split("/")[-2:])
 
 
-def settings_class_for(image: str) -> str | None:
-    """The `module:Class` path of the settings a kubemind image parses, None for other images."""
-    return COMPONENT_SETTINGS.get(image_repository(image))
+def settings_class_for(image: str, command: list[str] | None = None) -> str | None:
+    """The `module:Class` path of the settings a kubemind container parses (its image's entry
+    point, or the `-m MODULE` its command runs), None for other images."""
+    default = COMPONENT_SETTINGS.get(image_repository(image))
+    words = [str(word) for word in command or []]
+    if default is not None and "-m" in words[:-1]:
+        return MODULE_SETTINGS.get(words[words.index("-m") + 1], default)
+    return default
 
 
 def _import_settings(dotted: str) -> type[ComponentSettings]:
@@ -147,7 +158,8 @@ def _check_model_on_runtime(
 def _check_container(
     obj: ManifestObject, container: dict[str, Any], path: FieldPath
 ) -> Iterator[Problem]:
-    dotted = settings_class_for(str(container.get("image", "")))
+    command = container.get("command")
+    dotted = settings_class_for(str(container.get("image", "")), command if isinstance(command, list) else None)
     if dotted is None:
         return
     env = {

@@ -12,6 +12,7 @@ from kubemind.manifests import rendering
 from kubemind.manifests.admission import check_admission
 from kubemind.manifests.component_args import check_component_args
 from kubemind.manifests.crd_catalog import load_catalog, missing_crd_dir
+from kubemind.manifests.graph_routes import check_graph_routes
 from kubemind.manifests.image_tags import check_image_tags
 from kubemind.manifests.knative_config import check_knative_config
 from kubemind.manifests.kserve_webhooks import check_runtime_priorities
@@ -89,6 +90,7 @@ def check_objects(
             problems.extend(check_image_tags(obj))
         problems.extend(check_knative_config(obj, crd_dir))
         problems.extend(check_component_args(obj, runtimes.get(obj.source, {})))
+        problems.extend(check_graph_routes(obj))
     problems.extend(check_runtime_priorities(objects))
     problems.extend(check_references(objects, allowed_refs))
     return problems

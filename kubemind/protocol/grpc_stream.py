@@ -7,7 +7,9 @@ model answers each request with one response. A text generator (the LLM predicto
 decoupled, the way Triton's vLLM backend does: `text_input` in, a `stream` flag (BOOL input or
 request parameter), sampling options as request parameters or a `sampling_parameters` JSON
 input; many responses carrying `text_output`, the last with the `triton_final_response`
-parameter. Errors travel in `error_message` and the stream goes on. When the client goes away,
+parameter. A model that streams other inputs (`InferStreamer`: the inference router, whose
+request holds an image next to the text) answers the same way when `stream` is set. Errors travel
+in `error_message` and the stream goes on. When the client goes away,
 everything still running for it is cancelled (which aborts generations in the engine).
 """
 
@@ -16,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import grpc
 import numpy as np
 import orjson
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind.codecs import decode_grpc_request, encode_grpc_response
 from kubemind.errors import InvalidInput, ModelNotReady, as_kubemind_error
@@ -33,6 +36,23 @@ from kubemind.telemetry import RequestRecord
 ENDPOINT = "ModelStreamInfer"
 FINAL_FLAG = "triton_final_response"
 _CONTROL_PARAMETERS = {"stream", "triton_enable_empty_final_response", "sequence_id", "sequence_start", "sequence_end", "priority", "timeout"}
+
+
+@runtime_checkable
+class InferStreamer(Protocol):
+    """A model that answers one v2 request with a stream of v2 responses."""
+
+    async def stream_infer(self, request: InferRequest, headers: dict[str, str]) -> AsyncIterator[InferResponse]:
+        """The responses; validation and the work before the first one happen before the
+        iterator is returned, so a bad request fails as a whole."""
+        ...
+
+
+def _stream_requested(request: Any) -> bool:
+    flag = next((tensor for tensor in request.inputs if tensor.name == "stream"), None)
+    if flag is not None:
+        return bool(_first_value(flag))
+    return bool(dict(request.parameters or {}).get("stream", False))
 
 
 def _first_value(tensor: Any) -> Any:
@@ -91,6 +111,17 @@ class StreamInfer:
         request = decode_grpc_request(message, self.service.shared_memory)
         model, version = self.service.lookup(request.model_name, request.model_version)
         record.model, record.version = model.name, version
+        if isinstance(model, InferStreamer) and _stream_requested(request):
+            if not await self.service.is_ready(model):
+                raise ModelNotReady(f"model '{record.model}' is not ready")
+            held: InferResponse | None = None
+            async for response in await model.stream_infer(request, record.headers):
+                if held is not None:
+                    yield self._flagged(held, request, version, final=False)
+                held = response
+            if held is not None:
+                yield self._flagged(held, request, version, final=True)
+            return
         if not isinstance(model, TextGenerator):
             response, served = await self.service.infer(request, record.headers, record)
             yield encode_grpc_response(response, request, served, self.service.shared_memory)
@@ -109,6 +140,11 @@ class StreamInfer:
                 yield _text_response(record.model, version, request_id, pending, final=False)
             pending = text
         yield _text_response(record.model, version, request_id, pending or "", final=True)
+
+    def _flagged(self, response: InferResponse, request: Any, version: str, *, final: bool) -> pb.ModelInferResponse:
+        reply = encode_grpc_response(response, request, version, self.service.shared_memory)
+        reply.parameters[FINAL_FLAG].bool_param = final
+        return reply
 
     async def one(
         self, message: pb.ModelInferRequest, metadata: Any, queue: asyncio.Queue[ext.ModelStreamInferResponse | None]
@@ -157,4 +193,4 @@ class StreamInfer:
                 await reader
 
 
-__all__ = ["StreamInfer", "generation_inputs"]
+__all__ = ["InferStreamer", "StreamInfer", "generation_inputs"]

@@ -12,12 +12,15 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
-from kubemind import errors
+from kubemind import errors, runtimes
 from kubemind.model import KubemindModel, TensorSpec
-from kubemind.runtimes import NoRuntime
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
 from kubemind_registry import errors as registry_errors
+from kubemind_transformers.router import conditions as router_conditions
+from kubemind_transformers.router import executor as router_executor
+from kubemind_transformers.router import graph as router_graph
+from kubemind_transformers.router import steps as router_steps
 
 # Every error class, listed explicitly: walking __subclasses__() sees only the modules imported
 # so far, and missed the registry's errors. test_the_list_is_complete keeps this list whole.
@@ -34,6 +37,7 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     errors.UnsupportedMediaType,
     errors.NotImplementedByModel,
     errors.InternalError,
+    runtimes.NoRuntime,
     registry_errors.InvalidModelUri,
     registry_errors.RegistryUnavailable,
     registry_errors.ModelVersionNotFound,
@@ -41,7 +45,10 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     registry_errors.ArtifactIntegrityError,
     registry_errors.UnsafeArtifactPath,
     registry_errors.StalePins,
-    NoRuntime,
+    router_steps.StepFailed,
+    router_executor.NoBranchMatched,
+    router_graph.GraphError,
+    router_conditions.ConditionSyntaxError,
 ]
 
 

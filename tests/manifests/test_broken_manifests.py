@@ -156,6 +156,18 @@ spec:
         "spec.predictor.containers[0].args",
         "unrecognized arguments: --no_such_flag=1",
     ),
+    "router args checked against the router's settings, not its image's": (
+        ISVC.format(
+            predictor=(
+                "    containers:\n      - name: kserve-container\n"
+                "        image: kubemind/transformer-image\n"
+                '        command: ["/opt/kubemind/bin/python", "-m", "kubemind_transformers.router"]\n'
+                '        args: ["--graph=/etc/g.yaml", "--top_k=5"]'
+            )
+        ),
+        "spec.predictor.containers[0].args",
+        "RouterSettings rejects the args: RouterSettings: error: unrecognized arguments: --top_k=5",
+    ),
 }
 
 
@@ -422,6 +434,17 @@ WEBHOOK_RULES = {
                "      steps: [{serviceName: a, weight: 100}, {serviceName: b}]\n"),
         "spec.nodes.root.steps[1].weight",
         "missing its weight",
+    ),
+    "InferenceGraph whose steps come back to root": (
+        _graph("    root: {routerType: Sequence, steps: [{name: a, nodeName: n}]}\n"
+               "    n: {routerType: Sequence, steps: [{name: b, nodeName: root}]}\n"),
+        "spec.nodes.n.steps[0].nodeName",
+        "cycle root.steps[0] 'a' -> node 'n' -> n.steps[0] 'b' -> node 'root'",
+    ),
+    "InferenceGraph step naming an unknown node": (
+        _graph("    root: {routerType: Sequence, steps: [{name: a, nodeName: nope}]}\n"),
+        "spec.nodes.root.steps[0].nodeName",
+        "unknown node 'nope' at root.steps[0] 'a' -> node 'nope'",
     ),
     "ServingRuntime PYTHONPATH env": (
         _runtime("  supportedModelFormats: [{name: onnx}]\n  containers:\n"

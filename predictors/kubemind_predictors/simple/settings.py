@@ -25,3 +25,7 @@ class SimpleSettings(ComponentSettings):
     string_model: bool = False
     """Also serve Triton's `simple_string` (the same sums and differences on decimal strings)
     and `simple_identity` (BYTES echoed), which Triton's string example clients call."""
+
+    delay_seconds: float = Field(default=0.0, ge=0)
+    """Seconds each request waits before it is answered (the event loop stays free): a slower
+    model for fault tests and benchmarks (the router's step deadlines, its Ensemble timing)."""
