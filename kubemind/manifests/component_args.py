@@ -57,9 +57,32 @@ def image_repository(image: str) -> str:
     return "/".join(without_digest.split("/")[-2:])
 
 
+# Images whose ENTRYPOINT is a bare `python -m`: the first arg names the module (the image's
+# CMD, the `simple` predictor, when there are no args).
+GENERIC_IMAGES: dict[str, str] = {"kubemind/core": "kubemind_predictors.simple"}
+
+
 def settings_class_for(image: str) -> str | None:
     """The `module:Class` path of the settings a kubemind image parses, None for other images."""
     return COMPONENT_SETTINGS.get(image_repository(image))
+
+
+def entry_point(image: str, args: list[str]) -> tuple[str, str | None, list[str]] | None:
+    """(module, its settings `module:Class` if known, the module's own args) of a kubemind
+    image's container, None for an image that is not kubemind's."""
+    repository = image_repository(image)
+    if repository in GENERIC_IMAGES:
+        module = args[0] if args and not args[0].startswith("-") else GENERIC_IMAGES[repository]
+        rest = args[1:] if args and not args[0].startswith("-") else args
+        dotted = next((d for d in COMPONENT_SETTINGS.values() if _settings_module(d) == module), None)
+        return module, dotted, rest
+    dotted = COMPONENT_SETTINGS.get(repository)
+    return (_settings_module(dotted), dotted, args) if dotted else None
+
+
+def _settings_module(dotted: str) -> str:
+    """`kubemind_predictors.simple.settings:SimpleSettings` -> `kubemind_predictors.simple`."""
+    return dotted.partition(":")[0].removesuffix(".settings")
 
 
 def _import_settings(dotted: str) -> type[ComponentSettings]:
@@ -132,7 +155,14 @@ def _check_model_on_runtime(
     runtime = runtimes.get(str(model.get("runtime", "")))
     if runtime is None:
         return  # chosen by the cluster from supported model formats: only a cluster knows which
-    path: FieldPath = ("spec", "predictor", "model")
+    merged = model_container(model, runtime)
+    if merged is not None:
+        yield from _check_container(obj, merged, ("spec", "predictor", "model"))
+
+
+def model_container(model: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any] | None:
+    """The container KServe assembles for `predictor.model` on `runtime`: the runtime's
+    kserve-container with the model's args and env appended and its image, if any, instead."""
     for container in _get(runtime, ("spec", "containers")) or []:
         if container.get("name") != "kserve-container":
             continue
@@ -141,27 +171,30 @@ def _check_model_on_runtime(
         merged["env"] = [*(container.get("env") or []), *(model.get("env") or [])]
         if model.get("image"):
             merged["image"] = model["image"]
-        yield from _check_container(obj, merged, path)
+        return merged
+    return None
 
 
 def _check_container(
     obj: ManifestObject, container: dict[str, Any], path: FieldPath
 ) -> Iterator[Problem]:
-    dotted = settings_class_for(str(container.get("image", "")))
-    if dotted is None:
-        return
     env = {
         str(item["name"]): str(item["value"])
         for item in container.get("env") or []
         if isinstance(item, dict) and "name" in item and isinstance(item.get("value"), str)
     }
-    args = [_expand(str(arg), obj.name, env) for arg in container.get("args") or []]
-    problem = args_problem(dotted, args, env)
+    args = [expand_arg(str(arg), obj.name, env) for arg in container.get("args") or []]
+    entry = entry_point(str(container.get("image", "")), args)
+    dotted = entry[1] if entry else None
+    if entry is None or dotted is None:
+        return
+    problem = args_problem(dotted, entry[2], env)
     if problem:
         yield Problem.at(obj, (*path, "args"), problem)
 
 
-def _expand(arg: str, name: str, env: dict[str, str]) -> str:
+def expand_arg(arg: str, name: str, env: dict[str, str]) -> str:
+    """An arg as the container sees it: KServe's {{.Name}} filled in, $(VAR) expanded from env."""
     arg = _RUNTIME_TEMPLATE.sub(name or "model", arg)
     return _ENV_REFERENCE.sub(lambda match: env.get(match.group(1), match.group(0)), arg)
 
