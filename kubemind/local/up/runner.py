@@ -1,0 +1,317 @@
+"""The reconcile loop of `kubemind up`: desired specs -> revisions -> gateway routes.
+
+Each component keeps its revisions, the traffic each gets and the last rolled-out revision
+(KServe's `latestRolledoutRevision`). A new revision starts beside the old ones and gets traffic
+only once `minReplicas` of its replicas are ready:
+- no `canaryTrafficPercent`: it takes 100% and becomes the rolled-out revision;
+- `canaryTrafficPercent: P` with an earlier rolled-out revision: P% to the new one, the rest to
+  the rolled-out one (0 sends everything back to it; 100 or removing the field promotes);
+- a revision that no longer gets traffic is stopped after the reload that takes it out.
+The loop runs on the main thread because the replicas' die-with-parent signal follows the
+thread that started them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubemind.errors import KubemindError
+from kubemind.local.up.gateway import (
+    ComponentRoute,
+    GatewayConfig,
+    Nginx,
+    RevisionRoute,
+    ServiceRoute,
+)
+from kubemind.local.up.replicas import Replica, Revision
+from kubemind.local.up.specs import (
+    POD_MODEL_DIR,
+    ComponentPlan,
+    ServicePlan,
+    SpecsRejected,
+    load_specs,
+    plan_services,
+)
+from kubemind.local.up.state import up_home, write_state
+from kubemind.local.up.storage import local_model_dir
+from kubemind.manifests import rendering
+from kubemind.manifests.references import Allowed
+from kubemind.processes import free_port
+
+Report = Callable[[str], None]
+# Retired revisions get this long after the reload that takes them out of rotation, for the
+# requests the old nginx workers still hold.
+DRAIN_SECONDS = 2.0
+
+
+@dataclass
+class ComponentState:
+    plan: ComponentPlan
+    http_port: int
+    grpc_port: int
+    revisions: dict[str, Revision] = field(default_factory=dict)
+    traffic: dict[str, int] = field(default_factory=dict)
+    rolled_out: str | None = None
+    problem: str | None = None
+
+    def desired_traffic(self) -> tuple[dict[str, int], str | None]:
+        """(traffic, rolled-out revision) once the latest revision is ready."""
+        latest, percent = self.plan.revision, self.plan.canary_percent
+        previous = self.rolled_out
+        if percent is None or percent >= 100 or previous is None or previous == latest \
+                or previous not in self.revisions:
+            return {latest: 100}, latest
+        return {previous: 100 - percent, latest: percent}, previous
+
+
+class Runner:
+    def __init__(
+        self,
+        overlay: Path,
+        http_port: int,
+        grpc_port: int,
+        cache_dir: Path | None = None,
+        allowed_refs: Iterable[Allowed] = (),
+        report: Report = print,
+    ):
+        self.overlay = overlay
+        self.allowed_refs = list(allowed_refs)
+        self.cache_dir = cache_dir
+        self.report = report
+        self.home = up_home()
+        self.gateway = Nginx(self._folder("gateway"))
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.generation = 0
+        self.rendered = ""
+        self.services: dict[str, ServicePlan] = {}
+        self.components: dict[str, ComponentState] = {}
+        self.retiring: list[tuple[float, Revision]] = []
+        self.announced_ready = False
+
+    def _folder(self, *parts: str) -> Path:
+        folder = self.home.joinpath(*parts)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # -- the loop ----------------------------------------------------------------------------
+    def load(self) -> None:
+        """Render, validate and start (raises SpecsRejected before anything starts)."""
+        self.rendered, objects = load_specs(self.overlay, self.allowed_refs)
+        self._apply(plan_services(objects))
+        write_state(self.state())
+
+    def run(self, stop: threading.Event, watch_interval: float = 2.0) -> None:
+        next_watch = time.monotonic() + watch_interval
+        next_state = 0.0
+        while not stop.wait(0.2):
+            for component in self.components.values():
+                for revision in component.revisions.values():
+                    revision.poll()
+            self._settle()
+            now = time.monotonic()
+            if now >= next_watch:
+                self._watch()
+                next_watch = time.monotonic() + watch_interval
+            if now >= next_state:
+                write_state(self.state())
+                next_state = now + 1.0
+
+    def stop(self) -> None:
+        self.gateway.stop()
+        for component in self.components.values():
+            for revision in component.revisions.values():
+                revision.stop()
+        for _, revision in self.retiring:
+            revision.stop()
+
+    def _watch(self) -> None:
+        """Re-render; a changed overlay is validated and applied, a rejected one is reported and
+        the running revisions stay as they are."""
+        try:
+            text = rendering.render(self.overlay)
+        except rendering.RenderError as exc:
+            self.report(f"kubemind up: cannot render {self.overlay}: {exc}; keeping the running specs")
+            return
+        if text == self.rendered:
+            return
+        try:
+            self.rendered, objects = load_specs(self.overlay, self.allowed_refs)
+        except SpecsRejected as exc:
+            self.rendered = text  # report once per change
+            self.report("kubemind up: change refused, the running specs stay:\n" + format_problems(exc))
+            return
+        self.report(f"kubemind up: {self.overlay} changed; reconciling")
+        self._apply(plan_services(objects))
+
+    # -- reconcile ---------------------------------------------------------------------------
+    def _apply(self, plans: list[ServicePlan]) -> None:
+        self.services = {f"{p.namespace}/{p.name}": p for p in plans}
+        wanted: set[str] = set()
+        for service in plans:
+            if service.problem:
+                self.report(f"kubemind up: {service.namespace}/{service.name} does not run here: {service.problem}")
+            for plan in service.components.values():
+                wanted.add(plan.key)
+                self._want(plan)
+        for key in [key for key in self.components if key not in wanted]:
+            self.report(f"kubemind up: {key} removed; stopping it")
+            for revision in self.components.pop(key).revisions.values():
+                revision.stop()
+        self.announced_ready = False
+        self._settle(force=True)
+
+    def _want(self, plan: ComponentPlan) -> None:
+        state = self.components.get(plan.key)
+        if state is None:
+            state = self.components[plan.key] = ComponentState(plan, free_port(), free_port())
+        state.plan = plan
+        if plan.revision in state.revisions:
+            return
+        try:
+            state.revisions[plan.revision] = self._start_revision(plan)
+            state.problem = None
+        except (KubemindError, OSError) as exc:
+            state.problem = str(exc)
+            self.report(f"kubemind up: {plan.revision} does not start: {exc}")
+
+    def _start_revision(self, plan: ComponentPlan) -> Revision:
+        args = list(plan.args)
+        if plan.storage_uri and plan.min_replicas > 0:  # minReplicas 0: nothing reads it yet
+            model_dir = local_model_dir(plan.storage_uri, self.cache_dir, prefix=f"{plan.revision}: ")
+            args = [arg.replace(POD_MODEL_DIR, str(model_dir)) for arg in args]
+        if plan.component == "transformer":
+            predictor = self.components.get(f"{plan.namespace}/{plan.service}/predictor")
+            if predictor is not None:
+                # The predictor's local address on the gateway, the stand-in for its cluster Service.
+                port = predictor.grpc_port if plan.predictor_protocol == "grpc-v2" else predictor.http_port
+                args += ["--predictor_host", f"127.0.0.1:{port}"]
+        logs = self._folder("logs", f"{plan.namespace}.{plan.service}")
+        revision = Revision(plan)
+        for index in range(plan.min_replicas):
+            replica = Replica(plan.revision, index, plan.module, tuple(args), dict(plan.env),
+                              logs / f"{plan.revision}-{index}.log", plan.ready_timeout, self.report)
+            replica.start()
+            revision.replicas.append(replica)
+        self.report(f"kubemind up: {plan.revision}: starting {plan.min_replicas} replica(s) of {plan.module}")
+        return revision
+
+    def _settle(self, force: bool = False) -> None:
+        """Move traffic to revisions that became ready; reload the gateway when routes change."""
+        changed = force
+        for state in self.components.values():
+            latest = state.revisions.get(state.plan.revision)
+            if latest is None:
+                continue
+            if not state.traffic or latest.ready:
+                traffic, rolled_out = state.desired_traffic()
+                if not latest.ready:  # nothing routed yet: route to it, answers start once ready
+                    traffic = {state.plan.revision: 100}
+                if traffic != state.traffic:
+                    state.traffic, changed = traffic, True
+                if latest.ready:
+                    state.rolled_out = rolled_out
+            for name in [n for n in state.revisions if n not in state.traffic and n != state.plan.revision]:
+                self.retiring.append((time.monotonic() + DRAIN_SECONDS, state.revisions.pop(name)))
+        if changed:
+            self._reload()
+        now = time.monotonic()
+        for due, revision in [item for item in self.retiring if item[0] <= now]:
+            self.report(f"kubemind up: {revision.name}: no traffic; stopped")
+            revision.stop()
+            self.retiring.remove((due, revision))
+        if not self.announced_ready and self.all_ready():
+            self.announced_ready = True
+            self.report(self.table() + "\nall services ready; Ctrl+C or `kubemind down` stops them.")
+
+    def _reload(self) -> None:
+        self.generation += 1
+        components = []
+        for key, state in self.components.items():
+            order = sorted(state.revisions, key=lambda name: name != state.rolled_out)  # stable first
+            routes = tuple(
+                RevisionRoute(name, state.traffic.get(name, 0),
+                              tuple(r.ports for r in state.revisions[name].replicas if r.ports))
+                for name in order)
+            components.append(ComponentRoute(key, routes, state.http_port, state.grpc_port))
+        services = tuple(
+            ServiceRoute(p.name, p.namespace, p.components[p.entry].key)
+            for p in self.services.values() if p.components and p.components[p.entry].key in self.components)
+        self.gateway.apply(GatewayConfig(self.http_port, self.grpc_port, self.generation,
+                                         tuple(components), services, self.gateway.folder))
+
+    # -- what status shows -------------------------------------------------------------------
+    def all_ready(self) -> bool:
+        return all(
+            state.problem is None and state.plan.revision in state.revisions
+            and state.revisions[state.plan.revision].ready
+            and all(state.revisions[n].ready for n in state.traffic if n in state.revisions)
+            for state in self.components.values())
+
+    def state(self) -> dict[str, Any]:
+        services = []
+        for key, plan in self.services.items():
+            components = []
+            for name in plan.components:
+                state = self.components.get(plan.components[name].key)
+                if state is None:
+                    continue
+                components.append({
+                    "component": name,
+                    "rolled_out": state.rolled_out,
+                    "latest": state.plan.revision,
+                    "problem": state.problem,
+                    "address": {"http": f"127.0.0.1:{state.http_port}", "grpc": f"127.0.0.1:{state.grpc_port}"},
+                    "revisions": [
+                        {"revision": rev.name, "traffic": state.traffic.get(rev.name, 0), "ready": rev.ready_count,
+                         "wanted": rev.plan.min_replicas,
+                         "pids": [r.pid for r in rev.replicas if r.pid], "restarts": sum(r.restarts for r in rev.replicas)}
+                        for rev in state.revisions.values()],
+                })
+            services.append({
+                "name": plan.name, "namespace": plan.namespace, "problem": plan.problem,
+                "url": f"http://{plan.name}.{plan.namespace}.localhost:{self.http_port}",
+                "path_url": f"http://127.0.0.1:{self.http_port}/serving/{plan.namespace}/{plan.name}",
+                "components": components, "key": key,
+            })
+        return {
+            "pid": os.getpid(),
+            "overlay": str(self.overlay),
+            "ready": self.all_ready(),
+            "gateway": {"pid": self.gateway.pid, "http_port": self.http_port, "grpc_port": self.grpc_port,
+                        "generation": self.generation, "folder": str(self.gateway.folder)},
+            "logs": str(self.home / "logs"),
+            "services": services,
+        }
+
+    def table(self) -> str:
+        return format_table(self.state())
+
+
+def format_problems(exc: SpecsRejected) -> str:
+    from kubemind.manifests.reporting import format_text
+
+    return format_text(exc.problems, 0).rsplit("\n", 1)[0]
+
+
+def format_table(state: dict[str, Any]) -> str:
+    """service, component, revision, traffic %, replicas ready/wanted, URL: one row per revision."""
+    rows = [("SERVICE", "COMPONENT", "REVISION", "TRAFFIC", "READY", "URL")]
+    for service in state.get("services", []):
+        name = f"{service['namespace']}/{service['name']}"
+        if service.get("problem"):
+            rows.append((name, "-", "-", "-", "-", f"not run here: {service['problem']}"))
+        for component in service.get("components", []):
+            if component.get("problem"):
+                rows.append((name, component["component"], component["latest"], "-", "-", component["problem"]))
+            for revision in component["revisions"]:
+                rows.append((name, component["component"], revision["revision"], f"{revision['traffic']}%",
+                             f"{revision['ready']}/{revision['wanted']}", service["path_url"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)
