@@ -37,6 +37,8 @@ from kubemind.processes import die_with_parent
 
 FAIL_TIMEOUT_SECONDS = 2
 GENERATION_PATH = "/.kubemind/generation"
+# Attempts per request (the first and one retry): the retry budget.
+RETRY_TRIES = 2
 
 
 class GatewayError(KubemindError):
@@ -160,8 +162,13 @@ def render_config(config: GatewayConfig) -> str:
         "  proxy_read_timeout 600s;",
         "  grpc_read_timeout 600s;",
         "  grpc_send_timeout 600s;",
-        "  proxy_next_upstream error timeout;",
-        "  grpc_next_upstream error timeout;",
+        # One retry on another replica when a connection fails, POSTs included: an inference is
+        # a pure function of its inputs and job submissions are idempotent by job id, and a
+        # pooled connection to a replica that just died fails only after the request is sent.
+        "  proxy_next_upstream error timeout non_idempotent;",
+        "  grpc_next_upstream error timeout non_idempotent;",
+        f"  proxy_next_upstream_tries {RETRY_TRIES};",
+        f"  grpc_next_upstream_tries {RETRY_TRIES};",
     ]
     for component in config.components:
         lines += _upstreams(component)
