@@ -59,6 +59,40 @@ def write_overlay(
     return folder
 
 
+REPO = Path(__file__).resolve().parents[2]
+# Every image the repository's runtimes name, tagged as the overlays tag them (kubemind validate).
+RUNTIME_IMAGES = [
+    {"name": f"kubemind/{name}", "newName": f"registry.kubemind.dev/kubemind/{new}", "newTag": "0.1.0"}
+    for name, new in (("predictor-onnx", "predictor-onnx"), ("predictor-pyfunc", "predictor-pyfunc"),
+                      ("predictor-triton", "predictor-triton"), ("predictor-vllm", "predictor-vllm-cpu"),
+                      ("storage-initializer", "storage-initializer"))
+] + [{"name": "nvcr.io/nvidia/tritonserver", "newTag": "25.10-py3"}]
+
+
+def write_registered_model_overlay(folder: Path, storage_uri: str) -> Path:
+    """An overlay of the repository's own runtimes and one InferenceService `scorer` whose
+    ONNX model comes from the registry (`models:/`), as the cluster's overlays name models."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        # kustomize takes relative paths only.
+        "resources": ["namespace.yaml", os.path.relpath(REPO / "inferenceservices" / "base" / "runtimes", folder),
+                      "scorer.yaml"],
+        "images": RUNTIME_IMAGES,
+    }))
+    (folder / "namespace.yaml").write_text(yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubemind"}}))
+    (folder / "scorer.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "scorer", "namespace": "kubemind"},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"}, "runtime": "kubemind-onnx",
+                                         "storageUri": storage_uri}}},
+    }))
+    return folder
+
+
 def cli(home: Path, *argv: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kubemind.cli", *argv], capture_output=True, text=True,
                           env={**os.environ, "KUBEMIND_HOME": str(home)}, timeout=timeout, check=False)

@@ -157,9 +157,13 @@ class Runner:
         for service in plans:
             if service.problem:
                 self.report(f"kubemind up: {service.namespace}/{service.name} does not run here: {service.problem}")
-            for plan in service.components.values():
+            blocked = None
+            for plan in service.components.values():  # the predictor first
                 wanted.add(plan.key)
-                self._want(plan)
+                if blocked is None:
+                    blocked = self._want(plan)
+                else:  # a transformer without its predictor would only crash-loop
+                    self._blocked(plan, blocked)
         for key in [key for key in self.components if key not in wanted]:
             self.report(f"kubemind up: {key} removed; stopping it")
             for revision in self.components.pop(key).revisions.values():
@@ -167,19 +171,30 @@ class Runner:
         self.announced_ready = False
         self._settle(force=True)
 
-    def _want(self, plan: ComponentPlan) -> None:
+    def _state(self, plan: ComponentPlan) -> ComponentState:
         state = self.components.get(plan.key)
         if state is None:
             state = self.components[plan.key] = ComponentState(plan, free_port(), free_port())
         state.plan = plan
+        return state
+
+    def _want(self, plan: ComponentPlan) -> str | None:
+        """Start the plan's revision unless it runs already; returns why it cannot start."""
+        state = self._state(plan)
         if plan.revision in state.revisions:
-            return
+            return None
         try:
             state.revisions[plan.revision] = self._start_revision(plan)
             state.problem = None
         except (KubemindError, OSError) as exc:
             state.problem = str(exc)
             self.report(f"kubemind up: {plan.revision} does not start: {exc}")
+        return state.problem
+
+    def _blocked(self, plan: ComponentPlan, why: str) -> None:
+        state = self._state(plan)
+        state.problem = f"not started: the predictor does not start ({why})"
+        self.report(f"kubemind up: {plan.revision} {state.problem}")
 
     def _start_revision(self, plan: ComponentPlan) -> Revision:
         args = list(plan.args)
@@ -228,28 +243,35 @@ class Runner:
             self.retiring.remove((due, revision))
         if not self.announced_ready and self.all_ready():
             self.announced_ready = True
-            self.report(self.table() + "\nall services ready; Ctrl+C or `kubemind down` stops them.")
+            problems = sum(bool(s.problem) for s in self.components.values()) + sum(
+                bool(p.problem) for p in self.services.values())
+            note = f" ({problems} component(s) not running here: see the table)" if problems else ""
+            self.report(self.table() + f"\nall services ready{note}; Ctrl+C or `kubemind down` stops them.")
 
     def _reload(self) -> None:
         self.generation += 1
         components = []
         for key, state in self.components.items():
+            if not state.revisions:
+                continue  # nothing started: no routes (status says why)
             order = sorted(state.revisions, key=lambda name: name != state.rolled_out)  # stable first
             routes = tuple(
                 RevisionRoute(name, state.traffic.get(name, 0),
                               tuple(r.ports for r in state.revisions[name].replicas if r.ports))
                 for name in order)
             components.append(ComponentRoute(key, routes, state.http_port, state.grpc_port))
+        routed = {component.key for component in components}
         services = tuple(
             ServiceRoute(p.name, p.namespace, p.components[p.entry].key)
-            for p in self.services.values() if p.components and p.components[p.entry].key in self.components)
+            for p in self.services.values() if p.components and p.components[p.entry].key in routed)
         self.gateway.apply(GatewayConfig(self.http_port, self.grpc_port, self.generation,
                                          tuple(components), services, self.gateway.folder))
 
     # -- what status shows -------------------------------------------------------------------
     def all_ready(self) -> bool:
+        """Every component that can run here is ready (those that cannot are reported apart)."""
         return all(
-            state.problem is None and state.plan.revision in state.revisions
+            state.problem is not None or state.plan.revision in state.revisions
             and state.revisions[state.plan.revision].ready
             and all(state.revisions[n].ready for n in state.traffic if n in state.revisions)
             for state in self.components.values())
