@@ -271,9 +271,9 @@ class Runner:
     def all_ready(self) -> bool:
         """Every component that can run here is ready (those that cannot are reported apart)."""
         return all(
-            state.problem is not None or state.plan.revision in state.revisions
+            state.problem is not None or (state.plan.revision in state.revisions
             and state.revisions[state.plan.revision].ready
-            and all(state.revisions[n].ready for n in state.traffic if n in state.revisions)
+            and all(state.revisions[n].ready for n in state.traffic if n in state.revisions))
             for state in self.components.values())
 
     def state(self) -> dict[str, Any]:
