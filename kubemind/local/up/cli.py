@@ -35,7 +35,8 @@ def register_up(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument("--cache_dir", type=Path, default=None,
                         help="node cache for models:/ URIs (default: $KUBEMIND_HOME, ~/.kubemind)")
     parser.add_argument("--allow-refs", dest="allow_refs", type=Path, action="append", default=[],
-                        metavar="FILE", help="as for `kubemind validate`: objects living outside the overlay")
+                        metavar="FILE", help="as for `kubemind validate`: objects living outside the overlay"
+                        " (default: the checkout's external-objects.yaml)")
     parser.set_defaults(func=up)
 
 
@@ -54,7 +55,7 @@ def register_status(subparsers: Any, name: str, help_text: str) -> None:
 def up(args: argparse.Namespace) -> int:
     from kubemind.local.up.gateway import nginx_binary
     from kubemind.local.up.runner import Runner, format_problems
-    from kubemind.local.up.specs import SpecsRejected, find_overlay
+    from kubemind.local.up.specs import SpecsRejected, checkout_allow_list, find_overlay
     from kubemind.processes import PortInUse, check_port_free
 
     running = running_up()
@@ -66,6 +67,9 @@ def up(args: argparse.Namespace) -> int:
         for file in args.allow_refs:
             allowed.extend(load_allow_list(file))
         overlay = find_overlay(args.overlay)
+        default_refs = checkout_allow_list(overlay) if not args.allow_refs else None
+        if default_refs:
+            allowed.extend(load_allow_list(default_refs))
         nginx_binary()
         for port in (args.http_port, args.grpc_port):
             check_port_free(port)

@@ -245,7 +245,7 @@ class Runner:
             self.announced_ready = True
             problems = sum(bool(s.problem) for s in self.components.values()) + sum(
                 bool(p.problem) for p in self.services.values())
-            note = f" ({problems} component(s) not running here: see the table)" if problems else ""
+            note = f" ({problems} not running here: see the table)" if problems else ""
             self.report(self.table() + f"\nall services ready{note}; Ctrl+C or `kubemind down` stops them.")
 
     def _reload(self) -> None:

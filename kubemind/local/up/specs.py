@@ -98,6 +98,15 @@ def find_overlay(overlay: str, start: Path | None = None) -> Path:
                        " in this checkout")
 
 
+def checkout_allow_list(overlay: Path) -> Path | None:
+    """The checkout's `external-objects.yaml` (what `make validate` passes as --allow-refs) for an
+    overlay inside a checkout: `up dev` accepts the objects `make validate` accepts."""
+    for folder in overlay.resolve().parents:
+        if (folder / "inferenceservices").is_dir() and (folder / "external-objects.yaml").is_file():
+            return folder / "external-objects.yaml"
+    return None
+
+
 def load_specs(overlay: Path, allowed_refs: Iterable[Allowed] = ()) -> tuple[str, list[ManifestObject]]:
     """Render and validate; returns (rendered text, objects). SpecsRejected carries the problems
     exactly as `kubemind validate` prints them."""
