@@ -22,7 +22,14 @@ import pytest
 import tritonclient.http as triton_http
 
 from tests.component.serve_fixtures import pid_alive, wait_dead
-from tests.component.up_fixtures import Up, cli, process_pids, revisions, write_overlay
+from tests.component.up_fixtures import (
+    Up,
+    cli,
+    process_pids,
+    revisions,
+    write_overlay,
+    write_rate_limit,
+)
 
 INPUT = np.arange(16, dtype=np.int32).reshape(1, 16)
 
@@ -166,3 +173,26 @@ def test_up_refuses_a_spec_validate_rejects_with_the_same_message(tmp_path: Path
         assert line in result.stderr
     assert time.monotonic() - started < 60
     assert not (tmp_path / "home" / "up" / "state.json").exists()
+
+
+def test_the_istio_local_rate_limit_answers_429_beyond_the_bucket(tmp_path: Path) -> None:
+    overlay = write_overlay(tmp_path / "overlay", min_replicas=1)
+    limit = write_rate_limit(tmp_path / "rate-limit.yaml", tokens_per_second=1, max_tokens=5)
+    up = Up(overlay, tmp_path / "home", "--istio", str(limit))
+    try:
+        up.wait_ready()
+        client = triton_http.InferenceServerClient(up.base_url)
+        started = time.monotonic()
+        codes = []
+        for _ in range(20):
+            try:
+                infer(client)
+                codes.append(200)
+            except triton_http.InferenceServerException as exc:
+                codes.append(int(str(exc.status())))
+        elapsed = time.monotonic() - started
+        # The bucket: 5 at once, then 1 a second.
+        assert codes[:5] == [200] * 5, codes
+        assert set(codes) == {200, 429} and codes.count(200) <= 5 + int(elapsed) + 1, (codes, elapsed)
+    finally:
+        up.stop()

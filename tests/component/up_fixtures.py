@@ -93,6 +93,15 @@ def write_registered_model_overlay(folder: Path, storage_uri: str) -> Path:
     return folder
 
 
+def write_rate_limit(path: Path, tokens_per_second: int, max_tokens: int) -> Path:
+    """istio/base/rate-limit.yaml's EnvoyFilter with another token bucket."""
+    obj = yaml.safe_load((REPO / "istio" / "base" / "rate-limit.yaml").read_text())
+    bucket = obj["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["value"]["token_bucket"]
+    bucket.update(max_tokens=max_tokens, tokens_per_fill=tokens_per_second, fill_interval="1s")
+    path.write_text(yaml.safe_dump(obj))
+    return path
+
+
 def cli(home: Path, *argv: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kubemind.cli", *argv], capture_output=True, text=True,
                           env={**os.environ, "KUBEMIND_HOME": str(home)}, timeout=timeout, check=False)
@@ -101,14 +110,14 @@ def cli(home: Path, *argv: str, timeout: float = 120.0) -> subprocess.CompletedP
 class Up:
     """`python -m kubemind.cli up OVERLAY` with free gateway ports and its own KUBEMIND_HOME."""
 
-    def __init__(self, overlay: Path, home: Path):
+    def __init__(self, overlay: Path, home: Path, *extra: str):
         self.home = home
         self.out = home / "up.out"
         home.mkdir(parents=True, exist_ok=True)
         with open(self.out, "wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "kubemind.cli", "up", str(overlay), "--http_port", "0", "--grpc_port", "0",
-                 "--watch_interval", "0.5"],
+                 "--watch_interval", "0.5", *extra],
                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "KUBEMIND_HOME": str(home)},
             )
 

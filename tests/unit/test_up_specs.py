@@ -98,9 +98,9 @@ def test_local_paths_are_used_in_place(tmp_path: Path) -> None:
 
 
 def test_the_local_overlay_runs_the_simple_predictor_and_says_what_it_cannot_run() -> None:
-    from kubemind.local.up.specs import load_specs
+    from kubemind.local.up.specs import render_specs, validate_specs
 
-    _, objects = load_specs(REPO / "inferenceservices" / "overlays" / "local")
+    objects = validate_specs(render_specs([REPO / "inferenceservices" / "overlays" / "local"]))
     services = {service.name: service for service in plan_services(objects)}
     assert services["simple"].components["predictor"].module == "kubemind_predictors.simple"
     assert services["cv-classifier"].entry == "transformer"
@@ -125,3 +125,18 @@ def test_the_gateway_config_splits_by_the_canary_percent_and_nginx_accepts_it(tm
     checked = subprocess.run([nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
                               "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_istio_local_rate_limit_becomes_nginx_limit_req(tmp_path: Path) -> None:
+    from kubemind.local.up.policy import gateway_policy
+    from kubemind.manifests.rendering import parse_stream
+
+    path = REPO / "istio" / "base" / "rate-limit.yaml"
+    policy = gateway_policy(list(parse_stream(path.read_text(), str(path))))
+    assert policy.rate_limit is not None
+    assert (policy.rate_limit.requests_per_second, policy.rate_limit.burst) == (100, 200)
+    config = gateway_config(tmp_path)
+    text = render_config(GatewayConfig(config.http_port, config.grpc_port, 1, config.components, config.services,
+                                       tmp_path, policy))
+    assert "limit_req_zone $kubemind_bucket zone=kubemind_gateway:1m rate=100r/s;" in text
+    assert text.count("limit_req zone=kubemind_gateway burst=200 nodelay;") == 3  # path, host, gRPC

@@ -37,6 +37,9 @@ def register_up(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument("--allow-refs", dest="allow_refs", type=Path, action="append", default=[],
                         metavar="FILE", help="as for `kubemind validate`: objects living outside the overlay"
                         " (default: the checkout's external-objects.yaml)")
+    parser.add_argument("--istio", type=Path, action="append", default=[], metavar="PATH",
+                        help="Istio objects (a kustomize folder or YAML) whose gateway policies apply:"
+                        " the local rate limit EnvoyFilter; repeatable")
     parser.set_defaults(func=up)
 
 
@@ -83,7 +86,7 @@ def up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     runner = Runner(overlay, args.http_port, args.grpc_port, args.cache_dir, allowed,
-                    report=lambda line: print(line, flush=True))
+                    report=lambda line: print(line, flush=True), istio=args.istio)
     try:
         print(f"kubemind up: {overlay}", flush=True)
         runner.load()

@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from kubemind.errors import KubemindError
+from kubemind.local.up.policy import GatewayPolicy
 from kubemind.processes import die_with_parent
 
 FAIL_TIMEOUT_SECONDS = 2
@@ -87,6 +88,7 @@ class GatewayConfig:
     components: tuple[ComponentRoute, ...] = ()
     services: tuple[ServiceRoute, ...] = ()
     folder: Path = field(default=Path("."))
+    policy: GatewayPolicy = field(default_factory=GatewayPolicy)
 
 
 def _variable(key: str) -> str:
@@ -117,8 +119,8 @@ def _split(component: ComponentRoute) -> list[str]:
     return lines
 
 
-def _rest_location(target: str, prefix: str = "") -> list[str]:
-    lines = [f"    location {prefix or '/'}{'/' if prefix else ''} {{"]
+def _rest_location(target: str, prefix: str = "", limit: list[str] | None = None) -> list[str]:
+    lines = [f"    location {prefix or '/'}{'/' if prefix else ''} {{", *(limit or [])]
     if prefix:
         lines.append(f"      rewrite ^{prefix}(/.*)$ $1 break;")
     lines += [
@@ -129,9 +131,10 @@ def _rest_location(target: str, prefix: str = "") -> list[str]:
     return lines
 
 
-def _grpc_location(target: str) -> list[str]:
+def _grpc_location(target: str, limit: list[str] | None = None) -> list[str]:
     return [
         "    location / {",
+        *(limit or []),
         f"      add_header x-kubemind-revision ${target} always;",
         f"      grpc_pass grpc://${target}-grpc;",
         "    }",
@@ -170,6 +173,15 @@ def render_config(config: GatewayConfig) -> str:
         f"  proxy_next_upstream_tries {RETRY_TRIES};",
         f"  grpc_next_upstream_tries {RETRY_TRIES};",
     ]
+    limit = config.policy.rate_limit
+    ingress_limit: list[str] = []
+    if limit:
+        # One key for every request: one bucket for the whole gateway, REST and gRPC.
+        lines += [f"  # the local rate limit of {limit.source}",
+                  "  map $server_addr $kubemind_bucket { default gateway; }",
+                  f"  limit_req_zone $kubemind_bucket zone=kubemind_gateway:1m rate={_rate(limit.requests_per_second)};",
+                  "  limit_req_status 429;"]
+        ingress_limit = [f"      limit_req zone=kubemind_gateway burst={limit.burst} nodelay;"]
     for component in config.components:
         lines += _upstreams(component)
         lines += _split(component)
@@ -185,18 +197,19 @@ def render_config(config: GatewayConfig) -> str:
         "    location / { return 404 \"no InferenceService is routed at host $host path $uri\\n\"; }",
     ]
     for service in config.services:
-        lines += _rest_location(_variable(service.entry), service.path_prefix)
+        lines += _rest_location(_variable(service.entry), service.path_prefix, ingress_limit)
     lines.append("  }")
     for service in config.services:
         lines += [f"  server {{  # ingress REST, {service.namespace}/{service.name} by host",
                   f"    listen 127.0.0.1:{config.http_port};", f"    server_name {' '.join(service.hosts)};",
-                  *_rest_location(_variable(service.entry)), "  }"]
+                  *_rest_location(_variable(service.entry), limit=ingress_limit), "  }"]
     for index, service in enumerate(config.services):
         # The only service also takes gRPC calls without its :authority (a plain host:port).
         default = " default_server" if index == 0 and len(config.services) == 1 else ""
         lines += [f"  server {{  # ingress gRPC, {service.namespace}/{service.name}",
                   f"    listen 127.0.0.1:{config.grpc_port} http2{default};",
-                  f"    server_name {' '.join(service.hosts)};", *_grpc_location(_variable(service.entry)), "  }"]
+                  f"    server_name {' '.join(service.hosts)};",
+                  *_grpc_location(_variable(service.entry), ingress_limit), "  }"]
     if len(config.services) != 1:
         lines += ["  server {  # ingress gRPC, unknown :authority",
                   f"    listen 127.0.0.1:{config.grpc_port} http2 default_server;",
@@ -209,6 +222,11 @@ def render_config(config: GatewayConfig) -> str:
                   "  }"]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _rate(per_second: float) -> str:
+    """nginx takes whole requests per second or per minute."""
+    return f"{per_second:g}r/s" if per_second == int(per_second) else f"{round(per_second * 60)}r/m"
 
 
 def nginx_binary() -> str:

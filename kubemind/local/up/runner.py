@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,18 +29,20 @@ from kubemind.local.up.gateway import (
     RevisionRoute,
     ServiceRoute,
 )
+from kubemind.local.up.policy import GatewayPolicy, gateway_policy
 from kubemind.local.up.replicas import Replica, Revision
 from kubemind.local.up.specs import (
     POD_MODEL_DIR,
     ComponentPlan,
     ServicePlan,
     SpecsRejected,
-    load_specs,
     plan_services,
+    render_specs,
+    validate_specs,
 )
 from kubemind.local.up.state import up_home, write_state
 from kubemind.local.up.storage import local_model_dir
-from kubemind.manifests import rendering
+from kubemind.manifests.problems import ManifestObject
 from kubemind.manifests.references import Allowed
 from kubemind.processes import free_port
 
@@ -79,8 +81,14 @@ class Runner:
         cache_dir: Path | None = None,
         allowed_refs: Iterable[Allowed] = (),
         report: Report = print,
+        istio: Sequence[Path] = (),
     ):
         self.overlay = overlay
+        # The Istio objects the gateway's policies come from (the local rate limit), rendered
+        # and validated with the overlay and watched like it.
+        self.paths = [overlay, *istio]
+        self.fingerprint = ""
+        self.gateway_policy = GatewayPolicy()
         self.allowed_refs = list(allowed_refs)
         self.cache_dir = cache_dir
         self.report = report
@@ -89,7 +97,6 @@ class Runner:
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.generation = 0
-        self.rendered = ""
         self.services: dict[str, ServicePlan] = {}
         self.components: dict[str, ComponentState] = {}
         self.retiring: list[tuple[float, Revision]] = []
@@ -103,8 +110,10 @@ class Runner:
     # -- the loop ----------------------------------------------------------------------------
     def load(self) -> None:
         """Render, validate and start (raises SpecsRejected before anything starts)."""
-        self.rendered, objects = load_specs(self.overlay, self.allowed_refs)
-        self._apply(plan_services(objects))
+        rendered = render_specs(self.paths)
+        objects = validate_specs(rendered, self.allowed_refs)
+        self.fingerprint = rendered.fingerprint
+        self._apply(objects)
         write_state(self.state())
 
     def run(self, stop: threading.Event, watch_interval: float = 2.0) -> None:
@@ -134,24 +143,22 @@ class Runner:
     def _watch(self) -> None:
         """Re-render; a changed overlay is validated and applied, a rejected one is reported and
         the running revisions stay as they are."""
-        try:
-            text = rendering.render(self.overlay)
-        except rendering.RenderError as exc:
-            self.report(f"kubemind up: cannot render {self.overlay}: {exc}; keeping the running specs")
+        rendered = render_specs(self.paths)
+        if rendered.fingerprint == self.fingerprint:
             return
-        if text == self.rendered:
-            return
+        self.fingerprint = rendered.fingerprint  # report each change once
         try:
-            self.rendered, objects = load_specs(self.overlay, self.allowed_refs)
+            objects = validate_specs(rendered, self.allowed_refs)
         except SpecsRejected as exc:
-            self.rendered = text  # report once per change
             self.report("kubemind up: change refused, the running specs stay:\n" + format_problems(exc))
             return
         self.report(f"kubemind up: {self.overlay} changed; reconciling")
-        self._apply(plan_services(objects))
+        self._apply(objects)
 
     # -- reconcile ---------------------------------------------------------------------------
-    def _apply(self, plans: list[ServicePlan]) -> None:
+    def _apply(self, objects: list[ManifestObject]) -> None:
+        plans = plan_services(objects)
+        self.gateway_policy = gateway_policy(objects)
         self.services = {f"{p.namespace}/{p.name}": p for p in plans}
         wanted: set[str] = set()
         for service in plans:
@@ -265,7 +272,7 @@ class Runner:
             ServiceRoute(p.name, p.namespace, p.components[p.entry].key)
             for p in self.services.values() if p.components and p.components[p.entry].key in routed)
         self.gateway.apply(GatewayConfig(self.http_port, self.grpc_port, self.generation,
-                                         tuple(components), services, self.gateway.folder))
+                                         tuple(components), services, self.gateway.folder, self.gateway_policy))
 
     # -- what status shows -------------------------------------------------------------------
     def all_ready(self) -> bool:

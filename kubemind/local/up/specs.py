@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kubemind.errors import InvalidInput
-from kubemind.manifests import rendering
 from kubemind.manifests.component_args import entry_point, expand_arg, model_container
 from kubemind.manifests.crd_catalog import default_crd_dir
 from kubemind.manifests.problems import ManifestObject, Problem
@@ -107,18 +106,29 @@ def checkout_allow_list(overlay: Path) -> Path | None:
     return None
 
 
-def load_specs(overlay: Path, allowed_refs: Iterable[Allowed] = ()) -> tuple[str, list[ManifestObject]]:
-    """Render and validate; returns (rendered text, objects). SpecsRejected carries the problems
-    exactly as `kubemind validate` prints them."""
-    try:
-        text = rendering.render(overlay)
-    except rendering.RenderError as exc:
-        raise SpecsRejected([Problem(str(overlay), "-", "-", str(exc))]) from None
-    result = load_objects([overlay])
-    problems = result.problems or check_objects(result.objects, default_crd_dir(), allowed_refs=allowed_refs)
+@dataclass(frozen=True)
+class Rendered:
+    """What the overlay (and any Istio paths) render now; `fingerprint` tells a change apart."""
+
+    objects: list[ManifestObject]
+    problems: list[Problem]
+    fingerprint: str
+
+
+def render_specs(paths: Sequence[Path]) -> Rendered:
+    """Build each kustomize root (or read the YAML files) once; nothing is validated yet."""
+    result = load_objects(paths)
+    digest = hashlib.sha256(json.dumps([o.body for o in result.objects], sort_keys=True).encode()).hexdigest()
+    return Rendered(result.objects, result.problems, digest)
+
+
+def validate_specs(rendered: Rendered, allowed_refs: Iterable[Allowed] = ()) -> list[ManifestObject]:
+    """The objects, once they pass `kubemind validate`'s checks; SpecsRejected carries the
+    problems exactly as `kubemind validate` prints them."""
+    problems = rendered.problems or check_objects(rendered.objects, default_crd_dir(), allowed_refs=allowed_refs)
     if problems:
         raise SpecsRejected(problems)
-    return text, result.objects
+    return rendered.objects
 
 
 def plan_services(objects: list[ManifestObject]) -> list[ServicePlan]:
