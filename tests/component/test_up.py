@@ -149,6 +149,20 @@ def test_canary_traffic_percent_splits_requests_between_the_two_revisions(up: Up
     assert background.errors == [] and background.done > 100, (background.done, background.errors[:3])
 
 
+def test_a_rejected_edit_is_reported_and_the_running_revision_stays(up: Up, overlay: Path) -> None:
+    running = [r["revision"] for r in revisions(up.state())]
+    spec = (overlay / "simple.yaml").read_text()
+    write_overlay(overlay, versions="2", min_replicas=1, extra_args=("--no_such_flag=1",))
+    deadline = time.monotonic() + 60
+    while "change refused" not in up.text():
+        assert time.monotonic() < deadline, up.text()
+        time.sleep(0.2)
+    assert "unrecognized arguments: --no_such_flag=1" in up.text()
+    assert [r["revision"] for r in revisions(up.state())] == running
+    assert infer(triton_http.InferenceServerClient(up.base_url)).get_response()["model_version"] == "2"
+    (overlay / "simple.yaml").write_text(spec)
+
+
 def test_down_stops_every_process_by_pid(up: Up) -> None:
     state = up.state()
     pids = [*process_pids(state), state["gateway"]["pid"], state["pid"]]
@@ -196,3 +210,14 @@ def test_the_istio_local_rate_limit_answers_429_beyond_the_bucket(tmp_path: Path
         assert set(codes) == {200, 429} and codes.count(200) <= 5 + int(elapsed) + 1, (codes, elapsed)
     finally:
         up.stop()
+
+
+def test_no_process_outlives_a_killed_up(tmp_path: Path) -> None:
+    up = Up(write_overlay(tmp_path / "overlay", min_replicas=1), tmp_path / "home")
+    state = up.wait_ready()
+    children = [*process_pids(state), state["gateway"]["pid"]]
+    os.kill(state["pid"], signal.SIGKILL)
+    up.process.wait(10)
+    # Each child asked the kernel for SIGTERM when `up` dies (PR_SET_PDEATHSIG).
+    assert all(wait_dead(pid, 20) for pid in children), [pid for pid in children if pid_alive(pid)]
+    assert cli(tmp_path / "home", "status").stdout.strip() == "kubemind up is not running"
