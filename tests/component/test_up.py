@@ -221,3 +221,23 @@ def test_no_process_outlives_a_killed_up(tmp_path: Path) -> None:
     # Each child asked the kernel for SIGTERM when `up` dies (PR_SET_PDEATHSIG).
     assert all(wait_dead(pid, 20) for pid in children), [pid for pid in children if pid_alive(pid)]
     assert cli(tmp_path / "home", "status").stdout.strip() == "kubemind up is not running"
+
+
+def test_min_replicas_zero_starts_a_replica_on_the_first_request(tmp_path: Path) -> None:
+    up = Up(write_overlay(tmp_path / "overlay", min_replicas=0), tmp_path / "home")
+    try:
+        state = up.wait_ready()
+        assert process_pids(state) == [] and revisions(state)[0]["wanted"] == 0
+        # The first request waits for the cold start (through the activator), then succeeds.
+        client = triton_http.InferenceServerClient(up.base_url, network_timeout=120.0)
+        result = infer(client)
+        assert (result.as_numpy("OUTPUT0") == 2 * INPUT).all()
+        assert "cold start" in up.text()
+        up.wait_for(lambda s: revisions(s)[0]["ready"] == 1, "one replica")
+        # Then nginx routes to the replica itself (the state is written after the reload).
+        conf = (tmp_path / "home" / "up" / "gateway" / "nginx.conf").read_text()
+        http_upstream = conf.split("-http {", 1)[1].split("}", 1)[0]
+        assert "scaled to zero" not in http_upstream and "max_fails=1" in http_upstream
+        assert infer(client).get_response()["model_version"] == "1"
+    finally:
+        up.stop()

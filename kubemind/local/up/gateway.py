@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from kubemind.errors import KubemindError
+from kubemind.local.up.activator import REVISION_HEADER as ACTIVATE_HEADER
 from kubemind.local.up.policy import GatewayPolicy
 from kubemind.processes import die_with_parent
 
@@ -52,6 +53,8 @@ class RevisionRoute:
     percent: int
     replicas: tuple[tuple[int, int], ...]
     """(REST port, gRPC port) of each replica."""
+    activator_port: int | None = None
+    """Where REST requests go while a scaled-to-zero revision has no replica."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,9 @@ def _upstreams(component: ComponentRoute) -> list[str]:
             lines.append(f"  upstream {revision.revision}-{protocol} {{")
             for ports in revision.replicas:
                 lines.append(f"    server 127.0.0.1:{ports[index]} max_fails=1 fail_timeout={FAIL_TIMEOUT_SECONDS}s;")
-            if not revision.replicas:  # minReplicas 0: nothing to send to yet (502)
+            if not revision.replicas and revision.activator_port and protocol == "http":
+                lines.append(f"    server 127.0.0.1:{revision.activator_port};  # scaled to zero")
+            elif not revision.replicas:  # nothing to send to (gRPC at zero: 502, i.e. UNAVAILABLE)
                 lines.append("    server 127.0.0.1:9 down;")
             lines += ["    keepalive 16;", "  }"]
     return lines
@@ -125,6 +130,11 @@ def _rest_location(target: str, prefix: str = "", limit: list[str] | None = None
         lines.append(f"      rewrite ^{prefix}(/.*)$ $1 break;")
     lines += [
         f"      add_header x-kubemind-revision ${target} always;",
+        # Tells the activator which revision to wake when it is the one answering. (A
+        # location's proxy_set_header replaces the inherited ones: all three are here.)
+        f"      proxy_set_header {ACTIVATE_HEADER} ${target};",
+        '      proxy_set_header Connection "";',
+        "      proxy_set_header Host $host;",
         f"      proxy_pass http://${target}-http;",
         "    }",
     ]
@@ -158,8 +168,6 @@ def render_config(config: GatewayConfig) -> str:
         f"  access_log {folder / 'access.log'} kubemind;",
         "  client_max_body_size 0;  # the servers enforce max_request_bytes themselves",
         "  proxy_http_version 1.1;",
-        '  proxy_set_header Connection "";',
-        "  proxy_set_header Host $host;",
         "  proxy_buffering off;  # streamed responses (SSE, chunked) pass as they come",
         "  proxy_request_buffering off;",
         "  proxy_read_timeout 600s;",

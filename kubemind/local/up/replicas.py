@@ -108,6 +108,11 @@ class Revision:
 
     plan: ComponentPlan
     replicas: list[Replica] = field(default_factory=list)
+    args: tuple[str, ...] | None = None
+    """The replicas' args, with the local model folder: resolved at the first replica's start
+    (for minReplicas 0, at the first request)."""
+    activated: bool = False
+    """A scaled-to-zero revision whose replica is ready and in the gateway's routes."""
 
     @property
     def name(self) -> str:

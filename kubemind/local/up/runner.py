@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kubemind.errors import KubemindError
+from kubemind.local.up.activator import Activator
 from kubemind.local.up.gateway import (
     ComponentRoute,
     GatewayConfig,
@@ -94,6 +95,7 @@ class Runner:
         self.report = report
         self.home = up_home()
         self.gateway = Nginx(self._folder("gateway"))
+        self.activator = Activator(report)
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.generation = 0
@@ -134,6 +136,7 @@ class Runner:
 
     def stop(self) -> None:
         self.gateway.stop()
+        self.activator.stop()
         for component in self.components.values():
             for revision in component.revisions.values():
                 revision.stop()
@@ -204,8 +207,27 @@ class Runner:
         self.report(f"kubemind up: {plan.revision} {state.problem}")
 
     def _start_revision(self, plan: ComponentPlan) -> Revision:
+        revision = Revision(plan)
+        for _ in range(plan.min_replicas):
+            self._add_replica(revision)
+        self.report(f"kubemind up: {plan.revision}: starting {plan.min_replicas} replica(s) of {plan.module}"
+                    + (" (scaled to zero: the first request starts one)" if plan.min_replicas == 0 else ""))
+        return revision
+
+    def _add_replica(self, revision: Revision) -> None:
+        plan = revision.plan
+        if revision.args is None:
+            revision.args = tuple(self._replica_args(plan))
+        logs = self._folder("logs", f"{plan.namespace}.{plan.service}")
+        index = len(revision.replicas)
+        replica = Replica(plan.revision, index, plan.module, revision.args, dict(plan.env),
+                          logs / f"{plan.revision}-{index}.log", plan.ready_timeout, self.report)
+        replica.start()
+        revision.replicas.append(replica)
+
+    def _replica_args(self, plan: ComponentPlan) -> list[str]:
         args = list(plan.args)
-        if plan.storage_uri and plan.min_replicas > 0:  # minReplicas 0: nothing reads it yet
+        if plan.storage_uri:
             model_dir = local_model_dir(plan.storage_uri, self.cache_dir, prefix=f"{plan.revision}: ")
             args = [arg.replace(POD_MODEL_DIR, str(model_dir)) for arg in args]
         if plan.component == "transformer":
@@ -214,19 +236,34 @@ class Runner:
                 # The predictor's local address on the gateway, the stand-in for its cluster Service.
                 port = predictor.grpc_port if plan.predictor_protocol == "grpc-v2" else predictor.http_port
                 args += ["--predictor_host", f"127.0.0.1:{port}"]
-        logs = self._folder("logs", f"{plan.namespace}.{plan.service}")
-        revision = Revision(plan)
-        for index in range(plan.min_replicas):
-            replica = Replica(plan.revision, index, plan.module, tuple(args), dict(plan.env),
-                              logs / f"{plan.revision}-{index}.log", plan.ready_timeout, self.report)
-            replica.start()
-            revision.replicas.append(replica)
-        self.report(f"kubemind up: {plan.revision}: starting {plan.min_replicas} replica(s) of {plan.module}")
-        return revision
+        return args
+
+    def _activate(self) -> bool:
+        """Scale from zero: a replica for each revision a request waits for; True when one that
+        woke became ready (its route changes from the activator to the replica)."""
+        wanted = self.activator.wanted()
+        woke = False
+        for state in self.components.values():
+            for revision in state.revisions.values():
+                if revision.plan.min_replicas > 0:
+                    continue
+                if revision.name in wanted and not revision.replicas:
+                    self.report(f"kubemind up: {revision.name}: a request arrived; starting a replica")
+                    try:
+                        self._add_replica(revision)
+                    except (KubemindError, OSError) as exc:
+                        self.report(f"kubemind up: {revision.name} does not start: {exc}")
+                        self.activator.mark_failed(revision.name)
+                ready = next((r for r in revision.replicas if r.ready and r.server), None)
+                if ready is not None and not revision.activated:
+                    assert ready.server is not None
+                    self.activator.mark_ready(revision.name, ready.server.http_port)
+                    revision.activated = woke = True
+        return woke
 
     def _settle(self, force: bool = False) -> None:
         """Move traffic to revisions that became ready; reload the gateway when routes change."""
-        changed = force
+        changed = self._activate() or force
         for state in self.components.values():
             latest = state.revisions.get(state.plan.revision)
             if latest is None:
@@ -262,10 +299,7 @@ class Runner:
             if not state.revisions:
                 continue  # nothing started: no routes (status says why)
             order = sorted(state.revisions, key=lambda name: name != state.rolled_out)  # stable first
-            routes = tuple(
-                RevisionRoute(name, state.traffic.get(name, 0),
-                              tuple(r.ports for r in state.revisions[name].replicas if r.ports))
-                for name in order)
+            routes = tuple(self._route(state.revisions[name], state.traffic.get(name, 0)) for name in order)
             components.append(ComponentRoute(key, routes, state.http_port, state.grpc_port))
         routed = {component.key for component in components}
         services = tuple(
@@ -273,6 +307,11 @@ class Runner:
             for p in self.services.values() if p.components and p.components[p.entry].key in routed)
         self.gateway.apply(GatewayConfig(self.http_port, self.grpc_port, self.generation,
                                          tuple(components), services, self.gateway.folder, self.gateway_policy))
+
+    def _route(self, revision: Revision, percent: int) -> RevisionRoute:
+        if revision.plan.min_replicas == 0 and not revision.activated:
+            return RevisionRoute(revision.name, percent, (), self.activator.port)
+        return RevisionRoute(revision.name, percent, tuple(r.ports for r in revision.replicas if r.ports))
 
     # -- what status shows -------------------------------------------------------------------
     def all_ready(self) -> bool:
@@ -299,7 +338,7 @@ class Runner:
                     "address": {"http": f"127.0.0.1:{state.http_port}", "grpc": f"127.0.0.1:{state.grpc_port}"},
                     "revisions": [
                         {"revision": rev.name, "traffic": state.traffic.get(rev.name, 0), "ready": rev.ready_count,
-                         "wanted": rev.plan.min_replicas,
+                         "wanted": max(rev.plan.min_replicas, len(rev.replicas)),
                          "pids": [r.pid for r in rev.replicas if r.pid], "restarts": sum(r.restarts for r in rev.replicas)}
                         for rev in state.revisions.values()],
                 })
