@@ -339,7 +339,8 @@ class Runner:
                     "revisions": [
                         {"revision": rev.name, "traffic": state.traffic.get(rev.name, 0), "ready": rev.ready_count,
                          "wanted": max(rev.plan.min_replicas, len(rev.replicas)),
-                         "pids": [r.pid for r in rev.replicas if r.pid], "restarts": sum(r.restarts for r in rev.replicas)}
+                         "pids": [r.pid for r in rev.replicas if r.pid],
+                         "ports": [list(r.ports) for r in rev.replicas if r.ports], "restarts": sum(r.restarts for r in rev.replicas)}
                         for rev in state.revisions.values()],
                 })
             services.append({
