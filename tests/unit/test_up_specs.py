@@ -140,3 +140,20 @@ def test_the_istio_local_rate_limit_becomes_nginx_limit_req(tmp_path: Path) -> N
                                        tmp_path, policy))
     assert "limit_req_zone $kubemind_bucket zone=kubemind_gateway:1m rate=100r/s;" in text
     assert text.count("limit_req zone=kubemind_gateway burst=200 nodelay;") == 3  # path, host, gRPC
+
+
+def test_several_services_route_by_host_and_path_and_nginx_accepts_it(tmp_path: Path) -> None:
+    components = tuple(
+        ComponentRoute(f"ns/{name}/predictor", (RevisionRoute(f"{name}-predictor-aaaa", 100, ((port, port + 1),)),),
+                       port + 2, port + 3)
+        for name, port in (("one", 5100), ("two", 5200)))
+    zero = ComponentRoute("ns/two/transformer", (RevisionRoute("two-transformer-cccc", 100, (), 5900),), 5302, 5303)
+    services = (ServiceRoute("one", "ns", "ns/one/predictor"), ServiceRoute("two", "ns", "ns/two/transformer"))
+    text = render_config(GatewayConfig(7101, 7102, 1, (*components, zero), services, tmp_path))
+    assert "server 127.0.0.1:5900;  # scaled to zero" in text
+    # With two services a gRPC call must name one (:authority); an unknown one is NOT_FOUND.
+    assert "add_header grpc-status 5 always;" in text
+    (tmp_path / "nginx.conf").write_text(text)
+    checked = subprocess.run([nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+                              "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
