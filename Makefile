@@ -5,7 +5,7 @@ export VENV
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test serve lint bench protos validate images test-images
+.PHONY: install test serve up lint bench protos validate images test-images
 
 install:
 	@flock $(CURDIR)/.install.lock tools/install.sh
@@ -15,6 +15,12 @@ test: install
 
 serve: install
 	$(VENV)/bin/kubemind serve
+
+# The local overlay's InferenceServices behind nginx (kubemind up). Not yet `make serve`: on a
+# fresh machine only `simple` of that overlay runs (the others need registered models or are
+# stock Triton), while `kubemind serve` runs all four services.
+up: install
+	$(VENV)/bin/kubemind up
 
 lint: install
 	$(VENV)/bin/ruff check kubemind predictors transformers registry workers tests benchmarks

@@ -15,9 +15,12 @@ from collections.abc import Sequence
 
 from kubemind import __version__
 
-# subcommand -> (module exposing register(), one-line help shown by `kubemind --help`)
+# subcommand -> (module exposing register() [or module:function], one-line help for `kubemind --help`)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("kubemind.local.serve", "run kubemind's services on 127.0.0.1 on embedded defaults"),
+    "up": ("kubemind.local.up.cli:register_up", "run an overlay's InferenceServices here, behind nginx"),
+    "down": ("kubemind.local.up.cli:register_down", "stop what `kubemind up` started"),
+    "status": ("kubemind.local.up.cli:register_status", "what `kubemind up` runs: revisions, traffic, replicas"),
     "models": ("kubemind_registry.cli", "register, resolve and pin models in the MLflow registry"),
     "validate": ("kubemind.manifests.validate_cli", "validate kustomize overlays and manifests"),
     "size": ("kubemind.manifests.size_cli", "memory requests and limits for a model"),
@@ -34,8 +37,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         if name == chosen:
-            module = importlib.import_module(module_name)
-            module.register(subparsers, name, help_text)
+            module_path, _, function = module_name.partition(":")
+            module = importlib.import_module(module_path)
+            getattr(module, function or "register")(subparsers, name, help_text)
         else:
             subparsers.add_parser(name, help=help_text, add_help=False)
     return parser

@@ -142,24 +142,24 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float,
     wait_for_health(f"{url}/v2/health/ready", process, timeout, log_path)
 
 
-def start_server(
+def spawn_server(
     module: str,
     args: Sequence[str],
     log_path: Path,
     env: dict[str, str] | None = None,
-    ready_timeout: float = 60.0,
     ports: tuple[int, int] | tuple[()] = (),
 ) -> ServerProcess:
-    """Start `python -m module --host 127.0.0.1 --http_port P --grpc_port Q *args` and wait for ready.
+    """Start `python -m module --host 127.0.0.1 --http_port P --grpc_port Q *args`; do not wait.
 
-    Ports are chosen at run time unless `ports` gives (http, grpc).
+    Ports are chosen at run time unless `ports` gives (http, grpc). The child dies with this
+    process (die_with_parent); its output goes to `log_path`.
     """
     http_port, grpc_port = ports or (free_port(), free_port())
     command = [
         sys.executable, "-m", module,
         "--host", "127.0.0.1", "--http_port", str(http_port), "--grpc_port", str(grpc_port), *args,
     ]
-    log = log_path.open("wb")
+    log = log_path.open("ab")
     process = subprocess.Popen(
         command,
         stdout=log,
@@ -168,9 +168,22 @@ def start_server(
         preexec_fn=die_with_parent(),  # async-signal-safe enough: one prctl, no locks
     )
     log.close()  # the child holds its own copy
-    server = ServerProcess(process, http_port, grpc_port, log_path)
+    return ServerProcess(process, http_port, grpc_port, log_path)
+
+
+def start_server(
+    module: str,
+    args: Sequence[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 60.0,
+    ports: tuple[int, int] | tuple[()] = (),
+) -> ServerProcess:
+    """spawn_server, then wait until the server is ready (stopping it if it never is)."""
+    log_path.write_bytes(b"")  # one log per start
+    server = spawn_server(module, args, log_path, env, ports)
     try:
-        wait_until_ready(server.http_url, process, ready_timeout, log_path)
+        wait_until_ready(server.http_url, server.process, ready_timeout, log_path)
     except BaseException:
         server.stop()
         raise

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kubemind.errors import KubemindError
+from kubemind.local.node_cache import initialize_into_cache
 from kubemind.processes import (
     PortInUse,
     ServerProcess,
@@ -34,11 +35,6 @@ from kubemind.runtimes import NoRuntime, Runtime, runtime_for
 PREFIX = "kubemind serve"
 
 
-def node_cache(home: Path, name: str, version: str) -> Path:
-    """Where a version is initialized on this machine: one folder per name and version."""
-    return home / "models" / name / version
-
-
 def serve_model(args: argparse.Namespace) -> int:
     """Exit codes: 0 stopped by a signal, 1 a failure (registry, download, start), 2 a flavor
     without a runtime or a busy port."""
@@ -48,7 +44,7 @@ def serve_model(args: argparse.Namespace) -> int:
         print(f"{PREFIX}: {exc}; pass --http_port 0 --grpc_port 0 for free ports", file=sys.stderr)
         return 2
     try:
-        model_dir, served = _initialize(args.model, args.cache_dir)
+        model_dir, served = initialize_into_cache(args.model, args.cache_dir)
         runtime = runtime_for(served.flavor)
     except KubemindError as exc:
         code = 2 if isinstance(exc, NoRuntime) else 1
@@ -96,27 +92,6 @@ def _ports(http_port: int, grpc_port: int) -> tuple[int, int]:
     for port in (http_port, grpc_port):
         check_port_free(port)
     return (http_port or free_port(), grpc_port or free_port())
-
-
-def _initialize(uri: str, cache_dir: Path | None) -> tuple[Path, Any]:
-    # Imported here: `kubemind serve` without --model must not need MLflow.
-    from kubemind_registry.initializer import initialize
-    from kubemind_registry.mlflow_store import MlflowRegistry
-    from kubemind_registry.resolve import resolve
-    from kubemind_registry.served import read_served_model
-    from kubemind_registry.settings import RegistrySettings
-
-    settings = RegistrySettings()
-    registry = MlflowRegistry(settings)
-    ref = resolve(registry, uri)
-    dest = node_cache(cache_dir or settings.home, ref.name, ref.version)
-    result = initialize(registry, ref.uri, dest)
-    if result.cached:
-        print(f"{uri} -> {ref.uri}: already in {dest}; nothing downloaded", flush=True)
-    else:
-        print(f"{uri} -> {ref.uri}: {result.downloaded_files} files, {result.downloaded_bytes} bytes"
-              f" verified into {dest} in {result.seconds:.1f}s", flush=True)
-    return dest, read_served_model(dest)
 
 
 def _last_line(text: str) -> str:

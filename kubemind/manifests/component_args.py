@@ -63,14 +63,46 @@ def image_repository(image: str) -> str:
     return "/".join(without_digest.split("/")[-2:])
 
 
-def settings_class_for(image: str, command: list[str] | None = None) -> str | None:
-    """The `module:Class` path of the settings a kubemind container parses (its image's entry
-    point, or the `-m MODULE` its command runs), None for other images."""
-    default = COMPONENT_SETTINGS.get(image_repository(image))
+# Images whose ENTRYPOINT is a bare `python -m`: the first arg names the module (the image's
+# CMD, the `simple` predictor, when there are no args).
+GENERIC_IMAGES: dict[str, str] = {"kubemind/core": "kubemind_predictors.simple"}
+
+
+def settings_class_for(image: str) -> str | None:
+    """The `module:Class` path of the settings a kubemind image parses, None for other images."""
+    return COMPONENT_SETTINGS.get(image_repository(image))
+
+
+def entry_point(
+    image: str, args: list[str], command: list[str] | None = None
+) -> tuple[str, str | None, list[str]] | None:
+    """(module, its settings `module:Class` if known, the module's own args) of a kubemind
+    image's container, None for an image that is not kubemind's. A container whose command runs
+    another component's entry point (`python -m MODULE`) runs that module."""
+    repository = image_repository(image)
+    if repository not in GENERIC_IMAGES and repository not in COMPONENT_SETTINGS:
+        return None
     words = [str(word) for word in command or []]
-    if default is not None and "-m" in words[:-1]:
-        return MODULE_SETTINGS.get(words[words.index("-m") + 1], default)
-    return default
+    if "-m" in words[:-1]:
+        module = words[words.index("-m") + 1]
+        return module, _settings_of_module(module), args
+    if repository in GENERIC_IMAGES:
+        module = args[0] if args and not args[0].startswith("-") else GENERIC_IMAGES[repository]
+        rest = args[1:] if args and not args[0].startswith("-") else args
+        return module, _settings_of_module(module), rest
+    dotted = COMPONENT_SETTINGS[repository]
+    return _settings_module(dotted), dotted, args
+
+
+def _settings_of_module(module: str) -> str | None:
+    return MODULE_SETTINGS.get(module) or next(
+        (d for d in COMPONENT_SETTINGS.values() if _settings_module(d) == module), None
+    )
+
+
+def _settings_module(dotted: str) -> str:
+    """`kubemind_predictors.simple.settings:SimpleSettings` -> `kubemind_predictors.simple`."""
+    return dotted.partition(":")[0].removesuffix(".settings")
 
 
 def _import_settings(dotted: str) -> type[ComponentSettings]:
@@ -143,7 +175,14 @@ def _check_model_on_runtime(
     runtime = runtimes.get(str(model.get("runtime", "")))
     if runtime is None:
         return  # chosen by the cluster from supported model formats: only a cluster knows which
-    path: FieldPath = ("spec", "predictor", "model")
+    merged = model_container(model, runtime)
+    if merged is not None:
+        yield from _check_container(obj, merged, ("spec", "predictor", "model"))
+
+
+def model_container(model: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any] | None:
+    """The container KServe assembles for `predictor.model` on `runtime`: the runtime's
+    kserve-container with the model's args and env appended and its image, if any, instead."""
     for container in _get(runtime, ("spec", "containers")) or []:
         if container.get("name") != "kserve-container":
             continue
@@ -152,28 +191,31 @@ def _check_model_on_runtime(
         merged["env"] = [*(container.get("env") or []), *(model.get("env") or [])]
         if model.get("image"):
             merged["image"] = model["image"]
-        yield from _check_container(obj, merged, path)
+        return merged
+    return None
 
 
 def _check_container(
     obj: ManifestObject, container: dict[str, Any], path: FieldPath
 ) -> Iterator[Problem]:
-    command = container.get("command")
-    dotted = settings_class_for(str(container.get("image", "")), command if isinstance(command, list) else None)
-    if dotted is None:
-        return
     env = {
         str(item["name"]): str(item["value"])
         for item in container.get("env") or []
         if isinstance(item, dict) and "name" in item and isinstance(item.get("value"), str)
     }
-    args = [_expand(str(arg), obj.name, env) for arg in container.get("args") or []]
-    problem = args_problem(dotted, args, env)
+    args = [expand_arg(str(arg), obj.name, env) for arg in container.get("args") or []]
+    command = container.get("command")
+    entry = entry_point(str(container.get("image", "")), args, command if isinstance(command, list) else None)
+    dotted = entry[1] if entry else None
+    if entry is None or dotted is None:
+        return
+    problem = args_problem(dotted, entry[2], env)
     if problem:
         yield Problem.at(obj, (*path, "args"), problem)
 
 
-def _expand(arg: str, name: str, env: dict[str, str]) -> str:
+def expand_arg(arg: str, name: str, env: dict[str, str]) -> str:
+    """An arg as the container sees it: KServe's {{.Name}} filled in, $(VAR) expanded from env."""
     arg = _RUNTIME_TEMPLATE.sub(name or "model", arg)
     return _ENV_REFERENCE.sub(lambda match: env.get(match.group(1), match.group(0)), arg)
 

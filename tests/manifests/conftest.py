@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 TREES = ("inferenceservices", "knative", "istio")
 ENVIRONMENTS = ("dev", "staging", "prod")
+# Overlays of one tree only: `kubemind up` runs inferenceservices/overlays/local on one machine.
+LOCAL_OVERLAYS = {"inferenceservices": ("local",)}
 
 
 @pytest.fixture(scope="session")

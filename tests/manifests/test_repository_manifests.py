@@ -9,9 +9,9 @@ from kubemind.manifests import rendering
 from kubemind.manifests.references import load_allow_list
 from kubemind.manifests.sizing import size_model
 from kubemind.manifests.validator import validate_paths
-from tests.manifests.conftest import ENVIRONMENTS, REPO, TREES
+from tests.manifests.conftest import ENVIRONMENTS, LOCAL_OVERLAYS, REPO, TREES
 
-OVERLAYS = [(tree, env) for tree in TREES for env in ENVIRONMENTS]
+OVERLAYS = [(tree, env) for tree in TREES for env in (*ENVIRONMENTS, *LOCAL_OVERLAYS.get(tree, ()))]
 
 
 @pytest.mark.parametrize(("tree", "env"), OVERLAYS, ids=[f"{t}-{e}" for t, e in OVERLAYS])
@@ -34,10 +34,10 @@ def test_committed_rendering_is_current(tree, env):
 
 def test_validate_discovers_every_overlay_of_a_tree():
     roots = rendering.kustomize_roots(REPO / "inferenceservices")
-    assert sorted(root.name for root in roots) == sorted(ENVIRONMENTS)
+    assert sorted(root.name for root in roots) == sorted((*ENVIRONMENTS, *LOCAL_OVERLAYS["inferenceservices"]))
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
+@pytest.mark.parametrize("env", (*ENVIRONMENTS, *LOCAL_OVERLAYS["inferenceservices"]))
 def test_llm_memory_matches_kubemind_size(env):
     """The LLM's memory follows from its size, so pods are not OOMKilled mid-load."""
     objects = yaml.safe_load_all(

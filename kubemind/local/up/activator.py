@@ -1,0 +1,131 @@
+"""Scale from zero: the stand-in for Knative's activator.
+
+While a revision with `minReplicas: 0` has no replica, the gateway sends its REST requests
+here. The first one asks the runner (on the main thread, which owns every child process) for a
+replica, waits until that replica is ready, and forwards the request to it; the time from that
+request to ready is the cold start, logged. Once the replica is ready the runner reloads nginx
+so that requests go straight to it. gRPC has no activator: it answers UNAVAILABLE until a REST
+request has woken the revision.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+REVISION_HEADER = "x-kubemind-activate"
+# Hop-by-hop headers are the connection's, not the request's: never forwarded.
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+              "proxy-connection", "content-length", "host"}
+
+
+class Activator:
+    def __init__(self, report: Callable[[str], None], timeout: float = 600.0):
+        self.report = report
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._wanted: set[str] = set()
+        self._ready: dict[str, int] = {}  # revision -> REST port of a ready replica
+        self._failed: set[str] = set()  # revisions whose replica could not be started
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="activator", daemon=True)
+        self._thread.start()
+
+    # -- the runner's side (main thread) -----------------------------------------------------
+    def wanted(self) -> set[str]:
+        """Revisions a request is waiting for; the runner starts a replica for each."""
+        with self._lock:
+            return set(self._wanted)
+
+    def mark_ready(self, revision: str, http_port: int) -> None:
+        with self._lock:
+            self._wanted.discard(revision)
+            self._ready[revision] = http_port
+
+    def mark_failed(self, revision: str) -> None:
+        """The waiting requests get 503 now instead of at the timeout."""
+        with self._lock:
+            self._wanted.discard(revision)
+            self._failed.add(revision)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # -- the request's side (one thread per request) -----------------------------------------
+    def _wait_for(self, revision: str) -> int | None:
+        started = time.monotonic()
+        with self._lock:
+            cold = revision not in self._ready and revision not in self._wanted
+            if revision not in self._ready:
+                self._wanted.add(revision)
+                self._failed.discard(revision)
+        while time.monotonic() - started < self.timeout:
+            with self._lock:
+                port = self._ready.get(revision)
+                failed = revision in self._failed
+            if port is not None:
+                if cold:
+                    self.report(f"{revision}: cold start {time.monotonic() - started:.1f}s (first request to ready)")
+                return port
+            if failed:
+                return None
+            time.sleep(0.05)
+        return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        activator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # nginx's access log has every request
+
+            def _forward(self) -> None:
+                revision = self.headers.get(REVISION_HEADER, "")
+                body = self._body()
+                port = activator._wait_for(revision) if revision else None
+                if port is None:
+                    self._answer(503, f'{{"error": "{revision or "no revision"} did not become ready;'
+                                 f' see kubemind up\'s output"}}'.encode(), {})
+                    return
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in HOP_BY_HOP and k.lower() != REVISION_HEADER}
+                try:
+                    reply = httpx.request(self.command, f"http://127.0.0.1:{port}{self.path}", headers=headers,
+                                          content=body, timeout=activator.timeout)
+                except httpx.HTTPError as exc:
+                    self._answer(502, f'{{"error": "replica unreachable: {exc}"}}'.encode(), {})
+                    return
+                kept = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP | {"content-encoding"}}
+                self._answer(reply.status_code, reply.content, kept)
+
+            def _body(self) -> bytes:
+                if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                    chunks = []
+                    while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                return self.rfile.read(int(self.headers.get("content-length") or 0))
+
+            def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _forward
+
+        return Handler

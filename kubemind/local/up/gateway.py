@@ -1,0 +1,315 @@
+"""The local gateway: nginx (Debian's package) configured from the InferenceServices.
+
+Why nginx and not HAProxy: nginx 1.22 has everything the Istio objects ask for built in or one
+Debian module away (`split_clients` for the canary, `mirror` for shadow traffic, `limit_req`,
+`grpc_pass` for h2c, njs for JWT), while HAProxy 2.6 has no request mirroring.
+
+Layout of the generated configuration:
+- one upstream per revision and protocol (`REVISION-http`, `REVISION-grpc`), its replicas
+  round-robin with passive health checks (a refused connection marks a replica failed for
+  FAIL_TIMEOUT and the request goes to the next one);
+- one `split_clients` per component choosing a revision per request (a random request id, so
+  each request is an independent draw with the canary's probability);
+- per component a REST and a gRPC listener, the local stand-in for its cluster Service
+  (`NAME-predictor.NAMESPACE`): a transformer's --predictor_host points there;
+- the ingress: REST by path (`/serving/NAMESPACE/NAME/...`) or by Host (`NAME.NAMESPACE.localhost`,
+  `NAME.NAMESPACE.svc.cluster.local`, ...), gRPC by :authority, to each service's entry component
+  (its transformer if it has one). Every response names its revision in `x-kubemind-revision`.
+A change is written, checked with `nginx -t` and applied with SIGHUP: the old workers finish the
+requests they hold, so a reload drops nothing in flight.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from kubemind.errors import KubemindError
+from kubemind.local.up.activator import REVISION_HEADER as ACTIVATE_HEADER
+from kubemind.local.up.policy import GatewayPolicy
+from kubemind.processes import die_with_parent
+
+FAIL_TIMEOUT_SECONDS = 2
+GENERATION_PATH = "/.kubemind/generation"
+# Attempts per request (the first and one retry): the retry budget.
+RETRY_TRIES = 2
+
+
+class GatewayError(KubemindError):
+    """nginx is missing, rejects the generated configuration or does not start."""
+
+
+@dataclass(frozen=True)
+class RevisionRoute:
+    revision: str
+    percent: int
+    replicas: tuple[tuple[int, int], ...]
+    """(REST port, gRPC port) of each replica."""
+    activator_port: int | None = None
+    """Where REST requests go while a scaled-to-zero revision has no replica."""
+
+
+@dataclass(frozen=True)
+class ComponentRoute:
+    key: str
+    """`namespace/service/component`."""
+    revisions: tuple[RevisionRoute, ...]
+    http_port: int
+    grpc_port: int
+
+
+@dataclass(frozen=True)
+class ServiceRoute:
+    name: str
+    namespace: str
+    entry: str
+    """ComponentRoute.key of the component the ingress sends this service's requests to."""
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        base = f"{self.name}.{self.namespace}"
+        return (f"{base}.localhost", f"{base}.svc.cluster.local", f"{base}.svc", base, f"{base}.example.com")
+
+    @property
+    def path_prefix(self) -> str:
+        return f"/serving/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    http_port: int
+    grpc_port: int
+    generation: int
+    components: tuple[ComponentRoute, ...] = ()
+    services: tuple[ServiceRoute, ...] = ()
+    folder: Path = field(default=Path("."))
+    policy: GatewayPolicy = field(default_factory=GatewayPolicy)
+
+
+def _variable(key: str) -> str:
+    return "kubemind_" + "".join(ch if ch.isalnum() else "_" for ch in key)
+
+
+def _upstreams(component: ComponentRoute) -> list[str]:
+    lines = []
+    for revision in component.revisions:
+        for protocol, index in (("http", 0), ("grpc", 1)):
+            lines.append(f"  upstream {revision.revision}-{protocol} {{")
+            for ports in revision.replicas:
+                lines.append(f"    server 127.0.0.1:{ports[index]} max_fails=1 fail_timeout={FAIL_TIMEOUT_SECONDS}s;")
+            if not revision.replicas and revision.activator_port and protocol == "http":
+                lines.append(f"    server 127.0.0.1:{revision.activator_port};  # scaled to zero")
+            elif not revision.replicas:  # nothing to send to (gRPC at zero: 502, i.e. UNAVAILABLE)
+                lines.append("    server 127.0.0.1:9 down;")
+            lines += ["    keepalive 16;", "  }"]
+    return lines
+
+
+def _split(component: ComponentRoute) -> list[str]:
+    """Canary first, the rest (`*`) to the stable revision; 0% revisions get nothing."""
+    weighted = [r for r in component.revisions if r.percent > 0]
+    lines = [f'  split_clients "${{request_id}}" ${_variable(component.key)} {{']
+    for revision in weighted[1:]:
+        lines.append(f"    {revision.percent}% {revision.revision};")
+    stable = weighted[0].revision if weighted else component.revisions[0].revision
+    lines += [f"    * {stable};", "  }"]
+    return lines
+
+
+def _rest_location(target: str, prefix: str = "", limit: list[str] | None = None) -> list[str]:
+    lines = [f"    location {prefix or '/'}{'/' if prefix else ''} {{", *(limit or [])]
+    if prefix:
+        lines.append(f"      rewrite ^{prefix}(/.*)$ $1 break;")
+    lines += [
+        f"      add_header x-kubemind-revision ${target} always;",
+        # Tells the activator which revision to wake when it is the one answering. (A
+        # location's proxy_set_header replaces the inherited ones: all three are here.)
+        f"      proxy_set_header {ACTIVATE_HEADER} ${target};",
+        '      proxy_set_header Connection "";',
+        "      proxy_set_header Host $host;",
+        f"      proxy_pass http://${target}-http;",
+        "    }",
+    ]
+    return lines
+
+
+def _grpc_location(target: str, limit: list[str] | None = None) -> list[str]:
+    return [
+        "    location / {",
+        *(limit or []),
+        f"      add_header x-kubemind-revision ${target} always;",
+        f"      grpc_pass grpc://${target}-grpc;",
+        "    }",
+    ]
+
+
+def render_config(config: GatewayConfig) -> str:
+    """The nginx.conf for these routes (pure: the tests read it, nginx -t checks it)."""
+    folder = config.folder
+    user = [f"user {getpass.getuser()};"] if os.geteuid() == 0 else []  # else workers run as nobody
+    lines = [
+        "# Generated by `kubemind up` from the rendered InferenceServices; rewritten on every change.",
+        *user,
+        "worker_processes 1;",
+        f"pid {folder / 'nginx.pid'};",
+        f"error_log {folder / 'error.log'} notice;",
+        "events { worker_connections 1024; }",
+        "http {",
+        "  log_format kubemind '$remote_addr \"$request\" $status host=$host upstream=$upstream_addr"
+        " rt=$request_time';",
+        f"  access_log {folder / 'access.log'} kubemind;",
+        "  client_max_body_size 0;  # the servers enforce max_request_bytes themselves",
+        "  proxy_http_version 1.1;",
+        "  proxy_buffering off;  # streamed responses (SSE, chunked) pass as they come",
+        "  proxy_request_buffering off;",
+        "  proxy_read_timeout 600s;",
+        "  grpc_read_timeout 600s;",
+        "  grpc_send_timeout 600s;",
+        # One retry on another replica when a connection fails, POSTs included: an inference is
+        # a pure function of its inputs and job submissions are idempotent by job id, and a
+        # pooled connection to a replica that just died fails only after the request is sent.
+        "  proxy_next_upstream error timeout non_idempotent;",
+        "  grpc_next_upstream error timeout non_idempotent;",
+        f"  proxy_next_upstream_tries {RETRY_TRIES};",
+        f"  grpc_next_upstream_tries {RETRY_TRIES};",
+    ]
+    limit = config.policy.rate_limit
+    ingress_limit: list[str] = []
+    if limit:
+        # One key for every request: one bucket for the whole gateway, REST and gRPC.
+        lines += [f"  # the local rate limit of {limit.source}",
+                  "  map $server_addr $kubemind_bucket { default gateway; }",
+                  f"  limit_req_zone $kubemind_bucket zone=kubemind_gateway:1m rate={_rate(limit.requests_per_second)};",
+                  "  limit_req_status 429;"]
+        ingress_limit = [f"      limit_req zone=kubemind_gateway burst={limit.burst} nodelay;"]
+    for component in config.components:
+        lines += _upstreams(component)
+        lines += _split(component)
+        target = _variable(component.key)
+        lines += [f"  server {{  # {component.key} REST", f"    listen 127.0.0.1:{component.http_port};",
+                  *_rest_location(target), "  }"]
+        lines += [f"  server {{  # {component.key} gRPC", f"    listen 127.0.0.1:{component.grpc_port} http2;",
+                  *_grpc_location(target), "  }"]
+    lines += [
+        "  server {  # ingress REST, by path",
+        f"    listen 127.0.0.1:{config.http_port} default_server;",
+        f'    location = {GENERATION_PATH} {{ return 200 "{config.generation}\\n"; }}',
+        "    location / { return 404 \"no InferenceService is routed at host $host path $uri\\n\"; }",
+    ]
+    for service in config.services:
+        lines += _rest_location(_variable(service.entry), service.path_prefix, ingress_limit)
+    lines.append("  }")
+    for service in config.services:
+        lines += [f"  server {{  # ingress REST, {service.namespace}/{service.name} by host",
+                  f"    listen 127.0.0.1:{config.http_port};", f"    server_name {' '.join(service.hosts)};",
+                  *_rest_location(_variable(service.entry), limit=ingress_limit), "  }"]
+    for index, service in enumerate(config.services):
+        # The only service also takes gRPC calls without its :authority (a plain host:port).
+        default = " default_server" if index == 0 and len(config.services) == 1 else ""
+        lines += [f"  server {{  # ingress gRPC, {service.namespace}/{service.name}",
+                  f"    listen 127.0.0.1:{config.grpc_port} http2{default};",
+                  f"    server_name {' '.join(service.hosts)};",
+                  *_grpc_location(_variable(service.entry), ingress_limit), "  }"]
+    if len(config.services) != 1:
+        lines += ["  server {  # ingress gRPC, unknown :authority",
+                  f"    listen 127.0.0.1:{config.grpc_port} http2 default_server;",
+                  "    location / {",
+                  '      add_header grpc-status 5 always;  # NOT_FOUND',
+                  '      add_header grpc-message "no InferenceService is routed at this authority" always;',
+                  "      default_type application/grpc;",
+                  "      return 200;",
+                  "    }",
+                  "  }"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _rate(per_second: float) -> str:
+    """nginx takes whole requests per second or per minute."""
+    return f"{per_second:g}r/s" if per_second == int(per_second) else f"{round(per_second * 60)}r/m"
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.access(p, os.X_OK)), None)
+    if not found:
+        raise GatewayError("nginx not found: install Debian's nginx package (`make install` does:"
+                           " requirements/apt.txt)")
+    return found
+
+
+class Nginx:
+    """The nginx master as a child process (dies with `kubemind up`), reloaded by SIGHUP."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.conf = folder / "nginx.conf"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.http_port = 0
+
+    def _command(self, conf: Path, *extra: str) -> list[str]:
+        # -p: temp folders under ours; -e: the error log nginx opens before reading the config.
+        return [nginx_binary(), "-p", str(self.folder), "-c", str(conf), "-e", str(self.folder / "error.log"), *extra]
+
+    def _check(self, text: str) -> Path:
+        candidate = self.folder / "nginx.conf.new"
+        candidate.write_text(text)
+        result = subprocess.run(self._command(candidate, "-t", "-q"), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise GatewayError(f"nginx rejects the generated configuration ({candidate}): {result.stderr.strip()}")
+        return candidate
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def apply(self, config: GatewayConfig) -> None:
+        """Start nginx, or reload it, with `config`; returns once the new generation answers."""
+        self.http_port = config.http_port
+        candidate = self._check(render_config(config))
+        candidate.replace(self.conf)
+        if self.process is None or self.process.poll() is not None:
+            log = (self.folder / "nginx.out").open("ab")
+            self.process = subprocess.Popen(self._command(self.conf, "-g", "daemon off;"), stdout=log,
+                                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
+            log.close()
+        else:
+            os.kill(self.process.pid, signal.SIGHUP)
+        self._wait_for_generation(config.generation)
+
+    def _wait_for_generation(self, generation: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.http_port}{GENERATION_PATH}"
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise GatewayError(f"nginx exited with {self.process.returncode}: "
+                                   f"{(self.folder / 'error.log').read_text(errors='replace')[-2000:]}")
+            try:
+                answer = httpx.get(url, timeout=0.5)
+                if answer.status_code == 200 and answer.text.strip() == str(generation):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise GatewayError(f"nginx did not serve configuration {generation} within {timeout}s; see"
+                           f" {self.folder / 'error.log'}")
+
+    def stop(self) -> None:
+        """SIGQUIT: nginx's graceful shutdown (in-flight requests finish), then SIGKILL."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, signal.SIGQUIT)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)

@@ -1,0 +1,386 @@
+"""The reconcile loop of `kubemind up`: desired specs -> revisions -> gateway routes.
+
+Each component keeps its revisions, the traffic each gets and the last rolled-out revision
+(KServe's `latestRolledoutRevision`). A new revision starts beside the old ones and gets traffic
+only once `minReplicas` of its replicas are ready:
+- no `canaryTrafficPercent`: it takes 100% and becomes the rolled-out revision;
+- `canaryTrafficPercent: P` with an earlier rolled-out revision: P% to the new one, the rest to
+  the rolled-out one (0 sends everything back to it; 100 or removing the field promotes);
+- a revision that no longer gets traffic is stopped after the reload that takes it out.
+The loop runs on the main thread because the replicas' die-with-parent signal follows the
+thread that started them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubemind.errors import KubemindError
+from kubemind.local.up.activator import Activator
+from kubemind.local.up.gateway import (
+    ComponentRoute,
+    GatewayConfig,
+    Nginx,
+    RevisionRoute,
+    ServiceRoute,
+)
+from kubemind.local.up.policy import GatewayPolicy, gateway_policy
+from kubemind.local.up.replicas import Replica, Revision
+from kubemind.local.up.specs import (
+    POD_MODEL_DIR,
+    ComponentPlan,
+    ServicePlan,
+    SpecsRejected,
+    plan_services,
+    render_specs,
+    validate_specs,
+)
+from kubemind.local.up.state import up_home, write_state
+from kubemind.local.up.storage import local_model_dir
+from kubemind.manifests.problems import ManifestObject
+from kubemind.manifests.references import Allowed
+from kubemind.processes import free_port
+
+Report = Callable[[str], None]
+# Retired revisions get this long after the reload that takes them out of rotation, for the
+# requests the old nginx workers still hold.
+DRAIN_SECONDS = 2.0
+
+
+@dataclass
+class ComponentState:
+    plan: ComponentPlan
+    http_port: int
+    grpc_port: int
+    revisions: dict[str, Revision] = field(default_factory=dict)
+    traffic: dict[str, int] = field(default_factory=dict)
+    rolled_out: str | None = None
+    problem: str | None = None
+
+    def desired_traffic(self) -> tuple[dict[str, int], str | None]:
+        """(traffic, rolled-out revision) once the latest revision is ready."""
+        latest, percent = self.plan.revision, self.plan.canary_percent
+        previous = self.rolled_out
+        if percent is None or percent >= 100 or previous is None or previous == latest \
+                or previous not in self.revisions:
+            return {latest: 100}, latest
+        return {previous: 100 - percent, latest: percent}, previous
+
+
+class Runner:
+    def __init__(
+        self,
+        overlay: Path,
+        http_port: int,
+        grpc_port: int,
+        cache_dir: Path | None = None,
+        allowed_refs: Iterable[Allowed] = (),
+        report: Report = print,
+        istio: Sequence[Path] = (),
+    ):
+        self.overlay = overlay
+        # The Istio objects the gateway's policies come from (the local rate limit), rendered
+        # and validated with the overlay and watched like it.
+        self.paths = [overlay, *istio]
+        self.fingerprint = ""
+        self.gateway_policy = GatewayPolicy()
+        self.allowed_refs = list(allowed_refs)
+        self.cache_dir = cache_dir
+        self.report = report
+        self.home = up_home()
+        self.gateway = Nginx(self._folder("gateway"))
+        self.activator = Activator(report)
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.generation = 0
+        self.services: dict[str, ServicePlan] = {}
+        self.components: dict[str, ComponentState] = {}
+        self.retiring: list[tuple[float, Revision]] = []
+        self.announced_ready = False
+
+    def _folder(self, *parts: str) -> Path:
+        folder = self.home.joinpath(*parts)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # -- the loop ----------------------------------------------------------------------------
+    def load(self) -> None:
+        """Render, validate and start (raises SpecsRejected before anything starts)."""
+        rendered = render_specs(self.paths)
+        objects = validate_specs(rendered, self.allowed_refs)
+        self.fingerprint = rendered.fingerprint
+        self._apply(objects)
+        write_state(self.state())
+
+    def run(self, stop: threading.Event, watch_interval: float = 2.0) -> None:
+        next_watch = time.monotonic() + watch_interval
+        next_state = 0.0
+        while not stop.wait(0.2):
+            for component in self.components.values():
+                for revision in component.revisions.values():
+                    revision.poll()
+            self._settle()
+            now = time.monotonic()
+            if now >= next_watch:
+                self._watch()
+                next_watch = time.monotonic() + watch_interval
+            if now >= next_state:
+                write_state(self.state())
+                next_state = now + 1.0
+
+    def stop(self) -> None:
+        self.gateway.stop()
+        self.activator.stop()
+        for component in self.components.values():
+            for revision in component.revisions.values():
+                revision.stop()
+        for _, revision in self.retiring:
+            revision.stop()
+
+    def _watch(self) -> None:
+        """Re-render; a changed overlay is validated and applied, a rejected one is reported and
+        the running revisions stay as they are."""
+        rendered = render_specs(self.paths)
+        if rendered.fingerprint == self.fingerprint:
+            return
+        self.fingerprint = rendered.fingerprint  # report each change once
+        try:
+            objects = validate_specs(rendered, self.allowed_refs)
+        except SpecsRejected as exc:
+            self.report("kubemind up: change refused, the running specs stay:\n" + format_problems(exc))
+            return
+        self.report(f"kubemind up: {self.overlay} changed; reconciling")
+        self._apply(objects)
+
+    # -- reconcile ---------------------------------------------------------------------------
+    def _apply(self, objects: list[ManifestObject]) -> None:
+        plans = plan_services(objects)
+        self.gateway_policy = gateway_policy(objects)
+        self.services = {f"{p.namespace}/{p.name}": p for p in plans}
+        wanted: set[str] = set()
+        for service in plans:
+            if service.problem:
+                self.report(f"kubemind up: {service.namespace}/{service.name} does not run here: {service.problem}")
+            blocked = None
+            for plan in service.components.values():  # the predictor first
+                wanted.add(plan.key)
+                if blocked is None:
+                    blocked = self._want(plan)
+                else:  # a transformer without its predictor would only crash-loop
+                    self._blocked(plan, blocked)
+        for key in [key for key in self.components if key not in wanted]:
+            self.report(f"kubemind up: {key} removed; stopping it")
+            for revision in self.components.pop(key).revisions.values():
+                revision.stop()
+        self.announced_ready = False
+        self._settle(force=True)
+
+    def _state(self, plan: ComponentPlan) -> ComponentState:
+        state = self.components.get(plan.key)
+        if state is None:
+            state = self.components[plan.key] = ComponentState(plan, free_port(), free_port())
+        state.plan = plan
+        return state
+
+    def _want(self, plan: ComponentPlan) -> str | None:
+        """Start the plan's revision unless it runs already; returns why it cannot start."""
+        state = self._state(plan)
+        if plan.revision in state.revisions:
+            return None
+        try:
+            state.revisions[plan.revision] = self._start_revision(plan)
+            state.problem = None
+        except (KubemindError, OSError) as exc:
+            state.problem = str(exc)
+            self.report(f"kubemind up: {plan.revision} does not start: {exc}")
+        return state.problem
+
+    def _blocked(self, plan: ComponentPlan, why: str) -> None:
+        state = self._state(plan)
+        state.problem = f"not started: the predictor does not start ({why})"
+        self.report(f"kubemind up: {plan.revision} {state.problem}")
+
+    def _start_revision(self, plan: ComponentPlan) -> Revision:
+        revision = Revision(plan)
+        for _ in range(plan.min_replicas):
+            self._add_replica(revision)
+        self.report(f"kubemind up: {plan.revision}: starting {plan.min_replicas} replica(s) of {plan.module}"
+                    + (" (scaled to zero: the first request starts one)" if plan.min_replicas == 0 else ""))
+        return revision
+
+    def _add_replica(self, revision: Revision) -> None:
+        plan = revision.plan
+        if revision.args is None:
+            revision.args = tuple(self._replica_args(plan))
+        logs = self._folder("logs", f"{plan.namespace}.{plan.service}")
+        index = len(revision.replicas)
+        replica = Replica(plan.revision, index, plan.module, revision.args, dict(plan.env),
+                          logs / f"{plan.revision}-{index}.log", plan.ready_timeout, self.report)
+        replica.start()
+        revision.replicas.append(replica)
+
+    def _replica_args(self, plan: ComponentPlan) -> list[str]:
+        args = list(plan.args)
+        if plan.storage_uri:
+            model_dir = local_model_dir(plan.storage_uri, self.cache_dir, prefix=f"{plan.revision}: ")
+            args = [arg.replace(POD_MODEL_DIR, str(model_dir)) for arg in args]
+        if plan.component == "transformer":
+            predictor = self.components.get(f"{plan.namespace}/{plan.service}/predictor")
+            if predictor is not None:
+                # The predictor's local address on the gateway, the stand-in for its cluster Service.
+                port = predictor.grpc_port if plan.predictor_protocol == "grpc-v2" else predictor.http_port
+                args += ["--predictor_host", f"127.0.0.1:{port}"]
+        return args
+
+    def _activate(self) -> bool:
+        """Scale from zero: a replica for each revision a request waits for; True when one that
+        woke became ready (its route changes from the activator to the replica)."""
+        wanted = self.activator.wanted()
+        woke = False
+        for state in self.components.values():
+            for revision in state.revisions.values():
+                if revision.plan.min_replicas > 0:
+                    continue
+                if revision.name in wanted and not revision.replicas:
+                    self.report(f"kubemind up: {revision.name}: a request arrived; starting a replica")
+                    try:
+                        self._add_replica(revision)
+                    except (KubemindError, OSError) as exc:
+                        self.report(f"kubemind up: {revision.name} does not start: {exc}")
+                        self.activator.mark_failed(revision.name)
+                ready = next((r for r in revision.replicas if r.ready and r.server), None)
+                if ready is not None and not revision.activated:
+                    assert ready.server is not None
+                    self.activator.mark_ready(revision.name, ready.server.http_port)
+                    revision.activated = woke = True
+        return woke
+
+    def _settle(self, force: bool = False) -> None:
+        """Move traffic to revisions that became ready; reload the gateway when routes change."""
+        changed = self._activate() or force
+        for state in self.components.values():
+            latest = state.revisions.get(state.plan.revision)
+            if latest is None:
+                continue
+            if not state.traffic or latest.ready:
+                traffic, rolled_out = state.desired_traffic()
+                if not latest.ready:  # nothing routed yet: route to it, answers start once ready
+                    traffic = {state.plan.revision: 100}
+                if traffic != state.traffic:
+                    state.traffic, changed = traffic, True
+                if latest.ready:
+                    state.rolled_out = rolled_out
+            for name in [n for n in state.revisions if n not in state.traffic and n != state.plan.revision]:
+                self.retiring.append((time.monotonic() + DRAIN_SECONDS, state.revisions.pop(name)))
+        if changed:
+            self._reload()
+        now = time.monotonic()
+        for due, revision in [item for item in self.retiring if item[0] <= now]:
+            self.report(f"kubemind up: {revision.name}: no traffic; stopped")
+            revision.stop()
+            self.retiring.remove((due, revision))
+        if not self.announced_ready and self.all_ready():
+            self.announced_ready = True
+            problems = sum(bool(s.problem) for s in self.components.values()) + sum(
+                bool(p.problem) for p in self.services.values())
+            note = f" ({problems} not running here: see the table)" if problems else ""
+            self.report(self.table() + f"\nall services ready{note}; Ctrl+C or `kubemind down` stops them.")
+
+    def _reload(self) -> None:
+        self.generation += 1
+        components = []
+        for key, state in self.components.items():
+            if not state.revisions:
+                continue  # nothing started: no routes (status says why)
+            order = sorted(state.revisions, key=lambda name: name != state.rolled_out)  # stable first
+            routes = tuple(self._route(state.revisions[name], state.traffic.get(name, 0)) for name in order)
+            components.append(ComponentRoute(key, routes, state.http_port, state.grpc_port))
+        routed = {component.key for component in components}
+        services = tuple(
+            ServiceRoute(p.name, p.namespace, p.components[p.entry].key)
+            for p in self.services.values() if p.components and p.components[p.entry].key in routed)
+        self.gateway.apply(GatewayConfig(self.http_port, self.grpc_port, self.generation,
+                                         tuple(components), services, self.gateway.folder, self.gateway_policy))
+
+    def _route(self, revision: Revision, percent: int) -> RevisionRoute:
+        if revision.plan.min_replicas == 0 and not revision.activated:
+            return RevisionRoute(revision.name, percent, (), self.activator.port)
+        return RevisionRoute(revision.name, percent, tuple(r.ports for r in revision.replicas if r.ports))
+
+    # -- what status shows -------------------------------------------------------------------
+    def all_ready(self) -> bool:
+        """Every component that can run here is ready (those that cannot are reported apart)."""
+        return all(
+            state.problem is not None or (state.plan.revision in state.revisions
+            and state.revisions[state.plan.revision].ready
+            and all(state.revisions[n].ready for n in state.traffic if n in state.revisions))
+            for state in self.components.values())
+
+    def state(self) -> dict[str, Any]:
+        services = []
+        for key, plan in self.services.items():
+            components = []
+            for name in plan.components:
+                state = self.components.get(plan.components[name].key)
+                if state is None:
+                    continue
+                components.append({
+                    "component": name,
+                    "rolled_out": state.rolled_out,
+                    "latest": state.plan.revision,
+                    "problem": state.problem,
+                    "address": {"http": f"127.0.0.1:{state.http_port}", "grpc": f"127.0.0.1:{state.grpc_port}"},
+                    "revisions": [
+                        {"revision": rev.name, "traffic": state.traffic.get(rev.name, 0), "ready": rev.ready_count,
+                         "wanted": max(rev.plan.min_replicas, len(rev.replicas)),
+                         "pids": [r.pid for r in rev.replicas if r.pid],
+                         "ports": [list(r.ports) for r in rev.replicas if r.ports], "restarts": sum(r.restarts for r in rev.replicas)}
+                        for rev in state.revisions.values()],
+                })
+            services.append({
+                "name": plan.name, "namespace": plan.namespace, "problem": plan.problem,
+                "url": f"http://{plan.name}.{plan.namespace}.localhost:{self.http_port}",
+                "path_url": f"http://127.0.0.1:{self.http_port}/serving/{plan.namespace}/{plan.name}",
+                "components": components, "key": key,
+            })
+        return {
+            "pid": os.getpid(),
+            "overlay": str(self.overlay),
+            "ready": self.all_ready(),
+            "gateway": {"pid": self.gateway.pid, "http_port": self.http_port, "grpc_port": self.grpc_port,
+                        "generation": self.generation, "folder": str(self.gateway.folder)},
+            "logs": str(self.home / "logs"),
+            "services": services,
+        }
+
+    def table(self) -> str:
+        return format_table(self.state())
+
+
+def format_problems(exc: SpecsRejected) -> str:
+    from kubemind.manifests.reporting import format_text
+
+    return format_text(exc.problems, 0).rsplit("\n", 1)[0]
+
+
+def format_table(state: dict[str, Any]) -> str:
+    """service, component, revision, traffic %, replicas ready/wanted, URL: one row per revision."""
+    rows = [("SERVICE", "COMPONENT", "REVISION", "TRAFFIC", "READY", "URL")]
+    for service in state.get("services", []):
+        name = f"{service['namespace']}/{service['name']}"
+        if service.get("problem"):
+            rows.append((name, "-", "-", "-", "-", f"not run here: {service['problem']}"))
+        for component in service.get("components", []):
+            if component.get("problem"):
+                rows.append((name, component["component"], component["latest"], "-", "-", component["problem"]))
+            for revision in component["revisions"]:
+                rows.append((name, component["component"], revision["revision"], f"{revision['traffic']}%",
+                             f"{revision['ready']}/{revision['wanted']}", service["path_url"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)

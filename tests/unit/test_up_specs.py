@@ -1,0 +1,159 @@
+"""`kubemind up`'s planning and gateway configuration, without starting anything (nginx -t aside)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubemind.local.up.gateway import (
+    ComponentRoute,
+    GatewayConfig,
+    RevisionRoute,
+    ServiceRoute,
+    nginx_binary,
+    render_config,
+)
+from kubemind.local.up.specs import NotRunnableLocally, plan_services, revision_name
+from kubemind.local.up.storage import local_model_dir
+from kubemind.manifests.problems import ManifestObject
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def isvc(predictor: dict[str, Any], transformer: dict[str, Any] | None = None) -> ManifestObject:
+    spec: dict[str, Any] = {"predictor": predictor}
+    if transformer:
+        spec["transformer"] = transformer
+    return ManifestObject("test", {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                                   "metadata": {"name": "svc", "namespace": "ns"}, "spec": spec})
+
+
+def container(image: str, *args: str) -> dict[str, Any]:
+    return {"containers": [{"name": "kserve-container", "image": image, "args": list(args)}]}
+
+
+def runtime(name: str, image: str, *args: str, fmt: str = "onnx", priority: int = 1) -> ManifestObject:
+    return ManifestObject("test", {"kind": "ClusterServingRuntime", "metadata": {"name": name}, "spec": {
+        "supportedModelFormats": [{"name": fmt, "autoSelect": True, "priority": priority}],
+        "containers": [{"name": "kserve-container", "image": image, "args": list(args)}]}})
+
+
+STORAGE = ManifestObject("test", {"kind": "ClusterStorageContainer", "metadata": {"name": "models"},
+                                  "spec": {"supportedUriFormats": [{"prefix": "models:/"}]}})
+
+
+def test_a_container_runs_its_images_module_with_its_args_and_local_ports() -> None:
+    [service] = plan_services([isvc(container("reg.io/kubemind/core:1", "kubemind_predictors.simple",
+                                              "--model_name=simple", "--http_port=8080", "--grpc_port", "8081"))])
+    plan = service.components["predictor"]
+    assert plan.module == "kubemind_predictors.simple"
+    # The pod's ports are replaced by ports chosen at run time.
+    assert plan.args == ("--model_name=simple",)
+    assert plan.min_replicas == 1 and plan.canary_percent is None
+
+
+def test_a_model_runs_on_its_runtime_with_the_runtimes_local_flags_first() -> None:
+    predictor = {"model": {"modelFormat": {"name": "huggingface"}, "storageUri": "models:/llm/3",
+                           "args": ["--max_model_len=512"]}, "minReplicas": 0}
+    objects = [isvc(predictor), STORAGE,
+               runtime("kubemind-vllm", "kubemind/predictor-vllm-cpu", "--model_name={{.Name}}",
+                       "--model_dir=/mnt/models", fmt="huggingface")]
+    plan = plan_services(objects)[0].components["predictor"]
+    assert plan.module == "kubemind_predictors.vllm"
+    assert plan.args[-3:] == ("--model_name=svc", "--model_dir=/mnt/models", "--max_model_len=512")
+    assert "--dtype" in plan.args[: -3]  # the CPU flags of kubemind.runtimes, overridable by the spec
+    assert plan.storage_uri == "models:/llm/3" and plan.min_replicas == 0
+
+
+def test_the_revision_changes_with_the_spec_but_not_with_the_traffic_split() -> None:
+    spec = container("kubemind/core", "kubemind_predictors.simple", "--versions=1")
+    assert revision_name("s", "predictor", spec) == revision_name("s", "predictor", {**spec, "canaryTrafficPercent": 20})
+    changed = container("kubemind/core", "kubemind_predictors.simple", "--versions=2")
+    assert revision_name("s", "predictor", spec) != revision_name("s", "predictor", changed)
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("s3://bucket/model", "storageUri s3://bucket/model is not supported locally"),
+    ("models:/m/1", "no ClusterStorageContainer"),
+])
+def test_a_storage_uri_this_machine_cannot_read_is_named(uri: str, message: str) -> None:
+    [service] = plan_services([isvc({**container("kubemind/core"), "storageUri": uri})])
+    assert service.problem and message in service.problem and not service.components
+
+
+def test_an_image_that_is_not_kubemind_runs_on_a_cluster_only() -> None:
+    [service] = plan_services([isvc(container("nvcr.io/nvidia/tritonserver:25.10-py3"))])
+    assert service.problem == ("svc: predictor: image 'nvcr.io/nvidia/tritonserver:25.10-py3' is not a"
+                               " kubemind image; it runs on a cluster only")
+
+
+def test_local_paths_are_used_in_place(tmp_path: Path) -> None:
+    assert local_model_dir(f"file://{tmp_path}", None) == tmp_path
+    assert local_model_dir(str(tmp_path), None) == tmp_path
+    with pytest.raises(NotRunnableLocally, match="does not exist"):
+        local_model_dir(str(tmp_path / "missing"), None)
+
+
+def test_the_local_overlay_runs_the_simple_predictor_and_says_what_it_cannot_run() -> None:
+    from kubemind.local.up.specs import render_specs, validate_specs
+
+    objects = validate_specs(render_specs([REPO / "inferenceservices" / "overlays" / "local"]))
+    services = {service.name: service for service in plan_services(objects)}
+    assert services["simple"].components["predictor"].module == "kubemind_predictors.simple"
+    assert services["cv-classifier"].entry == "transformer"
+    assert "not a kubemind image" in str(services["embedder"].problem)
+
+
+def gateway_config(folder: Path) -> GatewayConfig:
+    component = ComponentRoute("ns/svc/predictor", (
+        RevisionRoute("svc-predictor-aaaa", 80, ((5001, 5002), (5003, 5004))),
+        RevisionRoute("svc-predictor-bbbb", 20, ((5005, 5006),)),
+    ), 6001, 6002)
+    return GatewayConfig(7001, 7002, 3, (component,), (ServiceRoute("svc", "ns", "ns/svc/predictor"),), folder)
+
+
+def test_the_gateway_config_splits_by_the_canary_percent_and_nginx_accepts_it(tmp_path: Path) -> None:
+    text = render_config(gateway_config(tmp_path))
+    assert "20% svc-predictor-bbbb;\n    * svc-predictor-aaaa;" in text
+    assert "server 127.0.0.1:5003 max_fails=1" in text and "server 127.0.0.1:5006 max_fails=1" in text
+    assert "location /serving/ns/svc/ {" in text and "server_name svc.ns.localhost" in text
+    assert "listen 127.0.0.1:7002 http2 default_server;" in text
+    (tmp_path / "nginx.conf").write_text(text)
+    checked = subprocess.run([nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+                              "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_istio_local_rate_limit_becomes_nginx_limit_req(tmp_path: Path) -> None:
+    from kubemind.local.up.policy import gateway_policy
+    from kubemind.manifests.rendering import parse_stream
+
+    path = REPO / "istio" / "base" / "rate-limit.yaml"
+    policy = gateway_policy(list(parse_stream(path.read_text(), str(path))))
+    assert policy.rate_limit is not None
+    assert (policy.rate_limit.requests_per_second, policy.rate_limit.burst) == (100, 200)
+    config = gateway_config(tmp_path)
+    text = render_config(GatewayConfig(config.http_port, config.grpc_port, 1, config.components, config.services,
+                                       tmp_path, policy))
+    assert "limit_req_zone $kubemind_bucket zone=kubemind_gateway:1m rate=100r/s;" in text
+    assert text.count("limit_req zone=kubemind_gateway burst=200 nodelay;") == 3  # path, host, gRPC
+
+
+def test_several_services_route_by_host_and_path_and_nginx_accepts_it(tmp_path: Path) -> None:
+    components = tuple(
+        ComponentRoute(f"ns/{name}/predictor", (RevisionRoute(f"{name}-predictor-aaaa", 100, ((port, port + 1),)),),
+                       port + 2, port + 3)
+        for name, port in (("one", 5100), ("two", 5200)))
+    zero = ComponentRoute("ns/two/transformer", (RevisionRoute("two-transformer-cccc", 100, (), 5900),), 5302, 5303)
+    services = (ServiceRoute("one", "ns", "ns/one/predictor"), ServiceRoute("two", "ns", "ns/two/transformer"))
+    text = render_config(GatewayConfig(7101, 7102, 1, (*components, zero), services, tmp_path))
+    assert "server 127.0.0.1:5900;  # scaled to zero" in text
+    # With two services a gRPC call must name one (:authority); an unknown one is NOT_FOUND.
+    assert "add_header grpc-status 5 always;" in text
+    (tmp_path / "nginx.conf").write_text(text)
+    checked = subprocess.run([nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+                              "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
