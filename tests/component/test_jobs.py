@@ -1,0 +1,277 @@
+"""The async path end to end with real parts: Triton (`simple`), the job writer, CV worker
+processes, RabbitMQ, Postgres, Redis and a local webhook receiver.
+
+The failure windows of principle 14 are reached by SIGKILLing real workers at test-only kill
+points; each test ends with every job stored exactly once and delivered.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from kubemind.processes import ServerProcess
+from kubemind_predictors.triton.launcher import TritonServerProcess
+from kubemind_workers.signing import verify
+from tests.component.jobs_fixtures import (
+    WEBHOOK_SECRET,
+    JobsPlumbing,
+    RedisTarget,
+    WebhookReceiver,
+    postgres_dsn,
+    redis_target,
+    require_rabbitmq,
+    running_workers,
+    running_writer,
+    sql,
+    start_worker,
+)
+from tests.component.triton_fixtures import running_triton
+
+__all__ = ["postgres_dsn", "redis_target"]  # session fixtures used here
+
+WAIT_SECONDS = 60.0
+
+
+def simple_body(seed: int, rows: int = 1) -> dict[str, Any]:
+    first = (np.arange(16 * rows, dtype=np.int32) + seed).reshape(rows, 16)
+    second = np.full((rows, 16), seed % 7, dtype=np.int32)
+    return {
+        "inputs": [
+            {"name": "INPUT0", "datatype": "INT32", "shape": [rows, 16], "data": first.ravel().tolist()},
+            {"name": "INPUT1", "datatype": "INT32", "shape": [rows, 16], "data": second.ravel().tolist()},
+        ]
+    }
+
+
+def outputs(body: dict[str, Any]) -> dict[str, list[int]]:
+    return {o["name"]: list(np.array(o["data"]).ravel()) for o in body["outputs"]}
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServerProcess]:
+    with running_triton(tmp_path_factory.mktemp("jobs-triton"), ["simple"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def plumbing(postgres_dsn: str, redis_target: RedisTarget) -> JobsPlumbing:
+    return JobsPlumbing(postgres_dsn, redis_target, "rabbitmq", require_rabbitmq(), f"cv-jobs-test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def writer(triton: TritonServerProcess, plumbing: JobsPlumbing, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with running_writer(triton, plumbing, tmp_path_factory.mktemp("jobs-writer") / "writer.log") as server:
+        yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as listening:
+        yield listening
+
+
+def submit(writer: ServerProcess, body: dict[str, Any], callback: str, key: str | None = None) -> httpx.Response:
+    headers = {"idempotency-key": key} if key else {}
+    return httpx.post(f"{writer.http_url}/v2/models/simple/jobs", json={**body, "callback_url": callback}, headers=headers, timeout=10)
+
+
+def submit_many(writer: ServerProcess, receiver: WebhookReceiver, count: int) -> dict[str, int]:
+    """job id -> seed"""
+    jobs = {}
+    for seed in range(count):
+        reply = submit(writer, simple_body(seed), receiver.url())
+        assert reply.status_code == 202, reply.text
+        jobs[reply.json()["id"]] = seed
+    return jobs
+
+
+def assert_stored_exactly_once(dsn: str, job_ids: list[str]) -> None:
+    rows = sql(dsn, "SELECT id::text, state, result_token, fencing_token FROM kubemind_jobs WHERE id::text = ANY($1)", job_ids)
+    assert len(rows) == len(job_ids)
+    assert {r["state"] for r in rows} == {"succeeded"}
+    stored = sql(
+        dsn,
+        "SELECT job_id::text, count(*) AS n FROM kubemind_job_attempts WHERE outcome = 'stored' AND job_id::text = ANY($1) GROUP BY job_id",
+        job_ids,
+    )
+    assert {r["job_id"]: r["n"] for r in stored} == dict.fromkeys(job_ids, 1)
+
+
+def assert_delivered(receiver: WebhookReceiver, jobs: dict[str, int], expected: dict[int, dict[str, list[int]]]) -> None:
+    hooks = receiver.wait_for(list(jobs), WAIT_SECONDS)
+    assert receiver.bad_signatures == 0
+    for job_id, seed in jobs.items():
+        # duplicates are allowed only as the same webhook (same webhook-id, same result)
+        assert {hook.headers["webhook-id"] for hook in hooks[job_id]} == {job_id}
+        for hook in hooks[job_id]:
+            data = hook.payload["data"]
+            assert data["state"] == "succeeded"
+            assert outputs(data["result"]) == expected[seed]
+
+
+def sync_results(writer: ServerProcess, seeds: range) -> dict[int, dict[str, list[int]]]:
+    results = {}
+    for seed in seeds:
+        reply = httpx.post(f"{writer.http_url}/v2/models/simple/infer", json=simple_body(seed), timeout=10)
+        assert reply.status_code == 200, reply.text
+        results[seed] = outputs(reply.json())
+    return results
+
+
+# -- end to end ---------------------------------------------------------------------------------------
+def test_jobs_are_answered_by_signed_webhooks_equal_to_the_sync_path(
+    writer: ServerProcess, plumbing: JobsPlumbing, triton: TritonServerProcess, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    count = 40
+    jobs = submit_many(writer, receiver, count)
+    with running_workers(writer.grpc_address, plumbing, tmp_path, 2, "--batch_size", "8", "--batch_wait_seconds", "0.05"):
+        assert_delivered(receiver, jobs, sync_results(writer, range(count)))
+    assert_stored_exactly_once(plumbing.database_url, list(jobs))
+    hook = receiver.by_job()[next(iter(jobs))][0]
+    verify(WEBHOOK_SECRET, hook.headers, hook.body)  # what a receiver runs
+    status = httpx.get(f"{writer.http_url}/v2/jobs/{next(iter(jobs))}", timeout=10).json()
+    assert status["state"] == "succeeded" and status["delivery"]["state"] == "delivered"
+    assert outputs(status["result"]) == sync_results(writer, range(1))[0]
+    batched = sql(plumbing.database_url, "SELECT count(DISTINCT worker) AS n FROM kubemind_job_attempts WHERE job_id::text = ANY($1)", list(jobs))
+    assert batched[0]["n"] >= 1
+
+
+def test_the_same_idempotency_key_returns_the_same_job(writer: ServerProcess, receiver: WebhookReceiver, plumbing: JobsPlumbing) -> None:
+    key = f"upload-{uuid.uuid4()}"
+    first = submit(writer, simple_body(1), receiver.url(), key)
+    second = submit(writer, simple_body(1), receiver.url(), key)
+
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    rows = sql(plumbing.database_url, "SELECT count(*) AS n FROM kubemind_jobs WHERE idempotency_key = $1", key)
+    assert rows[0]["n"] == 1
+
+
+def test_status_reads_postgres_when_the_cache_lost_it(writer: ServerProcess, receiver: WebhookReceiver, plumbing: JobsPlumbing) -> None:
+    import redis
+
+    job_id = submit(writer, simple_body(2), receiver.url()).json()["id"]
+    redis.Redis.from_url(plumbing.redis.url).delete(f"{plumbing.redis.prefix}{job_id}")
+
+    status = httpx.get(f"{writer.http_url}/v2/jobs/{job_id}", timeout=10)
+    unknown = httpx.get(f"{writer.http_url}/v2/jobs/{uuid.uuid4()}", timeout=10)
+
+    assert status.status_code == 200 and status.json()["id"] == job_id
+    assert unknown.status_code == 404
+
+
+# -- bad input -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 16], "data": [0.5] * 16}]},
+        {**simple_body(0), "inputs": [dict(simple_body(0)["inputs"][0], shape=[1, 15]), simple_body(0)["inputs"][1]]},
+        {"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": [1] * 3}]},
+        {"inputs": "not a list"},
+    ],
+    ids=["wrong-datatype", "wrong-shape", "short-data", "malformed"],
+)
+def test_bad_tensors_get_the_same_400_as_the_sync_route(writer: ServerProcess, receiver: WebhookReceiver, body: dict[str, Any]) -> None:
+    sync = httpx.post(f"{writer.http_url}/v2/models/simple/infer", json=body, timeout=10)
+    job = submit(writer, body, receiver.url())
+
+    assert sync.status_code == job.status_code == 400
+    assert job.json() == sync.json()
+
+
+@pytest.mark.parametrize(
+    ("callback", "says"),
+    [
+        ("http://10.1.2.3/hook", "private"),
+        ("http://169.254.169.254/latest/meta-data", "link-local"),
+        ("http://[::1/hook", "malformed"),
+        ("ftp://example.com/hook", "scheme"),
+        ("", "required"),
+    ],
+)
+def test_bad_callback_urls_get_400_naming_it(writer: ServerProcess, callback: str, says: str) -> None:
+    reply = submit(writer, simple_body(0), callback)
+
+    assert reply.status_code == 400
+    assert reply.json()["error"].startswith("callback_url:")
+    assert says in reply.json()["error"]
+
+
+# -- the three failure windows -------------------------------------------------------------------------
+def _run_kill_test(writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path, point: str) -> None:
+    count = 12
+    jobs = submit_many(writer, receiver, count)
+    doomed = start_worker(writer.grpc_address, plumbing, tmp_path / "doomed.log", "--kill_point", point, "--kill_after_jobs", "3")
+    doomed.process.wait(WAIT_SECONDS)
+    assert doomed.process.returncode == -9, doomed.log()
+    with running_workers(writer.grpc_address, plumbing, tmp_path, 1):
+        assert_delivered(receiver, jobs, sync_results(writer, range(count)))
+    assert_stored_exactly_once(plumbing.database_url, list(jobs))
+    claimed_twice = sql(plumbing.database_url, "SELECT count(*) AS n FROM kubemind_jobs WHERE fencing_token > 1 AND id::text = ANY($1)", list(jobs))
+    assert claimed_twice[0]["n"] >= 1  # the killed worker's jobs were redelivered and retaken
+
+
+def test_worker_killed_after_inference_before_storing(writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path) -> None:
+    _run_kill_test(writer, plumbing, receiver, tmp_path, "after_infer")
+
+
+def test_worker_killed_after_storing_before_ack(writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path) -> None:
+    _run_kill_test(writer, plumbing, receiver, tmp_path, "after_store")
+
+
+def test_a_stale_attempt_finishing_late_changes_nothing(writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path) -> None:
+    jobs = submit_many(writer, receiver, 4)
+    stale = start_worker(writer.grpc_address, plumbing, tmp_path / "stale.log",
+                         "--kill_point", "stall_after_infer", "--stall_seconds", "4", "--batch_size", "4",
+                         "--batch_wait_seconds", "0.5")  # fmt: skip
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while "stall point reached" not in stale.log():
+            assert time.monotonic() < deadline, stale.log()
+            time.sleep(0.1)
+        with running_workers(writer.grpc_address, plumbing, tmp_path, 1):
+            assert_delivered(receiver, jobs, sync_results(writer, range(4)))
+            deadline = time.monotonic() + WAIT_SECONDS
+            while "is stale, result discarded" not in stale.log():
+                assert time.monotonic() < deadline, stale.log()
+                time.sleep(0.1)
+    finally:
+        stale.stop()
+    assert_stored_exactly_once(plumbing.database_url, list(jobs))
+    outcomes = sql(plumbing.database_url, "SELECT outcome, count(*) AS n FROM kubemind_job_attempts WHERE job_id::text = ANY($1) GROUP BY outcome", list(jobs))
+    counts = {r["outcome"]: r["n"] for r in outcomes}
+    assert counts["stored"] == 4 and counts.get("stale", 0) >= 1
+
+
+# -- failures that end in a recorded failure ---------------------------------------------------------
+def test_a_receiver_answering_500_forever_stops_at_the_limit(writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path) -> None:
+    job_id = submit(writer, simple_body(3), receiver.url("/fail")).json()["id"]
+    with running_workers(writer.grpc_address, plumbing, tmp_path, 1, "--webhook_max_attempts", "3"):
+        deadline = time.monotonic() + WAIT_SECONDS
+        while (status := httpx.get(f"{writer.http_url}/v2/jobs/{job_id}", timeout=10).json())["delivery"]["state"] != "failed":
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+    assert status["state"] == "succeeded"
+    assert "500" in status["delivery"]["error"]
+    attempts = sql(plumbing.database_url, "SELECT count(*) AS n FROM kubemind_webhook_attempts WHERE job_id::text = $1", job_id)
+    assert attempts[0]["n"] == 3
+    assert len(receiver.by_job()[job_id]) == 3
+
+
+def test_a_job_that_keeps_failing_is_dead_lettered_as_failed(writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path) -> None:
+    job_id = submit(writer, simple_body(4), receiver.url()).json()["id"]
+    # A predictor address where nothing listens: every try fails with UNAVAILABLE.
+    with running_workers("127.0.0.1:1", plumbing, tmp_path, 1, "--max_attempts", "2", "--retry_backoff_seconds", "0.05"):
+        hooks = receiver.wait_for([job_id], WAIT_SECONDS)
+    data = hooks[job_id][0].payload["data"]
+    assert data["state"] == "failed" and "inference failed 2 times" in data["error"]
+    status = httpx.get(f"{writer.http_url}/v2/jobs/{job_id}", timeout=10).json()
+    assert status["state"] == "failed"
