@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
+import numpy as np
 import pytest
 
 from kubemind.processes import ServerProcess, die_with_parent, free_port, running_server
@@ -373,3 +375,70 @@ def running_workers(predictor_grpc: str, plumbing: JobsPlumbing, folder: Path, c
     finally:
         for worker in workers:
             worker.stop()
+
+
+# -- jobs of the `simple` model, and what must hold at the end ----------------------------------------
+WAIT_SECONDS = 60.0
+
+
+def simple_body(seed: int, rows: int = 1) -> dict[str, Any]:
+    first = (np.arange(16 * rows, dtype=np.int32) + seed).reshape(rows, 16)
+    second = np.full((rows, 16), seed % 7, dtype=np.int32)
+    return {
+        "inputs": [
+            {"name": "INPUT0", "datatype": "INT32", "shape": [rows, 16], "data": first.ravel().tolist()},
+            {"name": "INPUT1", "datatype": "INT32", "shape": [rows, 16], "data": second.ravel().tolist()},
+        ]
+    }
+
+
+def outputs(body: dict[str, Any]) -> dict[str, list[int]]:
+    return {o["name"]: list(np.array(o["data"]).ravel()) for o in body["outputs"]}
+
+
+def submit(writer: ServerProcess, body: dict[str, Any], callback: str, key: str | None = None) -> httpx.Response:
+    headers = {"idempotency-key": key} if key else {}
+    return httpx.post(f"{writer.http_url}/v2/models/simple/jobs", json={**body, "callback_url": callback}, headers=headers, timeout=10)
+
+
+def submit_many(writer: ServerProcess, receiver: WebhookReceiver, count: int) -> dict[str, int]:
+    """job id -> seed"""
+    jobs = {}
+    for seed in range(count):
+        reply = submit(writer, simple_body(seed), receiver.url())
+        assert reply.status_code == 202, reply.text
+        jobs[reply.json()["id"]] = seed
+    return jobs
+
+
+def assert_stored_exactly_once(dsn: str, job_ids: list[str]) -> None:
+    rows = sql(dsn, "SELECT id::text, state, result_token, fencing_token FROM kubemind_jobs WHERE id::text = ANY($1)", job_ids)
+    assert len(rows) == len(job_ids)
+    assert {r["state"] for r in rows} == {"succeeded"}
+    stored = sql(
+        dsn,
+        "SELECT job_id::text, count(*) AS n FROM kubemind_job_attempts WHERE outcome = 'stored' AND job_id::text = ANY($1) GROUP BY job_id",
+        job_ids,
+    )
+    assert {r["job_id"]: r["n"] for r in stored} == dict.fromkeys(job_ids, 1)
+
+
+def assert_delivered(receiver: WebhookReceiver, jobs: dict[str, int], expected: dict[int, dict[str, list[int]]]) -> None:
+    hooks = receiver.wait_for(list(jobs), WAIT_SECONDS)
+    assert receiver.bad_signatures == 0
+    for job_id, seed in jobs.items():
+        # duplicates are allowed only as the same webhook (same webhook-id, same result)
+        assert {hook.headers["webhook-id"] for hook in hooks[job_id]} == {job_id}
+        for hook in hooks[job_id]:
+            data = hook.payload["data"]
+            assert data["state"] == "succeeded"
+            assert outputs(data["result"]) == expected[seed]
+
+
+def sync_results(writer: ServerProcess, seeds: range) -> dict[int, dict[str, list[int]]]:
+    results = {}
+    for seed in seeds:
+        reply = httpx.post(f"{writer.http_url}/v2/models/simple/infer", json=simple_body(seed), timeout=10)
+        assert reply.status_code == 200, reply.text
+        results[seed] = outputs(reply.json())
+    return results
