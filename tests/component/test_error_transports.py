@@ -17,6 +17,7 @@ from kubemind.model import KubemindModel, TensorSpec
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
 from kubemind_registry import errors as registry_errors
+from kubemind_workers import errors as jobs_errors
 
 # Every error class, listed explicitly: walking __subclasses__() sees only the modules imported
 # so far, and missed the registry's errors. test_the_list_is_complete keeps this list whole.
@@ -40,6 +41,8 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     registry_errors.ArtifactIntegrityError,
     registry_errors.UnsafeArtifactPath,
     registry_errors.StalePins,
+    jobs_errors.JobNotFound,
+    jobs_errors.BrokerUnavailable,
 ]
 
 

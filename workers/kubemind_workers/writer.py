@@ -26,12 +26,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kubemind.codecs import decode_rest_request
-from kubemind.errors import BackendUnavailable, InvalidInput, KubemindError
+from kubemind.errors import BackendUnavailable, InvalidInput
 from kubemind.model import KubemindModel
 from kubemind.protocol.pipeline import Route, RouteCall, ServerRoute, json_response
 from kubemind.telemetry import RequestRecord
 from kubemind_workers.brokers import Broker, open_broker
 from kubemind_workers.callback_urls import CallbackPolicy
+from kubemind_workers.errors import BrokerUnavailable, JobNotFound
 from kubemind_workers.settings import JobWriterSettings
 from kubemind_workers.status_cache import StatusCache
 from kubemind_workers.store import JobStore
@@ -40,14 +41,6 @@ logger = logging.getLogger("kubemind.workers.writer")
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 MAX_IDEMPOTENCY_KEY = 200
-
-
-class JobNotFound(KubemindError):
-    status = HTTPStatus.NOT_FOUND
-
-
-class BrokerUnavailable(BackendUnavailable):
-    """The broker cannot take a job now: 503, nothing written."""
 
 
 class OutboxRelay:
