@@ -317,7 +317,7 @@ class JobsPlumbing:
 
 
 @contextlib.contextmanager
-def running_writer(triton: TritonServerProcess, plumbing: JobsPlumbing, log: Path) -> Iterator[ServerProcess]:
+def running_writer(triton: TritonServerProcess, plumbing: JobsPlumbing, log: Path, *extra: str) -> Iterator[ServerProcess]:
     args = [
         "--models", ",".join(triton.models),
         "--triton_host", triton.host,
@@ -325,7 +325,7 @@ def running_writer(triton: TritonServerProcess, plumbing: JobsPlumbing, log: Pat
         "--triton_http_port", str(triton.http_port),
         "--triton_metrics_port", str(triton.metrics_port),
         "--log_requests", "false",
-        *plumbing.args(),
+        *plumbing.args(), *extra,
     ]  # fmt: skip
     with running_server("kubemind_workers", args, log) as server:
         yield server

@@ -89,8 +89,7 @@ def test_kafka_broker_restart_503_while_down_then_resumes(
         assert "broker" in down[0].json()["error"]
         assert jobs_in_db(postgres_dsn) == rows  # nothing written for work the path cannot take
 
-        TansuBroker(port=kafka.port).start(tmp_path / "tansu-restarted.log")
-        kafka.process = None
+        kafka.process = TansuBroker(port=kafka.port).start(tmp_path / "tansu-restarted.log").process
         after: dict[str, int] = {}
         deadline = time.monotonic() + WAIT_SECONDS
         while len(after) < 5:
@@ -120,3 +119,16 @@ def test_rabbitmq_unreachable_503_and_nothing_written(
     assert ready.status_code == 200  # the sync path still serves
 
 
+
+
+def test_jobs_whose_messages_the_broker_lost_are_published_again(
+    triton: TritonServerProcess, kafka: TansuBroker, postgres_dsn: str, redis_target: RedisTarget, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    plumbing = kafka_plumbing(postgres_dsn, redis_target, kafka)
+    with running_writer(triton, plumbing, tmp_path / "writer.log", "--requeue_after_seconds", "2") as writer:
+        jobs = submit_many(writer, receiver, 5)  # accepted and published; no worker yet
+        kafka.stop()  # memory-only: the topic and its messages are gone
+        kafka.process = TansuBroker(port=kafka.port).start(tmp_path / "tansu-restarted.log").process
+        with running_workers(writer.grpc_address, plumbing, tmp_path, 1):
+            assert_delivered(receiver, jobs, sync_results(writer, range(5)))
+    assert_stored_exactly_once(postgres_dsn, list(jobs))

@@ -65,6 +65,10 @@ class JobWriterSettings(TritonPredictorSettings, JobPlumbingSettings):
     relay_interval_seconds: float = Field(default=0.5, gt=0)
     """How often the outbox relay looks for committed jobs whose message is not yet published."""
 
+    requeue_after_seconds: float = Field(default=300.0, gt=0)
+    """An unfinished job unchanged for this long has its message published again (the broker
+    may have lost it); keep it well above the worker's inference deadline and retries."""
+
 
 class CVWorkerSettings(ComponentSettings, JobPlumbingSettings):
     """The CV worker: consumes jobs in micro-batches, infers over grpc-v2, stores, acks, calls back."""

@@ -179,6 +179,21 @@ class JobStore:
         )
         return [OutboxMessage(r["id"], str(r["job_id"]), r["topic"], _json(r["payload"])) for r in rows]
 
+    async def requeue_stuck(self, older_than_seconds: float) -> int:
+        """Publish again the message of every job unfinished for longer than `older_than_seconds`
+        since its last change: a broker that lost messages (a memory-only broker restarted, a
+        purged queue) loses no job. A job whose message was not lost gets a duplicate, which the
+        fencing token makes harmless."""
+        status = await self.pool.execute(
+            """UPDATE kubemind_outbox SET published_at = NULL
+               WHERE job_id IN (SELECT id FROM kubemind_jobs
+                                WHERE state IN ('queued', 'running')
+                                  AND updated_at < now() - make_interval(secs => $1))
+                 AND published_at < now() - make_interval(secs => $1)""",
+            older_than_seconds,
+        )
+        return int(status.rsplit(" ", 1)[-1])
+
     async def mark_published(self, outbox_ids: Sequence[int]) -> None:
         await self.pool.execute(
             "UPDATE kubemind_outbox SET published_at = now() WHERE id = ANY($1::bigint[]) AND published_at IS NULL",

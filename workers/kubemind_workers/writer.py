@@ -48,11 +48,12 @@ class OutboxRelay:
     or the writer died between commit and publish). A message published twice is harmless: the
     worker's claim finds the job finished, or fences the older attempt."""
 
-    def __init__(self, store: JobStore, broker: Broker, interval: float, timeout: float):
+    def __init__(self, store: JobStore, broker: Broker, interval: float, timeout: float, requeue_after: float):
         self.store = store
         self.broker = broker
         self.interval = interval
         self.timeout = timeout
+        self.requeue_after = requeue_after
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -65,6 +66,9 @@ class OutboxRelay:
                 await self._task
 
     async def relay_once(self) -> int:
+        requeued = await self.store.requeue_stuck(self.requeue_after)
+        if requeued:
+            logger.warning("%d unfinished jobs idle for %gs: publishing them again", requeued, self.requeue_after)
         published = []
         for message in await self.store.unpublished():
             try:
@@ -94,7 +98,13 @@ class JobWriter:
         self.cache = StatusCache(settings.redis_url, settings.redis_prefix, settings.status_ttl_seconds)
         self.broker = open_broker(settings, consumer=False)
         self.policy = CallbackPolicy(settings.callback_allow_list)
-        self.relay = OutboxRelay(self.store, self.broker, settings.relay_interval_seconds, settings.publish_timeout_seconds)
+        self.relay = OutboxRelay(
+            self.store,
+            self.broker,
+            settings.relay_interval_seconds,
+            settings.publish_timeout_seconds,
+            settings.requeue_after_seconds,
+        )
 
     async def start(self) -> None:
         await self.store.open()

@@ -23,6 +23,12 @@ logger = logging.getLogger("kubemind.workers.kafka")
 
 HEALTH_TTL_SECONDS = 1.0
 REQUEST_TIMEOUT_MS = 3000
+# aiokafka retries a failing offset commit without end; past this the worker reconnects instead
+# (the uncommitted records come again, and their claims find them finished).
+COMMIT_TIMEOUT_SECONDS = 10.0
+# While idle, how often a consumer checks that its topic still exists: a memory-only broker that
+# restarts forgets it, and aiokafka would reconnect and wait on it forever.
+TOPIC_CHECK_SECONDS = 2.0
 
 
 class KafkaBroker:
@@ -36,6 +42,7 @@ class KafkaBroker:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._healthy_at = 0.0
+        self._topic_checked_at = 0.0
 
     async def start(self) -> None:
         await self._create_topics()
@@ -81,7 +88,11 @@ class KafkaBroker:
             return True
         try:
             async with asyncio.timeout(1.0):
-                await self._producer.client.fetch_all_metadata()
+                metadata = await self._producer.client.fetch_all_metadata()
+            if self.topic not in metadata.topics():
+                # A broker that came back without the topic (a memory-only one): declare it again
+                # before anything is produced, or the first produce would make it with defaults.
+                await self._create_topics()
         except (KafkaError, TimeoutError, OSError):
             return False
         self._healthy_at = time.monotonic()
@@ -102,6 +113,7 @@ class KafkaBroker:
             raise ConnectionError("the Kafka consumer is not started")
         records = await self._consumer.getmany(timeout_ms=1000, max_records=max_size)
         if not records:
+            await self._check_topic()
             return []
         batch = [record for partition in records.values() for record in partition]
         if len(batch) < max_size and max_wait > 0:
@@ -113,6 +125,15 @@ class KafkaBroker:
             messages.append(Message(str(payload["job_id"]), payload, record))
         return messages
 
+    async def _check_topic(self) -> None:
+        if self._producer is None or time.monotonic() - self._topic_checked_at < TOPIC_CHECK_SECONDS:
+            return
+        async with asyncio.timeout(REQUEST_TIMEOUT_MS / 1000):
+            metadata = await self._producer.client.fetch_all_metadata()
+        if self.topic not in metadata.topics():
+            raise ConnectionError(f"topic {self.topic} is gone from the broker")
+        self._topic_checked_at = time.monotonic()
+
     async def ack(self, messages: Sequence[Message]) -> None:
         if self._consumer is None or not messages:
             return
@@ -121,7 +142,8 @@ class KafkaBroker:
             record = message.handle
             partition = TopicPartition(record.topic, record.partition)
             offsets[partition] = max(offsets.get(partition, 0), record.offset + 1)
-        await self._consumer.commit(offsets)
+        async with asyncio.timeout(COMMIT_TIMEOUT_SECONDS):
+            await self._consumer.commit(offsets)
 
     async def dead_letter(self, message: Message, reason: str) -> None:
         if self._producer is None:
