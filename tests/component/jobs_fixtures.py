@@ -351,11 +351,22 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def metrics(self, timeout: float = 20) -> str:
+        """The worker's /metrics text (its port is in its log: it binds port 0)."""
+        import re
+
+        deadline = time.monotonic() + timeout
+        while (found := re.search(r"metrics on (http://[\d.:]+/metrics)", self.log())) is None:
+            assert time.monotonic() < deadline, self.log()
+            time.sleep(0.1)
+        return httpx.get(found.group(1), timeout=5).text
+
 
 def start_worker(predictor_grpc: str, plumbing: JobsPlumbing, log: Path, *extra: str) -> WorkerProcess:
     command = [
         sys.executable, "-m", "kubemind_workers.worker",
         "--predictor_url", predictor_grpc,
+        "--host", "127.0.0.1", "--http_port", "0",
         "--webhook_secret", WEBHOOK_SECRET,
         "--webhook_backoff_seconds", "0.1",
         "--webhook_max_backoff_seconds", "0.5",

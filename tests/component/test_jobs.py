@@ -208,8 +208,10 @@ def test_a_receiver_answering_500_forever_stops_at_the_limit(writer: ServerProce
 def test_a_job_that_keeps_failing_is_dead_lettered_as_failed(writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path) -> None:
     job_id = submit(writer, simple_body(4), receiver.url()).json()["id"]
     # A predictor address where nothing listens: every try fails with UNAVAILABLE.
-    with running_workers("127.0.0.1:1", plumbing, tmp_path, 1, "--max_attempts", "2", "--retry_backoff_seconds", "0.05"):
+    with running_workers("127.0.0.1:1", plumbing, tmp_path, 1, "--max_attempts", "2", "--retry_backoff_seconds", "0.05") as (worker,):
         hooks = receiver.wait_for([job_id], WAIT_SECONDS)
+        metrics = worker.metrics()
+    assert 'kubemind_jobs_outcomes_total{model="simple",outcome="dead_lettered"} 1.0' in metrics
     data = hooks[job_id][0].payload["data"]
     assert data["state"] == "failed" and "inference failed 2 times" in data["error"]
     status = httpx.get(f"{writer.http_url}/v2/jobs/{job_id}", timeout=10).json()

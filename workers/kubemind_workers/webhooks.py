@@ -21,6 +21,7 @@ import httpx
 
 from kubemind.errors import InvalidInput
 from kubemind_workers.callback_urls import CallbackPolicy
+from kubemind_workers.metrics import WorkerMetrics
 from kubemind_workers.settings import CVWorkerSettings
 from kubemind_workers.signing import signed_headers
 from kubemind_workers.status_cache import StatusCache
@@ -46,8 +47,11 @@ def retry_delay(attempt: int, first: float, cap: float) -> float:
 
 
 class WebhookSender:
-    def __init__(self, settings: CVWorkerSettings, store: JobStore, cache: StatusCache, policy: CallbackPolicy):
+    def __init__(
+        self, settings: CVWorkerSettings, store: JobStore, cache: StatusCache, policy: CallbackPolicy, metrics: WorkerMetrics
+    ):
         self.settings = settings
+        self.metrics = metrics
         self.store = store
         self.cache = cache
         self.policy = policy
@@ -104,6 +108,7 @@ class WebhookSender:
         if not delivered and attempt < self.settings.webhook_max_attempts:
             retry_in = retry_delay(attempt, self.settings.webhook_backoff_seconds, self.settings.webhook_max_backoff_seconds)
         await self.store.record_delivery(job.id, attempt, job.id, status_code, error, delivered=delivered, retry_in=retry_in)
+        self.metrics.webhooks.labels("delivered" if delivered else ("retry" if retry_in is not None else "failed")).inc()
         if delivered or retry_in is None:
             fresh = await self.store.get_job(job.id)
             if fresh is not None:

@@ -29,6 +29,7 @@ from kubemind_workers.batching import PreparedJob, group, prepare, split_outputs
 from kubemind_workers.brokers import Broker, Message, open_broker
 from kubemind_workers.callback_urls import CallbackPolicy
 from kubemind_workers.kill_points import KillPoints
+from kubemind_workers.metrics import WorkerMetrics
 from kubemind_workers.settings import CVWorkerSettings
 from kubemind_workers.status_cache import StatusCache
 from kubemind_workers.store import Claim, JobStore
@@ -50,12 +51,17 @@ class CVWorker:
             settings.predictor_url,
             RetryPolicy(timeout=settings.inference_timeout_seconds, retry_budget=2, backoff=0.05, cooldown=0.2),
         )
-        self.sender = WebhookSender(settings, self.store, self.cache, CallbackPolicy(settings.callback_allow_list))
+        self.metrics = WorkerMetrics()
+        self.sender = WebhookSender(
+            settings, self.store, self.cache, CallbackPolicy(settings.callback_allow_list), self.metrics
+        )
         self.kill_points = KillPoints(settings)
         self._batchable: dict[str, bool] = {}
         self.stopping = asyncio.Event()
 
     async def start(self) -> None:
+        port = self.metrics.serve(self.settings.host, self.settings.http_port)
+        logger.info("worker %s: metrics on http://%s:%d/metrics", self.name, self.settings.host, port)
         await self.store.open()
         await self.cache.open()
         self.client.connect()
@@ -67,6 +73,7 @@ class CVWorker:
         await self.client.close()
         await self.cache.close()
         await self.store.close()
+        self.metrics.close()
 
     async def run(self) -> None:
         """Consume until stopped; reconnects to the broker whenever it goes away."""
@@ -115,8 +122,10 @@ class CVWorker:
                 await self.kill_points.stall(1, self.broker.drop_connection)
                 if await self.store.store_result(job.claim, outcome):
                     stored += 1
+                    self.metrics.outcomes.labels(job.claim.model, "stored").inc()
                     await self._cache_status(job.claim)
                 else:
+                    self.metrics.outcomes.labels(job.claim.model, "stale").inc()
                     logger.info("job %s: attempt %d is stale, result discarded", job.claim.job_id, job.claim.token)
                 self.kill_points.reached("after_store", 1)
         await self.broker.ack([message for message in batch if message not in settled])
@@ -167,13 +176,16 @@ class CVWorker:
 
     async def _call(self, run: Sequence[PreparedJob]) -> list[dict[str, object]]:
         first = run[0]
-        outputs = await self.client.infer(
-            first.claim.model,
-            stack_inputs(run),
-            request_id=first.claim.job_id,
-            outputs=first.outputs,
-            timeout=self.settings.inference_timeout_seconds,
-        )
+        model = first.claim.model
+        self.metrics.batch_size.labels(model).observe(len(run))
+        with self.metrics.inference_seconds.labels(model).time():
+            outputs = await self.client.infer(
+                model,
+                stack_inputs(run),
+                request_id=first.claim.job_id,
+                outputs=first.outputs,
+                timeout=self.settings.inference_timeout_seconds,
+            )
         return list(split_outputs(run, outputs))
 
     async def _dead_letter(self, message: Message, claim: Claim, reason: str) -> None:
@@ -181,6 +193,7 @@ class CVWorker:
             await self._cache_status(claim)
             self.sender.wake.set()
         await self.broker.dead_letter(message, reason)
+        self.metrics.outcomes.labels(claim.model, "dead_lettered").inc()
         logger.warning("job %s dead-lettered: %s", claim.job_id, reason)
 
     async def _cache_status(self, claim: Claim) -> None:
