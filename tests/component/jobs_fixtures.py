@@ -39,6 +39,8 @@ from kubemind.processes import ServerProcess, die_with_parent, free_port, runnin
 from kubemind_predictors.triton.launcher import TritonServerProcess
 from kubemind_workers.signing import verify
 
+# KUBEMIND_TEST_OWN_SERVICES=1 ignores the machine's Postgres and Redis (what a fresh machine sees).
+MACHINE_SERVICES = os.environ.get("KUBEMIND_TEST_OWN_SERVICES") != "1"
 WEBHOOK_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLWt1YmVtaW5kLWpvYnM="
 PG_USERS = ("postgres", "root")
 
@@ -110,11 +112,11 @@ def _own_postgres() -> Iterator[int]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    """A database of its own for this session, created here and dropped afterwards."""
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A database of its own (the machine's Postgres, else one started here), dropped afterwards."""
     with contextlib.ExitStack() as stack:
-        admin = asyncio.run(_admin_dsn(5432)) if _port_open(5432) else None
+        admin = asyncio.run(_admin_dsn(5432)) if MACHINE_SERVICES and _port_open(5432) else None
         if admin is None:
             port = stack.enter_context(_own_postgres())
             admin = asyncio.run(_admin_dsn(port))
@@ -133,6 +135,12 @@ def postgres_dsn() -> Iterator[str]:
             yield admin.rsplit("/", 1)[0] + f"/{name}"
         finally:
             asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    with fresh_database() as dsn:
+        yield dsn
 
 
 async def query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -154,10 +162,11 @@ class RedisTarget:
     prefix: str
 
 
-@pytest.fixture(scope="session")
-def redis_target() -> Iterator[RedisTarget]:
+@contextlib.contextmanager
+def redis_service() -> Iterator[RedisTarget]:
+    """The machine's Redis with a fresh key prefix, else a redis-server started here."""
     prefix = f"kubemind-test-{uuid.uuid4().hex[:8]}:job:"
-    if _port_open(6379):
+    if MACHINE_SERVICES and _port_open(6379):
         yield RedisTarget("redis://127.0.0.1:6379/0", prefix)
         return
     binary = shutil.which("redis-server")
@@ -175,6 +184,12 @@ def redis_target() -> Iterator[RedisTarget]:
     finally:
         _stop(process)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_target() -> Iterator[RedisTarget]:
+    with redis_service() as target:
+        yield target
 
 
 # -- brokers ----------------------------------------------------------------------------------------
