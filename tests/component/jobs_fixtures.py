@@ -238,10 +238,17 @@ class ReceivedWebhook:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
+    """When it arrived (time.monotonic)."""
 
     @property
     def payload(self) -> dict[str, Any]:
         return dict(json.loads(self.body))
+
+
+class _ReceiverServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # two workers' senders connect at once
+    daemon_threads = True
 
 
 class WebhookReceiver:
@@ -256,6 +263,8 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver behind a proxy would
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -267,12 +276,13 @@ class WebhookReceiver:
                 with receiver.lock:
                     receiver.received.append(ReceivedWebhook(self.path, headers, body))
                 self.send_response(500 if self.path.startswith("/fail") else 204)
+                self.send_header("content-length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _ReceiverServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

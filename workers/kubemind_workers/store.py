@@ -223,22 +223,21 @@ class JobStore:
             )  # fmt: skip
         return Claim(job_id, row["fencing_token"], row["model"], row["model_version"], _json(row["request"]))
 
-    async def store_result(self, claim: Claim, result: dict[str, Any]) -> bool:
-        """Store the result if this attempt still holds the job's token; False for a stale one.
-
-        The same statement makes the webhook due, so a stored result is always delivered.
-        """
+    async def store_result(self, claim: Claim, result: dict[str, Any]) -> Job | None:
+        """Store the result if this attempt still holds the job's token: the stored job, or None
+        for a stale attempt. The same statement makes the webhook due, so a stored result is
+        always delivered."""
         async with self.pool.acquire() as connection, connection.transaction():
-            status = await connection.execute(
+            row = await connection.fetchrow(
                 """UPDATE kubemind_jobs
                    SET state = 'succeeded', result = $3::jsonb, result_token = $2, finished_at = now(),
                        updated_at = now(), delivery_state = 'pending', next_delivery_at = now()
-                   WHERE id = $1 AND fencing_token = $2 AND state = 'running'""",
+                   WHERE id = $1 AND fencing_token = $2 AND state = 'running'
+                   RETURNING *""",
                 uuid.UUID(claim.job_id), claim.token, json.dumps(result),
             )  # fmt: skip
-            stored = status.endswith(" 1")
-            await self._finish_attempt(connection, claim, "stored" if stored else "stale", None)
-        return stored
+            await self._finish_attempt(connection, claim, "stored" if row is not None else "stale", None)
+        return _job(row) if row is not None else None
 
     async def record_error(self, claim: Claim, error: str) -> None:
         """An inference try failed (it will be retried or dead-lettered)."""
@@ -301,8 +300,9 @@ class JobStore:
         *,
         delivered: bool,
         retry_in: float | None,
-    ) -> None:
-        """One webhook attempt, and what follows it: delivered, retried later, or given up."""
+    ) -> Job:
+        """One webhook attempt, and what follows it: delivered, retried later, or given up.
+        Returns the job as it now is."""
         state = "delivered" if delivered else ("pending" if retry_in is not None else "failed")
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(
@@ -310,10 +310,11 @@ class JobStore:
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
                 uuid.UUID(job_id), attempt, webhook_id, status_code, error,
             )  # fmt: skip
-            await connection.execute(
+            row = await connection.fetchrow(
                 """UPDATE kubemind_jobs SET delivery_state = $2, delivery_error = $3,
                           next_delivery_at = CASE WHEN $4::float8 IS NULL THEN NULL
                                                   ELSE now() + make_interval(secs => $4::float8) END
-                   WHERE id = $1""",
+                   WHERE id = $1 RETURNING *""",
                 uuid.UUID(job_id), state, None if delivered else error, retry_in,
             )  # fmt: skip
+        return _job(row)

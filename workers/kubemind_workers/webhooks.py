@@ -107,12 +107,11 @@ class WebhookSender:
         retry_in = None
         if not delivered and attempt < self.settings.webhook_max_attempts:
             retry_in = retry_delay(attempt, self.settings.webhook_backoff_seconds, self.settings.webhook_max_backoff_seconds)
-        await self.store.record_delivery(job.id, attempt, job.id, status_code, error, delivered=delivered, retry_in=retry_in)
+        now = await self.store.record_delivery(
+            job.id, attempt, job.id, status_code, error, delivered=delivered, retry_in=retry_in
+        )
         self.metrics.webhooks.labels("delivered" if delivered else ("retry" if retry_in is not None else "failed")).inc()
-        if delivered or retry_in is None:
-            fresh = await self.store.get_job(job.id)
-            if fresh is not None:
-                await self.cache.put(fresh.status())
+        await self.cache.put(now.status())
         if not delivered:
             logger.info("webhook for job %s, attempt %d: %s%s", job.id, attempt, error,
                         f"; retry in {retry_in:.2f}s" if retry_in is not None else "; giving up")  # fmt: skip

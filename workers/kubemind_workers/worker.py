@@ -120,10 +120,11 @@ class CVWorker:
                     continue
                 self.kill_points.reached("after_infer", 1)
                 await self.kill_points.stall(1, self.broker.drop_connection)
-                if await self.store.store_result(job.claim, outcome):
+                stored_job = await self.store.store_result(job.claim, outcome)
+                if stored_job is not None:
                     stored += 1
                     self.metrics.outcomes.labels(job.claim.model, "stored").inc()
-                    await self._cache_status(job.claim)
+                    await self.cache.put(stored_job.status())
                 else:
                     self.metrics.outcomes.labels(job.claim.model, "stale").inc()
                     logger.info("job %s: attempt %d is stale, result discarded", job.claim.job_id, job.claim.token)
