@@ -390,7 +390,7 @@ class WorkerProcess:
 def start_worker(predictor_grpc: str, plumbing: JobsPlumbing, log: Path, *extra: str) -> WorkerProcess:
     command = [
         sys.executable, "-m", "kubemind_workers.worker",
-        "--predictor_url", predictor_grpc,
+        "--predictor_host", predictor_grpc,
         "--host", "127.0.0.1", "--http_port", "0",
         "--webhook_secret", WEBHOOK_SECRET,
         "--webhook_backoff_seconds", "0.1",

@@ -190,6 +190,27 @@ def test_a_stale_attempt_finishing_late_changes_nothing(writer: ServerProcess, p
     assert counts["stored"] == 4 and counts.get("stale", 0) >= 1
 
 
+def dead_letters(plumbing: JobsPlumbing) -> list[str]:
+    """The job ids waiting in RabbitMQ's dead-letter queue `<topic>.dead` (taken off it)."""
+    import asyncio
+    import json
+
+    import aio_pika
+
+    async def drain() -> list[str]:
+        connection = await aio_pika.connect(plumbing.broker_url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(f"{plumbing.topic}.dead", passive=True)
+            found = []
+            while (message := await queue.get(fail=False, timeout=2)) is not None:
+                found.append(json.loads(message.body)["job_id"])
+                await message.ack()
+            return found
+
+    return asyncio.run(drain())
+
+
 # -- failures that end in a recorded failure ---------------------------------------------------------
 def test_a_receiver_answering_500_forever_stops_at_the_limit(writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path) -> None:
     job_id = submit(writer, simple_body(3), receiver.url("/fail")).json()["id"]
@@ -214,6 +235,7 @@ def test_a_job_that_keeps_failing_is_dead_lettered_as_failed(writer: ServerProce
     assert 'kubemind_jobs_outcomes_total{model="simple",outcome="dead_lettered"} 1.0' in metrics
     data = hooks[job_id][0].payload["data"]
     assert data["state"] == "failed" and "inference failed 2 times" in data["error"]
+    assert dead_letters(plumbing) == [job_id]
     status = httpx.get(f"{writer.http_url}/v2/jobs/{job_id}", timeout=10).json()
     assert status["state"] == "failed"
 

@@ -83,7 +83,7 @@ class CVWorkerSettings(ComponentSettings, JobPlumbingSettings):
     http_port: int = Field(default=9090, ge=0, le=65535)
     """Port of the worker's Prometheus /metrics listener (0 picks a free port)."""
 
-    predictor_url: str = "127.0.0.1:8081"
+    predictor_host: str = "127.0.0.1:8081"
     """host:port of the v2 gRPC predictor (the Triton predictor or the image transformer)."""
 
     worker_id: str = ""

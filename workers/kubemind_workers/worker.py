@@ -1,4 +1,4 @@
-"""The CV worker: python -m kubemind_workers.worker --predictor_url 127.0.0.1:8081 --broker kafka ...
+"""The CV worker: python -m kubemind_workers.worker --predictor_host 127.0.0.1:8081 --broker kafka ...
 
 Per micro-batch, in this order (principle 14; each step is safe to repeat):
 1. claim every job in Postgres (raises its fencing token; a job already finished is just acked);
@@ -48,7 +48,7 @@ class CVWorker:
         self.cache = StatusCache(settings.redis_url, settings.redis_prefix, settings.status_ttl_seconds)
         self.broker: Broker = open_broker(settings, consumer=True, prefetch=settings.batch_size * 2)
         self.client = OIPClient(
-            settings.predictor_url,
+            settings.predictor_host,
             RetryPolicy(timeout=settings.inference_timeout_seconds, retry_budget=2, backoff=0.05, cooldown=0.2),
         )
         self.metrics = WorkerMetrics()
