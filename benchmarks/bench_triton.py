@@ -92,7 +92,7 @@ async def measure(concurrency: int, calls: dict[str, Callable[[], Awaitable[obje
     return list(results.values())
 
 
-async def run_benchmark(triton_url: str, predictor_host: str, transformer_url: str) -> list[Result]:
+async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: str) -> list[Result]:
     jpeg = sample_jpeg()
     preprocessor = ImagePreprocessor(ImageTransformerSettings())
     tensor = preprocessor.new_batch(1)
@@ -100,7 +100,7 @@ async def run_benchmark(triton_url: str, predictor_host: str, transformer_url: s
     policy = RetryPolicy(timeout=30.0, retry_budget=0, backoff=0.0, cooldown=0.0)
     clients = {name: OIPClient(url, policy) for name, url in (
         ("direct to Triton", triton_url),
-        ("TritonPredictor", predictor_host),
+        ("TritonPredictor", predictor_url),
         ("transformer + predictor", transformer_url),
     )}  # fmt: skip
     for client in clients.values():
