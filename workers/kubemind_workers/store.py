@@ -8,9 +8,10 @@ changes nothing; a webhook delivery is leased, so two senders never post the sam
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,19 @@ class OutboxMessage:
     job_id: str
     topic: str
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboxBatch:
+    """Outbox rows one relay holds locked; marked published on the same connection."""
+
+    connection: asyncpg.Connection
+    messages: list[OutboxMessage]
+
+    async def mark_published(self, outbox_ids: Sequence[int]) -> None:
+        await self.connection.execute(
+            "UPDATE kubemind_outbox SET published_at = now() WHERE id = ANY($1::bigint[])", list(outbox_ids)
+        )
 
 
 @dataclass(frozen=True)
@@ -172,12 +186,20 @@ class JobStore:
         return _job(row) if row is not None else None
 
     # -- outbox relay -----------------------------------------------------------------------------
-    async def unpublished(self, limit: int = 100) -> list[OutboxMessage]:
-        rows = await self.pool.fetch(
-            "SELECT id, job_id, topic, payload FROM kubemind_outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
-            limit,
-        )
-        return [OutboxMessage(r["id"], str(r["job_id"]), r["topic"], _json(r["payload"])) for r in rows]
+    @contextlib.asynccontextmanager
+    async def unpublished(self, limit: int, settled_seconds: float) -> AsyncIterator[OutboxBatch]:
+        """Messages not yet published, locked for this relay until the block ends (another
+        writer's relay skips them); older than `settled_seconds`, so a writer's own publish of a
+        job it just committed is not raced. The caller marks, on the batch, what it published."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                """SELECT id, job_id, topic, payload FROM kubemind_outbox
+                   WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $2)
+                   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                limit, settled_seconds,
+            )  # fmt: skip
+            messages = [OutboxMessage(r["id"], str(r["job_id"]), r["topic"], _json(r["payload"])) for r in rows]
+            yield OutboxBatch(connection, messages)
 
     async def requeue_stuck(self, older_than_seconds: float) -> int:
         """Publish again the message of every job unfinished for longer than `older_than_seconds`

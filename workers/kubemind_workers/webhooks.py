@@ -30,6 +30,7 @@ from kubemind_workers.store import DueDelivery, Job, JobStore
 logger = logging.getLogger("kubemind.workers.webhooks")
 
 LEASE_MARGIN_SECONDS = 5.0
+MAX_IN_FLIGHT = 32
 
 
 def webhook_body(job: Job) -> bytes:
@@ -73,18 +74,40 @@ class WebhookSender:
             await self._client.aclose()
 
     async def _run(self) -> None:
+        """Lease what is due, as far as free slots allow, each delivery its own task: a slow
+        receiver holds one slot, never the deliveries of other jobs."""
         lease = self.settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
-        while True:
-            try:
-                due = await self.store.lease_deliveries(16, lease)
-                if due:
-                    await asyncio.gather(*(self.deliver(item) for item in due))
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                free = MAX_IN_FLIGHT - len(in_flight)
+                due = []
+                if free > 0:
+                    try:
+                        due = await self.store.lease_deliveries(free, lease)
+                    except Exception as exc:  # Postgres away: try again on the next tick
+                        logger.warning("webhook sender: %s: %s", type(exc).__name__, exc)
+                for item in due:
+                    task = asyncio.create_task(self._deliver_logged(item))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                if due and len(due) == free:
+                    await asyncio.sleep(0)  # more may be due: lease again once a slot frees
+                    if len(in_flight) >= MAX_IN_FLIGHT:
+                        await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                     continue
-            except Exception as exc:  # Postgres away: try again on the next tick
-                logger.warning("webhook sender: %s: %s", type(exc).__name__, exc)
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.settings.webhook_poll_seconds)
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.settings.webhook_poll_seconds)
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _deliver_logged(self, due: DueDelivery) -> None:
+        try:
+            await self.deliver(due)
+        except Exception as exc:  # its lease runs out and another try comes
+            logger.warning("webhook for job %s: %s: %s", due.job.id, type(exc).__name__, exc)
 
     async def deliver(self, due: DueDelivery) -> None:
         job, attempt = due.job, due.attempt

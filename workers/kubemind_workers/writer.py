@@ -40,6 +40,7 @@ from kubemind_workers.store import JobStore
 logger = logging.getLogger("kubemind.workers.writer")
 
 IDEMPOTENCY_HEADER = "idempotency-key"
+RELAY_BATCH = 100
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -69,15 +70,16 @@ class OutboxRelay:
         requeued = await self.store.requeue_stuck(self.requeue_after)
         if requeued:
             logger.warning("%d unfinished jobs idle for %gs: publishing them again", requeued, self.requeue_after)
-        published = []
-        for message in await self.store.unpublished():
-            try:
-                await self.broker.publish(message.job_id, message.payload, self.timeout)
-            except BackendUnavailable:
-                break  # the broker is down: try again on the next tick, in order
-            published.append(message.id)
-        if published:
-            await self.store.mark_published(published)
+        published: list[int] = []
+        async with self.store.unpublished(RELAY_BATCH, self.timeout) as batch:
+            for message in batch.messages:
+                try:
+                    await self.broker.publish(message.job_id, message.payload, self.timeout)
+                except BackendUnavailable:
+                    break  # the broker is down: try again on the next tick, in order
+                published.append(message.id)
+            if published:
+                await batch.mark_published(published)
         return len(published)
 
     async def _run(self) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from kubemind_workers.brokers import Message
 logger = logging.getLogger("kubemind.workers.rabbitmq")
 
 CONNECT_TIMEOUT_SECONDS = 2.0
+RETRY_CONNECT_SECONDS = 1.0
 
 
 class RabbitMQBroker:
@@ -32,6 +34,7 @@ class RabbitMQBroker:
         self._queue: AbstractQueue | None = None
         self._received: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._connecting = asyncio.Lock()
+        self._retry_at = 0.0
 
     async def start(self) -> None:
         async with self._connecting:
@@ -63,11 +66,16 @@ class RabbitMQBroker:
                 await connection.close()
 
     async def healthy(self) -> bool:
+        """Connected, or reconnected now; after a failed reconnect, False without trying again
+        for RETRY_CONNECT_SECONDS (every request must not wait out a connect timeout)."""
         if self._connection is None or self._connection.is_closed:
+            if time.monotonic() < self._retry_at:
+                return False
             try:
                 await self.stop()
                 await self.start()
             except Exception:
+                self._retry_at = time.monotonic() + RETRY_CONNECT_SECONDS
                 return False
         return self._connection is not None and not self._connection.is_closed
 
