@@ -151,31 +151,34 @@ class JobStore:
         idempotency_key: str | None,
         topic: str,
     ) -> tuple[Job, bool, int | None]:
-        """Insert the job and its outbox message in one transaction.
+        """Insert the job and its outbox message atomically: one statement, so one transaction
+        and one round trip.
 
         Returns (job, created, outbox id). With an Idempotency-Key already used, the existing job
         comes back (created False, no new message): a client retrying never makes a second job.
         """
         job_id = uuid.uuid4()
-        async with self.pool.acquire() as connection, connection.transaction():
+        payload = {"job_id": str(job_id), "model": model, "model_version": model_version}
+        async with self.pool.acquire() as connection:
             row = await connection.fetchrow(
-                """INSERT INTO kubemind_jobs (id, model, model_version, idempotency_key, request, callback_url)
-                   VALUES ($1, $2, $3, $4, $5::jsonb, $6)
-                   ON CONFLICT (idempotency_key) DO NOTHING
-                   RETURNING *""",
+                """WITH job AS (
+                       INSERT INTO kubemind_jobs (id, model, model_version, idempotency_key, request, callback_url)
+                       VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+                       ON CONFLICT (idempotency_key) DO NOTHING
+                       RETURNING *),
+                   message AS (
+                       INSERT INTO kubemind_outbox (job_id, topic, payload)
+                       SELECT id, $7, $8::jsonb FROM job RETURNING id)
+                   SELECT job.*, (SELECT id FROM message) AS outbox_id FROM job""",
                 job_id, model, model_version, idempotency_key, json.dumps(request), callback_url,
+                topic, json.dumps(payload),
             )  # fmt: skip
             if row is None:
                 existing = await connection.fetchrow(
                     "SELECT * FROM kubemind_jobs WHERE idempotency_key = $1", idempotency_key
                 )
                 return _job(existing), False, None
-            payload = {"job_id": str(job_id), "model": model, "model_version": model_version}
-            outbox_id = await connection.fetchval(
-                "INSERT INTO kubemind_outbox (job_id, topic, payload) VALUES ($1, $2, $3::jsonb) RETURNING id",
-                job_id, topic, json.dumps(payload),
-            )  # fmt: skip
-        return _job(row), True, outbox_id
+        return _job(row), True, row["outbox_id"]
 
     async def get_job(self, job_id: str) -> Job | None:
         try:
