@@ -44,7 +44,7 @@ images:
 test-images: install
 	$(PY) -m pytest -m images tests/images $(PYTEST_ARGS)
 
-# The async-jobs kill storm: 1000 jobs while a random worker is SIGKILLed every few seconds
+# The async-jobs kill storm: 1000 jobs while a random worker is SIGKILLed every 1-2 s
 # (real RabbitMQ, Postgres, Redis, Triton). Minutes long, so deselected from `make test`.
 test-storm: install
 	$(PY) -m pytest -m storm tests/component/test_jobs.py $(PYTEST_ARGS)

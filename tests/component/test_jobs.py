@@ -263,7 +263,7 @@ def test_kill_storm_loses_nothing_and_stores_nothing_twice(
         deadline = time.monotonic() + 600
         while len(receiver.by_job()) < count:
             assert time.monotonic() < deadline, f"{len(receiver.by_job())} of {count} delivered"
-            time.sleep(rng.uniform(2.0, 4.0))
+            time.sleep(rng.uniform(1.0, 2.0))
             if len(receiver.by_job()) >= count:
                 break
             victim = workers.pop(rng.randrange(len(workers)))
@@ -280,4 +280,4 @@ def test_kill_storm_loses_nothing_and_stores_nothing_twice(
     duplicates = sum(len(h) - 1 for job, h in hooks.items() if job in jobs)
     print(f"kill storm: {count} jobs, {kills} workers SIGKILLed, 0 lost, 0 stored twice, "
           f"{duplicates} duplicate webhook deliveries (same webhook-id)")  # fmt: skip
-    assert kills >= 3
+    assert kills >= 5
