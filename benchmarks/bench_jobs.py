@@ -1,7 +1,7 @@
 """The async jobs path vs the synchronous route, same model and server, in one run (issue 12).
 
 - sync: POST /v2/models/simple/infer at concurrency 8 -> inferences/s;
-- async at saturation: jobs submitted at concurrency 8 through RabbitMQ to two CV workers
+- async at saturation: jobs submitted by 32 concurrent clients through RabbitMQ to two CV workers
   (micro-batches of 8); jobs/s = jobs / (first submit -> last signed webhook received);
   goal >= 1.0x the sync rate (micro-batching must pay for the broker);
 - end-to-end latency (submit -> webhook received) p50/p99 at 50% of that saturation rate;
@@ -42,6 +42,8 @@ from tests.component.triton_fixtures import running_triton
 
 SECONDS = float(os.environ.get("KUBEMIND_BENCH_SECONDS", "6"))
 CONCURRENCY = 8
+# Saturation: enough submitters that the writer, not the load generator, is the limit.
+SUBMITTERS = int(os.environ.get("KUBEMIND_BENCH_SUBMITTERS", "32"))
 SATURATION_JOBS = int(os.environ.get("KUBEMIND_BENCH_JOBS", "600"))
 WORKERS = 2
 
@@ -88,7 +90,7 @@ async def saturation(url: str, receiver: WebhookReceiver) -> float:
                 job, at = await submit(client, url, receiver.url(), queue.pop())
                 submitted[job] = at
 
-        await asyncio.gather(*(loop() for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(loop() for _ in range(SUBMITTERS)))
     arrived = await asyncio.to_thread(wait_all, receiver, list(submitted))
     return len(submitted) / (max(arrived.values()) - min(submitted.values()))
 
