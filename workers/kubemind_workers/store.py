@@ -226,43 +226,53 @@ class JobStore:
         )
 
     # -- worker -----------------------------------------------------------------------------------
-    async def claim(self, job_id: str, worker: str, max_deliveries: int) -> Claim | None:
-        """Start an attempt: raise the fencing token and record the attempt.
+    async def claim_many(self, job_ids: Sequence[str], worker: str) -> dict[str, Claim]:
+        """Start an attempt at each job, in one statement: raise its fencing token and record
+        the attempt. Jobs finished already (a redelivery after the result was stored: the caller
+        just acknowledges) or unknown are left out. The token also counts the job's claims: the
+        caller dead-letters one claimed too often (a poison message)."""
+        rows = await self.pool.fetch(
+            """WITH claimed AS (
+                   UPDATE kubemind_jobs SET fencing_token = fencing_token + 1, state = 'running', updated_at = now()
+                   WHERE id = ANY($1::uuid[]) AND state NOT IN ('succeeded', 'failed')
+                   RETURNING id, fencing_token, model, model_version, request),
+               attempts AS (
+                   INSERT INTO kubemind_job_attempts (job_id, token, worker)
+                   SELECT id, fencing_token, $2 FROM claimed)
+               SELECT * FROM claimed""",
+            [uuid.UUID(job_id) for job_id in dict.fromkeys(job_ids)], worker,
+        )  # fmt: skip
+        return {
+            str(r["id"]): Claim(str(r["id"]), r["fencing_token"], r["model"], r["model_version"], _json(r["request"]))
+            for r in rows
+        }
 
-        None when the job is finished already (a redelivery after its result was stored: the
-        caller just acknowledges) or unknown. A job claimed more than `max_deliveries` times is
-        a poison message: the caller dead-letters it.
-        """
-        async with self.pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
-                """UPDATE kubemind_jobs SET fencing_token = fencing_token + 1, state = 'running', updated_at = now()
-                   WHERE id = $1 AND state NOT IN ('succeeded', 'failed')
-                   RETURNING fencing_token, model, model_version, request""",
-                uuid.UUID(job_id),
-            )
-            if row is None:
-                return None
-            await connection.execute(
-                "INSERT INTO kubemind_job_attempts (job_id, token, worker) VALUES ($1, $2, $3)",
-                uuid.UUID(job_id), row["fencing_token"], worker,
-            )  # fmt: skip
-        return Claim(job_id, row["fencing_token"], row["model"], row["model_version"], _json(row["request"]))
-
-    async def store_result(self, claim: Claim, result: dict[str, Any]) -> Job | None:
-        """Store the result if this attempt still holds the job's token: the stored job, or None
-        for a stale attempt. The same statement makes the webhook due, so a stored result is
-        always delivered."""
-        async with self.pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
-                """UPDATE kubemind_jobs
-                   SET state = 'succeeded', result = $3::jsonb, result_token = $2, finished_at = now(),
-                       updated_at = now(), delivery_state = 'pending', next_delivery_at = now()
-                   WHERE id = $1 AND fencing_token = $2 AND state = 'running'
-                   RETURNING *""",
-                uuid.UUID(claim.job_id), claim.token, json.dumps(result),
-            )  # fmt: skip
-            await self._finish_attempt(connection, claim, "stored" if row is not None else "stale", None)
-        return _job(row) if row is not None else None
+    async def store_results(self, results: Sequence[tuple[Claim, dict[str, Any]]]) -> dict[str, Job]:
+        """Store each result whose attempt still holds its job's token, in one statement; the
+        jobs stored, by id. An attempt left out was stale (a newer one holds the job): it is
+        recorded so and changes nothing. Storing makes the webhook due in the same statement,
+        so a stored result is always delivered."""
+        rows = await self.pool.fetch(
+            """WITH input AS (
+                   SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS t(id, token, result)),
+               stored AS (
+                   UPDATE kubemind_jobs AS job
+                   SET state = 'succeeded', result = input.result::jsonb, result_token = input.token,
+                       finished_at = now(), updated_at = now(), delivery_state = 'pending', next_delivery_at = now()
+                   FROM input
+                   WHERE job.id = input.id AND job.fencing_token = input.token AND job.state = 'running'
+                   RETURNING job.*),
+               outcomes AS (
+                   UPDATE kubemind_job_attempts AS attempt
+                   SET outcome = CASE WHEN stored.id IS NULL THEN 'stale' ELSE 'stored' END, finished_at = now()
+                   FROM input LEFT JOIN stored ON stored.id = input.id
+                   WHERE attempt.job_id = input.id AND attempt.token = input.token)
+               SELECT * FROM stored""",
+            [uuid.UUID(claim.job_id) for claim, _ in results],
+            [claim.token for claim, _ in results],
+            [json.dumps(result) for _, result in results],
+        )  # fmt: skip
+        return {str(row["id"]): _job(row) for row in rows}
 
     async def record_error(self, claim: Claim, error: str) -> None:
         """An inference try failed (it will be retried or dead-lettered)."""
@@ -291,14 +301,6 @@ class JobStore:
                     uuid.UUID(job_id), token, "dead_lettered" if failed else "stale", reason,
                 )  # fmt: skip
         return failed
-
-    @staticmethod
-    async def _finish_attempt(connection: asyncpg.Connection, claim: Claim, outcome: str, error: str | None) -> None:
-        await connection.execute(
-            """UPDATE kubemind_job_attempts SET outcome = $3, error = COALESCE($4, error), finished_at = now()
-               WHERE job_id = $1 AND token = $2""",
-            uuid.UUID(claim.job_id), claim.token, outcome, error,
-        )  # fmt: skip
 
     # -- webhook sender ---------------------------------------------------------------------------
     async def lease_deliveries(self, limit: int, lease_seconds: float) -> list[DueDelivery]:

@@ -96,9 +96,11 @@ class CVWorker:
     # -- one micro-batch --------------------------------------------------------------------------
     async def process(self, batch: Sequence[Message]) -> None:
         settled: list[Message] = []  # dead-lettered: never acked again
+        claims = await self.store.claim_many([message.job_id for message in batch], self.name)
         jobs: list[tuple[Message, PreparedJob]] = []
         for message in batch:
-            claim = await self.store.claim(message.job_id, self.name, self.settings.max_deliveries)
+            # pop: a job whose message came twice in one batch runs once; the copy is just acked
+            claim = claims.pop(message.job_id, None)
             if claim is None:
                 continue  # finished already (a redelivery after its result was stored): ack it
             if claim.token > self.settings.max_deliveries:
@@ -111,27 +113,28 @@ class CVWorker:
                 await self._dead_letter(message, claim, f"undecodable request: {exc.message}")
                 settled.append(message)
         by_job = {id(job): message for message, job in jobs}
-        stored = 0
+        results: list[tuple[Claim, dict[str, object]]] = []
         for run in group([job for _, job in jobs], await self._batches(jobs), self.settings.batch_size):
             for job, outcome in zip(run, await self._infer(run), strict=True):
                 if isinstance(outcome, str):
                     await self._dead_letter(by_job[id(job)], job.claim, outcome)
                     settled.append(by_job[id(job)])
-                    continue
-                self.kill_points.reached("after_infer", 1)
-                await self.kill_points.stall(1, self.broker.drop_connection)
-                stored_job = await self.store.store_result(job.claim, outcome)
-                if stored_job is not None:
-                    stored += 1
-                    self.metrics.outcomes.labels(job.claim.model, "stored").inc()
-                    await self.cache.put(stored_job.status())
                 else:
-                    self.metrics.outcomes.labels(job.claim.model, "stale").inc()
-                    logger.info("job %s: attempt %d is stale, result discarded", job.claim.job_id, job.claim.token)
-                self.kill_points.reached("after_store", 1)
+                    results.append((job.claim, outcome))
+        if results:
+            self.kill_points.reached("after_infer", len(results))
+            await self.kill_points.stall(len(results), self.broker.drop_connection)
+            stored = await self.store.store_results(results)
+            for claim, _ in results:
+                job_stored = stored.get(claim.job_id)
+                self.metrics.outcomes.labels(claim.model, "stored" if job_stored else "stale").inc()
+                if job_stored is None:
+                    logger.info("job %s: attempt %d is stale, result discarded", claim.job_id, claim.token)
+            await asyncio.gather(*(self.cache.put(job.status()) for job in stored.values()))
+            self.kill_points.reached("after_store", len(results))
+            if stored:
+                self.sender.wake.set()
         await self.broker.ack([message for message in batch if message not in settled])
-        if stored:
-            self.sender.wake.set()
 
     async def _batches(self, jobs: Sequence[tuple[Message, PreparedJob]]) -> bool:
         """Whether the model takes a batch dimension (its metadata's first dimensions are -1)."""
