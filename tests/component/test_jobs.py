@@ -223,6 +223,46 @@ def dead_letters(plumbing: JobsPlumbing) -> list[str]:
     return asyncio.run(drain())
 
 
+# -- Knative Eventing: the worker as a CloudEvents sink -------------------------------------------------
+def test_the_worker_as_a_cloudevents_sink_answers_after_storing(
+    writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubemind.processes import free_port
+
+    jobs = submit_many(writer, receiver, 8)
+    port = free_port()
+    sink = start_worker(writer.grpc_address, plumbing, tmp_path / "sink.log", "--broker", "cloudevents",
+                        "--broker_url", f"127.0.0.1:{port}", "--batch_wait_seconds", "0.2")  # fmt: skip
+
+    def deliver(job_id: str) -> int:
+        """What a KafkaSource sends: a binary-mode CloudEvent whose body is the Kafka record."""
+        headers = {"ce-specversion": "1.0", "ce-id": f"cv-jobs-0-{job_id}", "ce-source": "/apis/v1/namespaces/kubemind/kafkasources/cv-jobs",
+                   "ce-type": "dev.knative.kafka.event", "content-type": "application/json"}  # fmt: skip
+        body = {"job_id": job_id, "model": "simple", "model_version": "1"}
+        return httpx.post(f"http://127.0.0.1:{port}/", json=body, headers=headers, timeout=60).status_code
+
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while "receiving CloudEvents" not in sink.log():
+            assert time.monotonic() < deadline and sink.process.poll() is None, sink.log()
+            time.sleep(0.1)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(deliver, jobs))
+        assert answers == [200] * 8
+        stored = sql(plumbing.database_url, "SELECT count(*) AS n FROM kubemind_jobs WHERE state = 'succeeded' AND id::text = ANY($1)", list(jobs))
+        assert stored[0]["n"] == 8  # answered only once stored
+        assert deliver(next(iter(jobs))) == 200  # a redelivery: finished already, just acknowledged
+        assert httpx.post(f"http://127.0.0.1:{port}/", content=b"not json", timeout=10).status_code == 400
+        assert_delivered(receiver, jobs, sync_results(writer, range(8)))
+        calls = next(line for line in sink.metrics().splitlines() if line.startswith("kubemind_jobs_batch_size_count"))
+        assert float(calls.split()[-1]) < 8  # concurrent deliveries shared inference calls
+    finally:
+        sink.stop()
+    assert_stored_exactly_once(plumbing.database_url, list(jobs))
+
+
 # -- failures that end in a recorded failure ---------------------------------------------------------
 def test_a_receiver_answering_500_forever_stops_at_the_limit(writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path) -> None:
     job_id = submit(writer, simple_body(3), receiver.url("/fail")).json()["id"]

@@ -28,11 +28,13 @@ class JobPlumbingSettings(BaseSettings):
     status_ttl_seconds: int = Field(default=3600, gt=0)
     """How long a job's status stays cached in Redis."""
 
-    broker: Literal["kafka", "rabbitmq"] = "kafka"
-    """Message broker of the job topic."""
+    broker: Literal["kafka", "rabbitmq", "cloudevents"] = "kafka"
+    """Message broker of the job topic. cloudevents (workers only): Knative Eventing delivers the
+    Kafka messages over HTTP, and the answer acknowledges them."""
 
     broker_url: str = "127.0.0.1:9092"
-    """Kafka bootstrap servers (host:port,...) or a RabbitMQ amqp:// URL."""
+    """Kafka bootstrap servers (host:port,...), a RabbitMQ amqp:// URL, or for cloudevents the
+    host:port the worker receives CloudEvents on."""
 
     topic: str = "cv-jobs"
     """Kafka topic or RabbitMQ queue of the jobs; dead letters go to `<topic>.dead`."""

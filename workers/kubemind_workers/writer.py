@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kubemind.codecs import decode_rest_request
-from kubemind.errors import BackendUnavailable, InvalidInput
+from kubemind.errors import BackendUnavailable, InvalidInput, InvalidSettings
 from kubemind.model import KubemindModel
 from kubemind.protocol.pipeline import Route, RouteCall, ServerRoute, json_response
 from kubemind.telemetry import RequestRecord
@@ -95,6 +95,8 @@ class JobWriter:
     """A server extension (kubemind.server.ServerExtension): the jobs routes and their resources."""
 
     def __init__(self, settings: JobWriterSettings):
+        if settings.broker == "cloudevents":
+            raise InvalidSettings("--broker cloudevents is for workers; the writer publishes to kafka or rabbitmq")
         self.settings = settings
         self.store = JobStore(settings.database_url)
         self.cache = StatusCache(settings.redis_url, settings.redis_prefix, settings.status_ttl_seconds)

@@ -7,9 +7,10 @@ redelivered; the store's fencing token makes the redelivery harmless.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kubemind_workers.settings import JobPlumbingSettings
 
@@ -51,7 +52,33 @@ class Broker(Protocol):
         """Tests only: vanish without acknowledging, so the broker redelivers to another worker."""
 
 
+ItemT = TypeVar("ItemT")
+
+
+async def collect_batch(queue: asyncio.Queue[ItemT], max_size: int, max_wait: float, idle: float = 1.0) -> list[ItemT]:
+    """For pushing brokers: wait up to `idle` for a first item, then at most `max_wait` for
+    more, up to `max_size`."""
+    try:
+        first = await asyncio.wait_for(queue.get(), timeout=idle)
+    except TimeoutError:
+        return []
+    batch = [first]
+    loop = asyncio.get_running_loop()
+    until = loop.time() + max_wait
+    while len(batch) < max_size:
+        left = until - loop.time()
+        try:
+            batch.append(queue.get_nowait() if left <= 0 else await asyncio.wait_for(queue.get(), left))
+        except (TimeoutError, asyncio.QueueEmpty):
+            break
+    return batch
+
+
 def open_broker(settings: JobPlumbingSettings, *, consumer: bool, prefetch: int = 16) -> Broker:
+    if settings.broker == "cloudevents":
+        from kubemind_workers.brokers.cloudevents import CloudEventsIngress
+
+        return CloudEventsIngress(settings.broker_url)
     if settings.broker == "rabbitmq":
         from kubemind_workers.brokers.rabbitmq import RabbitMQBroker
 
@@ -67,4 +94,4 @@ def open_broker(settings: JobPlumbingSettings, *, consumer: bool, prefetch: int 
     )
 
 
-__all__ = ["Broker", "Message", "open_broker"]
+__all__ = ["Broker", "Message", "collect_batch", "open_broker"]

@@ -15,7 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from kubemind.errors import BackendUnavailable
-from kubemind_workers.brokers import Message
+from kubemind_workers.brokers import Message, collect_batch
 
 logger = logging.getLogger("kubemind.workers.rabbitmq")
 
@@ -99,20 +99,7 @@ class RabbitMQBroker:
     async def next_batch(self, max_size: int, max_wait: float) -> list[Message]:
         if self._connection is None or self._connection.is_closed:
             raise ConnectionError("RabbitMQ connection is closed")
-        try:
-            first = await asyncio.wait_for(self._received.get(), timeout=1.0)
-        except TimeoutError:
-            return []
-        batch = [first]
-        loop = asyncio.get_running_loop()
-        until = loop.time() + max_wait
-        while len(batch) < max_size:
-            left = until - loop.time()
-            try:
-                batch.append(self._received.get_nowait() if left <= 0 else await asyncio.wait_for(self._received.get(), left))
-            except (TimeoutError, asyncio.QueueEmpty):
-                break
-        return [self._message(incoming) for incoming in batch]
+        return [self._message(incoming) for incoming in await collect_batch(self._received, max_size, max_wait)]
 
     @staticmethod
     def _message(incoming: AbstractIncomingMessage) -> Message:
