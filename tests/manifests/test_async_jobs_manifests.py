@@ -40,3 +40,19 @@ def test_a_worker_arg_its_settings_do_not_know_fails(tmp_path: Path, capsys) -> 
 
     assert main(["validate", str(overlay), "--allow-refs", str(allow)]) != 0
     assert "batch_sise" in capsys.readouterr().out
+
+
+def test_the_knative_variant_validates_with_its_sink(tmp_path: Path, capsys) -> None:
+    """cv-jobs (the KafkaSource) with cv-worker: the sink exists, delivery has retries and a
+    dead-letter sink, and the worker's args parse."""
+    root = tmp_path / "knative"
+    shutil.copytree(REPO / "knative", root)
+    overlay = root / "overlays" / "jobs"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../../base]\ncomponents: [../../components/cv-jobs, ../../components/cv-worker]\n"
+    )
+    allow = tmp_path / "external.yaml"
+    allow.write_text(SECRET)
+
+    assert main(["validate", str(overlay), "--allow-refs", str(allow)]) == 0, capsys.readouterr().out
