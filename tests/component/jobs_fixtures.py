@@ -379,15 +379,18 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def metrics(self, timeout: float = 20) -> str:
-        """The worker's /metrics text (its port is in its log: it binds port 0)."""
+    def metrics_url(self, timeout: float = 20) -> str:
+        """Where the worker serves /metrics (its port is in its log: it binds port 0)."""
         import re
 
         deadline = time.monotonic() + timeout
         while (found := re.search(r"metrics on (http://[\d.:]+/metrics)", self.log())) is None:
             assert time.monotonic() < deadline, self.log()
             time.sleep(0.1)
-        return httpx.get(found.group(1), timeout=5).text
+        return found.group(1)
+
+    def metrics(self) -> str:
+        return httpx.get(self.metrics_url(), timeout=5).text
 
 
 def start_worker(predictor_grpc: str, plumbing: JobsPlumbing, log: Path, *extra: str) -> WorkerProcess:

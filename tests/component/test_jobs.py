@@ -72,8 +72,10 @@ def test_jobs_are_answered_by_signed_webhooks_equal_to_the_sync_path(
 ) -> None:
     count = 40
     jobs = submit_many(writer, receiver, count)
-    with running_workers(writer.grpc_address, plumbing, tmp_path, 2, "--batch_size", "8", "--batch_wait_seconds", "0.05"):
+    with running_workers(writer.grpc_address, plumbing, tmp_path, 2, "--batch_size", "8", "--batch_wait_seconds", "0.05") as workers:
         assert_delivered(receiver, jobs, sync_results(writer, range(count)))
+        ready = httpx.get(workers[0].metrics_url().replace("/metrics", "/v2/health/ready"), timeout=5)
+        assert ready.status_code == 200  # consuming
     assert_stored_exactly_once(plumbing.database_url, list(jobs))
     hook = receiver.by_job()[next(iter(jobs))][0]
     verify(WEBHOOK_SECRET, hook.headers, hook.body)  # what a receiver runs

@@ -83,12 +83,14 @@ class CVWorker:
                 if not connected:
                     await self.broker.start()
                     connected = True
+                    self.metrics.consuming.set()
                     logger.info("worker %s consuming %s from %s", self.name, self.settings.topic, self.settings.broker)
                 batch = await self.broker.next_batch(self.settings.batch_size, self.settings.batch_wait_seconds)
                 if batch:
                     await self.process(batch)
             except Exception as exc:
                 logger.warning("broker: %s: %s; reconnecting", type(exc).__name__, exc)
+                self.metrics.consuming.clear()
                 await self.broker.stop()
                 connected = False
                 await asyncio.sleep(RECONNECT_SECONDS)
