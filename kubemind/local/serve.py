@@ -50,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
 
         return serve_model(args)
     available = local_services()
-    wanted = set(args.only or [s.name for s in available])
+    wanted = set(args.only or [s.name for s in available if not s.opt_in])
     # a transformer needs its predictor running
     wanted |= {s.forwards_to for s in available if s.name in wanted and s.forwards_to}
     services = [s for s in available if s.name in wanted]

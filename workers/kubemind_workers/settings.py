@@ -16,8 +16,9 @@ KillPoint = Literal["", "after_infer", "after_store", "stall_after_infer"]
 class JobPlumbingSettings(BaseSettings):
     """Where jobs live and travel: Postgres (truth), Redis (status cache), the broker."""
 
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/kubemind"
-    """Postgres DSN of the job tables (migrated at start)."""
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    """Postgres DSN of the job tables (migrated at start); the default is a local Postgres's own
+    database, which every install has: name your own anywhere else."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis holding job status with a TTL; a cache only: losing it loses nothing."""
