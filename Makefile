@@ -5,7 +5,7 @@ export VENV
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test serve up lint bench protos validate images test-images
+.PHONY: install test serve up lint bench protos validate images test-images test-storm
 
 install:
 	@flock $(CURDIR)/.install.lock tools/install.sh
@@ -49,3 +49,8 @@ images:
 # if missing). Slow, root only, and deselected from `make test` by the `images` marker.
 test-images: install
 	$(PY) -m pytest -m images tests/images $(PYTEST_ARGS)
+
+# The async-jobs kill storm: 1000 jobs while a random worker is SIGKILLed every 1-2 s
+# (real RabbitMQ, Postgres, Redis, Triton). Minutes long, so deselected from `make test`.
+test-storm: install
+	$(PY) -m pytest -m storm tests/component/test_jobs.py $(PYTEST_ARGS)

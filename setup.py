@@ -36,7 +36,7 @@ PACKAGE_ROOTS = {
     "kubemind_workers": "workers",
 }
 
-EXTRAS = ["llm-cpu", "llm-gpu", "triton", "onnx", "mlflow", "feast", "milvus", "kafka", "manifests", "dev"]
+EXTRAS = ["llm-cpu", "llm-gpu", "triton", "onnx", "mlflow", "feast", "milvus", "kafka", "jobs", "manifests", "dev"]
 
 setup(
     name="kubemind",
@@ -53,6 +53,8 @@ setup(
     include_package_data=True,
     package_data={
         "kubemind_transformers.image": ["*.tsv"],
+        # The job tables' migrations, applied at start by the writer and the workers.
+        "kubemind_workers": ["migrations/*.sql"],
         # The CRDs `kubemind validate` checks against, so it works outside a checkout.
         "kubemind.manifests": ["crds/*.md", "crds/**/*.yaml"],
     },

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "models": ("kubemind_registry.cli", "register, resolve and pin models in the MLflow registry"),
     "validate": ("kubemind.manifests.validate_cli", "validate kustomize overlays and manifests"),
     "size": ("kubemind.manifests.size_cli", "memory requests and limits for a model"),
+    "jobs": ("kubemind_workers.cli", "async jobs: verify a webhook signature"),
 }
 
 

@@ -20,6 +20,7 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import grpc
 import uvicorn
@@ -29,7 +30,7 @@ from kserve.model_repository import ModelRepository
 from kubemind.model import KubemindModel
 from kubemind.protocol.generate import TextGenerator, generate_routes
 from kubemind.protocol.grpc_server import create_grpc_server
-from kubemind.protocol.pipeline import Pipeline, Route
+from kubemind.protocol.pipeline import Pipeline, Route, ServerRoute
 from kubemind.protocol.rest import create_app
 from kubemind.protocol.service import InferenceService
 from kubemind.settings import ComponentSettings
@@ -62,14 +63,34 @@ def _grpc_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class ServerExtension(Protocol):
+    """Something a server hosts beyond its models (the async jobs writer): routes it declares for
+    each model and for the server, on the same pipeline, and resources it opens and closes with
+    the server's lifecycle."""
+
+    def routes_for(self, model: BaseKServeModel) -> Sequence[Route]: ...
+
+    def server_routes(self) -> Sequence[ServerRoute]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class KubemindServer:
     """Serves `models` over the Open Inference Protocol on REST and gRPC."""
 
-    def __init__(self, settings: ComponentSettings, models: Sequence[BaseKServeModel]):
+    def __init__(
+        self,
+        settings: ComponentSettings,
+        models: Sequence[BaseKServeModel],
+        extensions: Sequence[ServerExtension] = (),
+    ):
         if not models:
             raise ValueError("a server needs at least one model")
         self.settings = settings
         self.models = list(models)
+        self.extensions = list(extensions)
         self.repository = ModelRepository()
         for model in self.models:
             self.repository.update(model)
@@ -96,6 +117,8 @@ class KubemindServer:
                 routes += [(self._name(model), route) for route in generate_routes()]
             if isinstance(model, KubemindModel):
                 routes += [(model.name, route) for route in model.routes()]
+            for extension in self.extensions:
+                routes += [(self._name(model), route) for route in extension.routes_for(model)]
         return routes
 
     @staticmethod
@@ -127,7 +150,10 @@ class KubemindServer:
                 task = asyncio.create_task(model.start_engine())
                 task.add_done_callback(functools.partial(self._watch_engine, model))
                 self._engine_tasks.append(task)
-        app = create_app(self.pipeline, self.declared_routes(), self.settings)
+        for extension in self.extensions:
+            await extension.start()
+        server_routes = [route for extension in self.extensions for route in extension.server_routes()]
+        app = create_app(self.pipeline, self.declared_routes(), self.settings, server_routes)
         sock = _bind(self.settings.host, self.settings.http_port)
         self.http_port = sock.getsockname()[1]
         config = uvicorn.Config(
@@ -171,6 +197,8 @@ class KubemindServer:
                 model.stop_engine()
             if isinstance(model, KubemindModel):
                 await model.stop_async()
+        for extension in self.extensions:
+            await extension.stop()
         self.service.shared_memory.close()
         for task in self._engine_tasks:
             task.cancel()
@@ -192,14 +220,16 @@ async def serve_until_signalled(server: KubemindServer) -> int:
     return 1 if server.start_failure is not None else 0
 
 
-def run(settings: ComponentSettings, models: Sequence[BaseKServeModel]) -> None:
+def run(
+    settings: ComponentSettings, models: Sequence[BaseKServeModel], extensions: Sequence[ServerExtension] = ()
+) -> None:
     """Serve `models` until SIGTERM/SIGINT; the blocking entry point of every component's main().
 
     A failed start exits with status 1 at once: a thread still loading weights must not keep
     the process alive after its supervisor was told it failed.
     """
     configure_logging()
-    code = asyncio.run(serve_until_signalled(KubemindServer(settings, models)))
+    code = asyncio.run(serve_until_signalled(KubemindServer(settings, models, extensions)))
     if code:
         logging.shutdown()
         sys.stderr.flush()

@@ -50,7 +50,7 @@ def serve(args: argparse.Namespace) -> int:
 
         return serve_model(args)
     available = local_services()
-    wanted = set(args.only or [s.name for s in available])
+    wanted = set(args.only or [s.name for s in available if not s.opt_in])
     # a transformer needs its predictor running, a router the services of its graph
     while True:
         needed = set().union(*(s.needs for s in available if s.name in wanted)) - wanted

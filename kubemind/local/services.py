@@ -28,6 +28,9 @@ class LocalService:
     graph_services: tuple[tuple[str, str, str], ...] = ()
     """A router's steps: (serviceName in the graph, local service, "grpc" or "http"), passed as
     --service_hosts with that service's address."""
+    opt_in: bool = False
+    """Started only when named with --only: it needs services a machine may not run (the jobs
+    path needs Postgres, Redis and RabbitMQ)."""
 
     @property
     def needs(self) -> set[str]:
@@ -131,6 +134,60 @@ def _router() -> list[LocalService]:
             graph_services=(("cv-classifier", "image", "grpc"), ("llm-chat", "llm-chat", "http")),
         )
     ]
+def _jobs_sample(http_url: str, grpc_address: str) -> str:
+    """Submit a job with a local listener as its callback; print the signed webhook's result."""
+    from kubemind_workers.settings import CVWorkerSettings  # pydantic only: cheap
+
+    secret = CVWorkerSettings().webhook_secret
+    return "\n".join(
+        [
+            f"{python_command()} - <<'PY'",
+            "import http.server, json, threading, time, uuid, httpx",
+            "from kubemind_workers.signing import verify",
+            "got = {}",
+            "class Hook(http.server.BaseHTTPRequestHandler):",
+            "    def do_POST(self):",
+            "        got['body'] = self.rfile.read(int(self.headers['content-length'])); got['headers'] = dict(self.headers)",
+            "        self.send_response(204); self.end_headers()",
+            "listener = http.server.HTTPServer(('127.0.0.1', 0), Hook)",
+            "threading.Thread(target=listener.handle_request).start()",
+            "tensor = lambda name, value: {'name': name, 'datatype': 'INT32', 'shape': [1, 16], 'data': [value] * 16}",
+            "body = {'inputs': [tensor('INPUT0', 2), tensor('INPUT1', 1)],",
+            "        'callback_url': f'http://127.0.0.1:{listener.server_port}/hook'}",
+            f"print(httpx.post('{http_url}/v2/models/simple/jobs', json=body, headers={{'Idempotency-Key': str(uuid.uuid4())}}).json())",
+            "deadline = time.monotonic() + 30",
+            "while 'body' not in got and time.monotonic() < deadline: time.sleep(0.1)",
+            f"verify('{secret}', {{k.lower(): v for k, v in got['headers'].items()}}, got['body'])",
+            "print('signed webhook:', json.loads(got['body'])['data']['result']['outputs'])",
+            "PY",
+        ]
+    )
+
+
+def _jobs_services() -> list[LocalService]:
+    """The job writer (the Triton predictor with the jobs routes, launching its own Triton with
+    `simple`) and one CV worker, on the machine's RabbitMQ, Postgres and Redis. The database is
+    KUBEMIND_JOBS_DATABASE_URL / KUBEMIND_WORKER_DATABASE_URL (default: postgres on 127.0.0.1)."""
+    broker = ("--broker", "rabbitmq", "--broker_url", "amqp://guest:guest@127.0.0.1:5672/",
+              "--topic", "cv-jobs-local", "--callback_allow_list", "127.0.0.1")  # fmt: skip
+    writer = LocalService(
+        "jobs",
+        "kubemind_workers",
+        ("--launch_triton", "true", "--models", "simple",
+         "--triton_http_port", "0", "--triton_grpc_port", "0", "--triton_metrics_port", "0", *broker),
+        _jobs_sample,
+        ready_timeout=180.0,
+        opt_in=True,
+    )
+    worker = LocalService(
+        "jobs-worker",
+        "kubemind_workers.worker",
+        broker,
+        lambda http_url, grpc_address: f"curl -s {http_url}/metrics | grep kubemind_jobs",
+        forwards_to="jobs",
+        opt_in=True,
+    )
+    return [writer, worker]
 
 
 def local_services() -> list[LocalService]:
@@ -141,4 +198,5 @@ def local_services() -> list[LocalService]:
         *_triton_services(),
         _llm_chat(),
         *_router(),
+        *_jobs_services(),
     ]

@@ -90,6 +90,19 @@ class Route:
     check_ready: bool = True
 
 
+@dataclass(frozen=True)
+class ServerRoute:
+    """A route of the server rather than of one model (`GET /v2/jobs/{job_id}`): no model lookup
+    or readiness, but every other pipeline step (record, trace headers, deadline, error table,
+    metrics, access log)."""
+
+    method: str
+    path: str
+    name: str
+    handler: Callable[[Request, RequestRecord], Awaitable[Response]]
+    protocol: str = V2
+
+
 @dataclass
 class _MountedPath:
     method: str
@@ -273,4 +286,13 @@ class Pipeline:
         return StreamingResponse(events(), media_type="text/event-stream")
 
 
-__all__ = ["EventStream", "Pipeline", "Route", "RouteCall", "RouteHandler", "RouteResult", "json_response"]
+__all__ = [
+    "EventStream",
+    "Pipeline",
+    "Route",
+    "RouteCall",
+    "RouteHandler",
+    "RouteResult",
+    "ServerRoute",
+    "json_response",
+]

@@ -28,7 +28,7 @@ from kubemind.codecs import (
     parse_json_body,
 )
 from kubemind.errors import OPENAI, InvalidInput, KubemindError, PayloadTooLarge, error_body
-from kubemind.protocol.pipeline import Pipeline, Route, json_response
+from kubemind.protocol.pipeline import Pipeline, Route, ServerRoute, json_response
 from kubemind.protocol.service import InferenceService
 from kubemind.protocol.shared_memory import cuda_not_supported, cuda_status
 from kubemind.settings import ComponentSettings
@@ -189,9 +189,13 @@ def _json_length(value: str | None) -> int | None:
 
 
 def create_app(
-    pipeline: Pipeline, declared: Sequence[tuple[str, Route]], settings: ComponentSettings
+    pipeline: Pipeline,
+    declared: Sequence[tuple[str, Route]],
+    settings: ComponentSettings,
+    server_routes: Sequence[ServerRoute] = (),
 ) -> FastAPI:
-    """The REST app: the v2 endpoints, then the routes the models declared, all on `pipeline`."""
+    """The REST app: the v2 endpoints, then the routes the models and the server's extensions
+    declared, all on `pipeline`."""
     app = FastAPI(title="kubemind", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse)
     endpoints = RestEndpoints(pipeline.service)
     model = "/v2/models/{model_name}"
@@ -229,6 +233,8 @@ def create_app(
         app.add_route(path, pipeline.rest_endpoint(name, handler, account=name == "infer"), methods=[method])
     for method, path, endpoint in pipeline.mount(declared):
         app.add_route(path, endpoint, methods=[method])
+    for route in server_routes:
+        app.add_route(route.path, pipeline.rest_endpoint(route.name, route.handler, protocol=route.protocol), methods=[route.method])
     openai_models = sorted({name for name, route in declared if route.protocol == OPENAI})
     if openai_models:
         app.add_route(

@@ -8,6 +8,9 @@ import pytest
 
 from kubemind.processes import ServerProcess, running_server
 
+# The async-jobs services (a fresh Postgres database, a Redis key prefix), one per session.
+from tests.component.jobs_fixtures import postgres_dsn, redis_target  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def simple_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:

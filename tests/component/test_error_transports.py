@@ -13,6 +13,8 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind import errors, runtimes
+from kubemind.local.up import gateway as up_gateway
+from kubemind.local.up import specs as up_specs
 from kubemind.model import KubemindModel, TensorSpec
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
@@ -21,6 +23,7 @@ from kubemind_transformers.router import conditions as router_conditions
 from kubemind_transformers.router import executor as router_executor
 from kubemind_transformers.router import graph as router_graph
 from kubemind_transformers.router import steps as router_steps
+from kubemind_workers import errors as jobs_errors
 
 # Every error class, listed explicitly: walking __subclasses__() sees only the modules imported
 # so far, and missed the registry's errors. test_the_list_is_complete keeps this list whole.
@@ -49,6 +52,11 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     router_executor.NoBranchMatched,
     router_graph.GraphError,
     router_conditions.ConditionSyntaxError,
+    jobs_errors.JobNotFound,
+    jobs_errors.BrokerUnavailable,
+    up_specs.NotRunnableLocally,
+    up_specs.SpecsRejected,
+    up_gateway.GatewayError,
 ]
 
 

@@ -40,9 +40,14 @@ class NotRunnableLocally(InvalidInput):
 class SpecsRejected(InvalidInput):
     """The overlay does not render, or `kubemind validate` rejects what it renders."""
 
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("; ".join(p.message for p in problems))
+    def __init__(self, message: str, problems: Sequence[Problem] = ()):
+        # Message first, like every KubemindError, so the transports can raise any of them alike.
+        super().__init__(message)
+        self.problems = list(problems)
+
+    @classmethod
+    def of(cls, problems: Sequence[Problem]) -> SpecsRejected:
+        return cls("; ".join(p.message for p in problems), problems)
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ def validate_specs(rendered: Rendered, allowed_refs: Iterable[Allowed] = ()) -> 
     problems exactly as `kubemind validate` prints them."""
     problems = rendered.problems or check_objects(rendered.objects, default_crd_dir(), allowed_refs=allowed_refs)
     if problems:
-        raise SpecsRejected(problems)
+        raise SpecsRejected.of(problems)
     return rendered.objects
 
 

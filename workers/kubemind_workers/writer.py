@@ -1,0 +1,178 @@
+"""The job writer: `POST /v2/models/{model}/jobs` and `GET /v2/jobs/{id}` on the one request pipeline.
+
+A job request is the model's v2 infer body plus a `callback_url`. It is decoded and validated
+exactly as a synchronous infer (the v2 codecs, then the model's own `validate_request`), so bad
+input gets the same 400 before anything is written.
+
+When is a job acknowledged (202)? Only once it is committed: the job row and its outbox message
+are one transaction, so from then on the relay publishes it even if this process dies before
+the broker confirms. While the broker is known to be down the writer answers 503 and writes
+nothing — it does not accept work the async path cannot start (the client retries; an
+Idempotency-Key makes that retry safe). A broker that fails between that check and the publish
+leaves a committed job in the outbox: it is still answered 202, because it will be published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from kserve.model import BaseKServeModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kubemind.codecs import decode_rest_request
+from kubemind.errors import BackendUnavailable, InvalidInput, InvalidSettings
+from kubemind.model import KubemindModel
+from kubemind.protocol.pipeline import Route, RouteCall, ServerRoute, json_response
+from kubemind.telemetry import RequestRecord
+from kubemind_workers.brokers import Broker, open_broker
+from kubemind_workers.callback_urls import CallbackPolicy
+from kubemind_workers.errors import BrokerUnavailable, JobNotFound
+from kubemind_workers.settings import JobWriterSettings
+from kubemind_workers.status_cache import StatusCache
+from kubemind_workers.store import JobStore
+
+logger = logging.getLogger("kubemind.workers.writer")
+
+IDEMPOTENCY_HEADER = "idempotency-key"
+RELAY_BATCH = 100
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class OutboxRelay:
+    """Publishes committed jobs whose message is not confirmed yet (the writer's publish failed,
+    or the writer died between commit and publish). A message published twice is harmless: the
+    worker's claim finds the job finished, or fences the older attempt."""
+
+    def __init__(self, store: JobStore, broker: Broker, interval: float, timeout: float, requeue_after: float):
+        self.store = store
+        self.broker = broker
+        self.interval = interval
+        self.timeout = timeout
+        self.requeue_after = requeue_after
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def relay_once(self) -> int:
+        requeued = await self.store.requeue_stuck(self.requeue_after)
+        if requeued:
+            logger.warning("%d unfinished jobs idle for %gs: publishing them again", requeued, self.requeue_after)
+        published: list[int] = []
+        async with self.store.unpublished(RELAY_BATCH, self.timeout) as batch:
+            for message in batch.messages:
+                try:
+                    await self.broker.publish(message.job_id, message.payload, self.timeout)
+                except BackendUnavailable:
+                    break  # the broker is down: try again on the next tick, in order
+                published.append(message.id)
+            if published:
+                await batch.mark_published(published)
+        return len(published)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.relay_once()
+            except Exception as exc:
+                logger.warning("outbox relay: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.interval)
+
+
+class JobWriter:
+    """A server extension (kubemind.server.ServerExtension): the jobs routes and their resources."""
+
+    def __init__(self, settings: JobWriterSettings):
+        if settings.broker == "cloudevents":
+            raise InvalidSettings("--broker cloudevents is for workers; the writer publishes to kafka or rabbitmq")
+        self.settings = settings
+        self.store = JobStore(settings.database_url)
+        self.cache = StatusCache(settings.redis_url, settings.redis_prefix, settings.status_ttl_seconds)
+        self.broker = open_broker(settings, consumer=False)
+        self.policy = CallbackPolicy(settings.callback_allow_list)
+        self.relay = OutboxRelay(
+            self.store,
+            self.broker,
+            settings.relay_interval_seconds,
+            settings.publish_timeout_seconds,
+            settings.requeue_after_seconds,
+        )
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.cache.open()
+        try:
+            await self.broker.start()
+        except Exception as exc:  # the relay and health checks reconnect; the writer answers 503 meanwhile
+            logger.warning("broker not reachable at start: %s: %s", type(exc).__name__, exc)
+        self.relay.start()
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        await self.broker.stop()
+        await self.cache.close()
+        await self.store.close()
+
+    def routes_for(self, model: BaseKServeModel) -> Sequence[Route]:
+        return [Route("POST", "/v2/models/{model_name}/jobs", "jobs_submit", self.submit)]
+
+    def server_routes(self) -> Sequence[ServerRoute]:
+        return [ServerRoute("GET", "/v2/jobs/{job_id}", "jobs_status", self.status)]
+
+    async def submit(self, call: RouteCall) -> Response:
+        body = call.body
+        if not isinstance(body, dict):
+            raise InvalidInput("request body must be a JSON object")
+        callback_url = await self.policy.check(body.get("callback_url"))
+        key = call.request.headers.get(IDEMPOTENCY_HEADER)
+        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+            raise InvalidInput(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters", param="Idempotency-Key")
+        request = {k: v for k, v in body.items() if k != "callback_url"}
+        # The synchronous route's own decoding and validation: the same 400 for the same input.
+        decoded = decode_rest_request(await call.request.body(), None, call.model.name, call.version)
+        if isinstance(call.model, KubemindModel):
+            call.model.validate_request(decoded)
+        if not await self.broker.healthy():
+            raise BrokerUnavailable(f"the job broker ({self.settings.broker}) is unavailable; retry later")
+        job, created, outbox_id = await self.store.create_job(
+            model=call.model.name,
+            model_version=call.version,
+            request=request,
+            callback_url=callback_url,
+            idempotency_key=key,
+            topic=self.settings.topic,
+        )
+        if created and outbox_id is not None:
+            await self.cache.put(job.status())
+            try:
+                await self.broker.publish(job.id, {"job_id": job.id, "model": job.model, "model_version": job.model_version},
+                                          self.settings.publish_timeout_seconds)  # fmt: skip
+                await self.store.mark_published([outbox_id])
+            except BackendUnavailable as exc:
+                logger.warning("job %s committed, left to the outbox relay: %s", job.id, exc)
+        reply: dict[str, Any] = {"id": job.id, "state": job.state, "status_url": f"/v2/jobs/{job.id}"}
+        return json_response(reply, HTTPStatus.ACCEPTED, headers={"location": f"/v2/jobs/{job.id}"})
+
+    async def status(self, request: Request, record: RequestRecord) -> Response:
+        job_id = request.path_params["job_id"]
+        cached = await self.cache.get(job_id)
+        if cached is not None:
+            return json_response(cached)
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(f"job '{job_id}' is not found")
+        status = job.status()
+        await self.cache.put(status)
+        return json_response(status)
