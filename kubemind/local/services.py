@@ -131,7 +131,7 @@ def _router() -> list[LocalService]:
             "kubemind_transformers.router",
             ("--graph", str(CV_TO_LLM_GRAPH)),
             router_sample,
-            graph_services=(("cv-classifier", "image", "grpc"), ("llm-chat", "llm-chat", "http")),
+            graph_services=(("cv-classifier", "image", "http"), ("llm-chat", "llm-chat", "http")),
         )
     ]
 def _jobs_sample(http_url: str, grpc_address: str) -> str:

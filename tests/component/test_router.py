@@ -135,7 +135,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             wait_until_ready(llm.http_url, llm.process, ENGINE_READY_TIMEOUT, llm.log_path)
             graphs = workdir / "graphs.yaml"
             graphs.write_text(yaml.safe_dump_all(_graphs()))
-            hosts = f"cv-classifier={transformer.grpc_address},llm-chat=127.0.0.1:{llm.http_port},slow-simple={slow.grpc_address}"
+            hosts = f"cv-classifier=127.0.0.1:{transformer.http_port},llm-chat=127.0.0.1:{llm.http_port},slow-simple={slow.grpc_address}"
             args = ["--graph", str(graphs), "--service_hosts", hosts]
             with running_server("kubemind_transformers.router", args, workdir / "router.log") as router:
                 yield Stack(router, transformer, llm, workdir)

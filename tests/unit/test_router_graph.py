@@ -173,3 +173,15 @@ def test_a_steps_address_comes_from_service_hosts_then_its_url_then_the_cluster_
     assert executor.address(a) == "cls.ml.svc.cluster.local:80"
     assert executor.address(b) == "http://llm.ml.svc:8080"
     assert executor.address(c) == "127.0.0.1:81"
+
+
+def test_tensor_steps_take_inputs_over_grpc_or_rest_and_llm_steps_do_not() -> None:
+    from kubemind_transformers.router.graph import GraphError, _options
+
+    assert _options({"protocol": "v2", "inputs": {"image": "request.inputs.0"}}, "s").protocol == "v2"
+    with pytest.raises(GraphError, match="only LLM steps"):
+        _options({"protocol": "v2", "prompt": "x"}, "s")
+    with pytest.raises(GraphError, match="only tensor steps"):
+        _options({"protocol": "generate", "inputs": {"x": "request.inputs.0"}}, "s")
+    with pytest.raises(GraphError, match="is not one of grpc-v2, v2, openai-chat, generate"):
+        _options({"protocol": "rest"}, "s")

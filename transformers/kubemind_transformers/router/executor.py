@@ -45,6 +45,7 @@ from kubemind_transformers.router.steps import (
     TextDeltas,
     call_grpc,
     call_llm,
+    call_rest,
     sampling_of,
     stream_llm,
 )
@@ -230,6 +231,8 @@ class GraphExecutor:
         call = Call(address, run.headers, timeout, sampling_of(run.request.parameters) if final else {})
         if step.options.protocol == "grpc-v2":
             return Outcome(await call_grpc(self.clients, step, call, step_tensors(step, data, context)))
+        if step.options.protocol == "v2":
+            return Outcome(await call_rest(self.clients, step, call, step_tensors(step, data, context)))
         prompt = step_prompt(step, data, context)
         if final and run.stream:
             return Outcome(stream=await stream_llm(self.clients, step, call, prompt))

@@ -28,12 +28,15 @@ API_VERSION = "serving.kserve.io/v1alpha1"
 KIND = "InferenceGraph"
 STEPS_ANNOTATION = "kubemind.io/router-steps"
 ROUTER_TYPES = ("Sequence", "Switch", "Ensemble", "Splitter")
-PROTOCOLS = ("grpc-v2", "openai-chat", "generate")
+PROTOCOLS = ("grpc-v2", "v2", "openai-chat", "generate")
 """grpc-v2: ModelInfer with the core OIP client; openai-chat: /openai/v1/chat/completions;
 generate: the OIP generate extension (/v2/models/{model}/generate[_stream])."""
 
 RouterType = Literal["Sequence", "Switch", "Ensemble", "Splitter"]
-Protocol = Literal["grpc-v2", "openai-chat", "generate"]
+Protocol = Literal["grpc-v2", "v2", "openai-chat", "generate"]
+# Steps that take and return v2 tensors: over gRPC, or over REST (v2 with the binary tensor
+# extension) where only an HTTP/1.1 port reaches the service (a Knative http1 port).
+TENSOR_PROTOCOLS = ("grpc-v2", "v2")
 
 
 class GraphError(InvalidSettings):
@@ -251,14 +254,14 @@ def _options(raw: Any, at: str) -> StepOptions:
             raise GraphError(f"{at}.{key}: {exc.message}") from None
     prompt = raw.get("prompt")
     if prompt is not None:
-        if protocol == "grpc-v2":
+        if protocol in TENSOR_PROTOCOLS:
             raise GraphError(f"{at}.prompt: only LLM steps (openai-chat, generate) take a prompt")
         fields = {f for _, f, _, _ in string.Formatter().parse(str(prompt)) if f is not None}
         undefined = sorted(fields - set(values))
         if undefined:
             raise GraphError(f"{at}.prompt: field(s) {', '.join(undefined)} have no entry in values")
-    if inputs and protocol != "grpc-v2":
-        raise GraphError(f"{at}.inputs: only grpc-v2 steps take tensor inputs; LLM steps take prompt and values")
+    if inputs and protocol not in TENSOR_PROTOCOLS:
+        raise GraphError(f"{at}.inputs: only tensor steps (grpc-v2, v2) take tensor inputs; LLM steps take prompt and values")
     return StepOptions(
         protocol=protocol,
         model=str(raw.get("model") or ""),

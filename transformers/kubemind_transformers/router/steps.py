@@ -1,5 +1,5 @@
-"""Calling one step's service: grpc-v2 with the core OIP client, LLMs over OpenAI chat or the
-OIP generate extension (both can stream).
+"""Calling one step's service: grpc-v2 with the core OIP client or v2 over REST (the binary
+tensor extension), LLMs over OpenAI chat or the OIP generate extension (both can stream).
 
 Every call carries the step's deadline and the request's allow-listed trace headers with its
 `x-request-id` (gRPC metadata, HTTP headers, and the v2 request id). A service's error keeps its
@@ -17,6 +17,7 @@ import httpx
 import orjson
 
 from kubemind.backend import Tensor
+from kubemind.codecs import JSON_HEADER_LENGTH, array_from_json, array_to_bytes
 from kubemind.errors import BackendTimeout, BackendUnavailable, KubemindError
 from kubemind.oip_client import OIPClient, RetryPolicy
 from kubemind.telemetry import REQUEST_ID
@@ -114,6 +115,43 @@ async def call_grpc(clients: ServiceClients, step: Step, call: Call, tensors: li
         timeout=call.timeout,
         metadata=tuple(call.headers.items()),
     )
+    return Message(outputs, "outputs", model_name=model)
+
+
+async def call_rest(clients: ServiceClients, step: Step, call: Call, tensors: list[Tensor]) -> Message:
+    """v2 infer over HTTP/1.1: inputs in the binary tensor extension (raw bytes after the JSON
+    header, as tritonclient sends them), outputs asked for as JSON."""
+    model = step.options.model or step.service
+    blobs = [array_to_bytes(t.array, t.datatype) for t in tensors]
+    header = orjson.dumps({
+        "id": call.request_id,
+        "inputs": [
+            {"name": t.name, "datatype": t.datatype, "shape": list(t.array.shape),
+             "parameters": {"binary_data_size": len(blob)}}
+            for t, blob in zip(tensors, blobs, strict=True)
+        ],
+    })
+    headers = {**call.headers, "content-type": "application/octet-stream",
+               JSON_HEADER_LENGTH: str(len(header))}
+    try:
+        response = await clients.http.post(
+            _http_base(call.address) + f"/v2/models/{model}/infer",
+            content=b"".join([header, *blobs]), headers=headers, timeout=call.timeout,
+        )
+    except httpx.TimeoutException:
+        raise BackendTimeout(f"no answer within {call.timeout:g} s") from None
+    except httpx.TransportError as exc:
+        raise BackendUnavailable(f"cannot reach {call.address}: {exc}") from None
+    if response.status_code != 200:
+        raise StepFailed(_error_message(response.content), _status(response.status_code))
+    try:
+        reply = orjson.loads(response.content)
+        outputs = [
+            Tensor(o["name"], o["datatype"], array_from_json(o["name"], o["datatype"], o["shape"], o["data"]))
+            for o in reply["outputs"]
+        ]
+    except (orjson.JSONDecodeError, KeyError, TypeError, KubemindError) as exc:
+        raise StepFailed(f"not a v2 infer answer: {exc}") from None
     return Message(outputs, "outputs", model_name=model)
 
 
@@ -220,4 +258,4 @@ async def stream_llm(clients: ServiceClients, step: Step, call: Call, prompt: st
     return deltas()
 
 
-__all__ = ["SAMPLING_KEYS", "Call", "ServiceClients", "StepFailed", "TextDeltas", "call_grpc", "call_llm", "sampling_of", "stream_llm"]
+__all__ = ["SAMPLING_KEYS", "Call", "ServiceClients", "StepFailed", "TextDeltas", "call_grpc", "call_llm", "call_rest", "sampling_of", "stream_llm"]
