@@ -110,14 +110,19 @@ class ServerProcess:
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM by PID, then SIGKILL if it outlives `timeout`; returns the exit code."""
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.process.wait(5)
-        return int(self.process.returncode)
+        return stop_process(self.process, timeout)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """SIGTERM by PID, then SIGKILL if it outlives `timeout`; returns the exit code."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(5)
+    return int(process.returncode)
 
 
 def wait_for_health(

@@ -35,9 +35,16 @@ import httpx
 import numpy as np
 import pytest
 
-from kubemind.processes import ServerProcess, die_with_parent, free_port, running_server
+from kubemind.processes import (
+    ServerProcess,
+    die_with_parent,
+    free_port,
+    running_server,
+    stop_process,
+)
 from kubemind_predictors.triton.launcher import TritonServerProcess
 from kubemind_workers.signing import verify
+from tests.component.triton_fixtures import triton_connection_args
 
 # KUBEMIND_TEST_OWN_SERVICES=1 ignores the machine's Postgres and Redis (what a fresh machine sees).
 MACHINE_SERVICES = os.environ.get("KUBEMIND_TEST_OWN_SERVICES") != "1"
@@ -60,16 +67,6 @@ def _wait_port(port: int, process: subprocess.Popen[bytes] | None, timeout: floa
             return
         time.sleep(0.1)
     raise TimeoutError(f"{what} not listening on {port} after {timeout}s")
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 # -- Postgres ---------------------------------------------------------------------------------------
@@ -182,7 +179,7 @@ def redis_service() -> Iterator[RedisTarget]:
         _wait_port(port, process, 10, "redis-server")
         yield RedisTarget(f"redis://127.0.0.1:{port}/0", prefix)
     finally:
-        _stop(process)
+        stop_process(process, timeout=10)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -229,7 +226,7 @@ class TansuBroker:
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop(self.process)
+            stop_process(self.process, timeout=10)
 
 
 # -- webhook receiver -------------------------------------------------------------------------------
@@ -346,15 +343,7 @@ class JobsPlumbing:
 
 @contextlib.contextmanager
 def running_writer(triton: TritonServerProcess, plumbing: JobsPlumbing, log: Path, *extra: str) -> Iterator[ServerProcess]:
-    args = [
-        "--models", ",".join(triton.models),
-        "--triton_host", triton.host,
-        "--triton_grpc_port", str(triton.grpc_port),
-        "--triton_http_port", str(triton.http_port),
-        "--triton_metrics_port", str(triton.metrics_port),
-        "--log_requests", "false",
-        *plumbing.args(), *extra,
-    ]  # fmt: skip
+    args = [*triton_connection_args(triton), "--log_requests", "false", *plumbing.args(), *extra]
     with running_server("kubemind_workers", args, log) as server:
         yield server
 
@@ -374,7 +363,7 @@ class WorkerProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
-        _stop(self.process, timeout=15)
+        stop_process(self.process, timeout=15)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

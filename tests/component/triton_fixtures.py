@@ -59,17 +59,20 @@ def restart_triton(stopped: TritonServerProcess) -> TritonServerProcess:
     return triton.start()
 
 
-@contextlib.contextmanager
-def running_predictor(triton: TritonServerProcess, workdir: Path, *extra: str) -> Iterator[ServerProcess]:
-    args = [
+def triton_connection_args(triton: TritonServerProcess) -> list[str]:
+    """The flags that point a Triton predictor (or the job writer built on it) at `triton`."""
+    return [
         "--models", ",".join(triton.models),
         "--triton_host", triton.host,
         "--triton_grpc_port", str(triton.grpc_port),
         "--triton_http_port", str(triton.http_port),
         "--triton_metrics_port", str(triton.metrics_port),
-        "--request_timeout_seconds", str(PREDICTOR_DEADLINE_SECONDS),
-        *extra,
     ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def running_predictor(triton: TritonServerProcess, workdir: Path, *extra: str) -> Iterator[ServerProcess]:
+    args = [*triton_connection_args(triton), "--request_timeout_seconds", str(PREDICTOR_DEADLINE_SECONDS), *extra]
     with running_server("kubemind_predictors.triton", args, workdir / "predictor.log") as server:
         yield server
 

@@ -53,10 +53,6 @@ class SimpleStringModel(KubemindModel):
         outputs = [TensorSpec(n, "BYTES", (-1, ELEMENTS)) for n in ("OUTPUT0", "OUTPUT1")]
         super().__init__(name, versions=versions, inputs=tensors, outputs=outputs, max_batch_size=max_batch_size)
 
-    def load(self) -> bool:
-        self.ready = True
-        return self.ready
-
     @staticmethod
     def _integers(payload: InferRequest, name: str) -> np.ndarray:
         strings = payload.get_input_by_name(name).as_numpy()
@@ -94,10 +90,6 @@ class SimpleIdentityModel(KubemindModel):
             outputs=[TensorSpec("OUTPUT0", "BYTES", (-1, -1))],
             max_batch_size=max_batch_size,
         )
-
-    def load(self) -> bool:
-        self.ready = True
-        return self.ready
 
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
         return InferResponse(

@@ -7,28 +7,15 @@ predictor has drained; otherwise connects to the Triton at --triton_host/--trito
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from kubemind.server import run
 from kubemind.settings import parse_settings
-from kubemind.telemetry import configure_logging
-from kubemind_predictors.triton.runtime import build_models, launch_local_triton
+from kubemind_predictors.triton.runtime import serve_predictor
 from kubemind_predictors.triton.settings import TritonPredictorSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = parse_settings(TritonPredictorSettings, argv, prog="python -m kubemind_predictors.triton")
-    configure_logging()  # before launching Triton, so its PID is in the log
-    # The metrics poller reads Triton every second; httpx would log each read at INFO.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    triton = launch_local_triton(settings) if settings.launch_triton else None
-    try:
-        run(settings, build_models(settings))
-    finally:
-        if triton is not None:
-            triton.stop()
-    return 0
+    return serve_predictor(parse_settings(TritonPredictorSettings, argv, prog="python -m kubemind_predictors.triton"))
 
 
 if __name__ == "__main__":

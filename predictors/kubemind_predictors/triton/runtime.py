@@ -7,16 +7,20 @@ served exactly as it is and never written to: on a cluster it is a read-only mou
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from kubemind.errors import InvalidSettings
-from kubemind.model import TensorSpec
+from kubemind.server import ServerExtension, run
+from kubemind.telemetry import configure_logging
 from kubemind_predictors.triton.embeddings import TritonEmbeddingPredictor
 from kubemind_predictors.triton.launcher import TritonInstall, TritonServerProcess
 from kubemind_predictors.triton.predictor import TritonConnection, TritonPredictor
 from kubemind_predictors.triton.repository import TritonModelSpec, build_repository, shipped_model
 from kubemind_predictors.triton.settings import TritonPredictorSettings
+from kubemind_registry.registered_model import tensor_spec
 from kubemind_registry.served import read_served_model
 
 # Models that are more than a v2 endpoint.
@@ -49,8 +53,8 @@ def registered_repository_models(
     for folder in names:
         spec = TritonModelSpec(
             name=folder,
-            inputs=tuple(TensorSpec(t.name, t.datatype, t.shape) for t in served.signature.inputs) if single else (),
-            outputs=tuple(TensorSpec(t.name, t.datatype, t.shape) for t in served.signature.outputs) if single else (),
+            inputs=tuple(tensor_spec(t) for t in served.signature.inputs) if single else (),
+            outputs=tuple(tensor_spec(t) for t in served.signature.outputs) if single else (),
             max_batch_size=0,
         )
         name = folder
@@ -109,3 +113,18 @@ def launch_local_triton(settings: TritonPredictorSettings) -> TritonServerProces
     settings.triton_grpc_port = process.grpc_port
     settings.triton_metrics_port = process.metrics_port
     return process
+
+
+def serve_predictor(settings: TritonPredictorSettings, extensions: Sequence[ServerExtension] = ()) -> int:
+    """Serve the Triton predictor (with `extensions`, e.g. the job writer's routes), launching
+    and stopping a local tritonserver when the settings ask for one."""
+    configure_logging()  # before launching Triton, so its PID is in the log
+    # The metrics poller reads Triton every second; httpx would log each read at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    triton = launch_local_triton(settings) if settings.launch_triton else None
+    try:
+        run(settings, build_models(settings), extensions)
+    finally:
+        if triton is not None:
+            triton.stop()
+    return 0

@@ -133,17 +133,7 @@ async def call_rest(clients: ServiceClients, step: Step, call: Call, tensors: li
     })
     headers = {**call.headers, "content-type": "application/octet-stream",
                JSON_HEADER_LENGTH: str(len(header))}
-    try:
-        response = await clients.http.post(
-            _http_base(call.address) + f"/v2/models/{model}/infer",
-            content=b"".join([header, *blobs]), headers=headers, timeout=call.timeout,
-        )
-    except httpx.TimeoutException:
-        raise BackendTimeout(f"no answer within {call.timeout:g} s") from None
-    except httpx.TransportError as exc:
-        raise BackendUnavailable(f"cannot reach {call.address}: {exc}") from None
-    if response.status_code != 200:
-        raise StepFailed(_error_message(response.content), _status(response.status_code))
+    response = await _send(clients, call, f"/v2/models/{model}/infer", b"".join([header, *blobs]), headers)
     try:
         reply = orjson.loads(response.content)
         outputs = [
@@ -153,6 +143,28 @@ async def call_rest(clients: ServiceClients, step: Step, call: Call, tensors: li
     except (orjson.JSONDecodeError, KeyError, TypeError, KubemindError) as exc:
         raise StepFailed(f"not a v2 infer answer: {exc}") from None
     return Message(outputs, "outputs", model_name=model)
+
+
+async def _send(
+    clients: ServiceClients, call: Call, path: str, content: bytes, headers: Mapping[str, str], *, stream: bool = False
+) -> httpx.Response:
+    """POST to the step's service: a transport failure or timeout becomes 503/504, an answer
+    other than 200 the service's own status and message. With `stream`, the body is left
+    unread for the caller (who closes it)."""
+    request = clients.http.build_request(
+        "POST", _http_base(call.address) + path, content=content, headers=dict(headers), timeout=call.timeout
+    )
+    try:
+        response = await clients.http.send(request, stream=stream)
+    except httpx.TimeoutException:
+        raise BackendTimeout(f"no answer within {call.timeout:g} s") from None
+    except httpx.TransportError as exc:
+        raise BackendUnavailable(f"cannot reach {call.address}: {exc}") from None
+    if response.status_code != 200:
+        error = await response.aread()
+        await response.aclose()
+        raise StepFailed(_error_message(error), _status(response.status_code))
+    return response
 
 
 def _http_base(address: str) -> str:
@@ -189,16 +201,7 @@ def _llm_request(step: Step, call: Call, prompt: str, stream: bool) -> tuple[str
 async def call_llm(clients: ServiceClients, step: Step, call: Call, prompt: str) -> Message:
     """The whole answer of an LLM step."""
     path, body = _llm_request(step, call, prompt, stream=False)
-    try:
-        response = await clients.http.post(
-            _http_base(call.address) + path, content=orjson.dumps(body), headers=_json_headers(call), timeout=call.timeout
-        )
-    except httpx.TimeoutException:
-        raise BackendTimeout(f"no answer within {call.timeout:g} s") from None
-    except httpx.TransportError as exc:
-        raise BackendUnavailable(f"cannot reach {call.address}: {exc}") from None
-    if response.status_code != 200:
-        raise StepFailed(_error_message(response.content), _status(response.status_code))
+    response = await _send(clients, call, path, orjson.dumps(body), _json_headers(call))
     reply = orjson.loads(response.content)
     if step.options.protocol == "openai-chat":
         text = reply["choices"][0]["message"]["content"] or ""
@@ -215,19 +218,7 @@ async def stream_llm(clients: ServiceClients, step: Step, call: Call, prompt: st
     """Open the LLM step's stream: the status is checked here (so a refused request fails like a
     non-streamed one); the returned iterator yields its deltas and closes the connection."""
     path, body = _llm_request(step, call, prompt, stream=True)
-    request = clients.http.build_request(
-        "POST", _http_base(call.address) + path, content=orjson.dumps(body), headers=_json_headers(call), timeout=call.timeout
-    )
-    try:
-        response = await clients.http.send(request, stream=True)
-    except httpx.TimeoutException:
-        raise BackendTimeout(f"no answer within {call.timeout:g} s") from None
-    except httpx.TransportError as exc:
-        raise BackendUnavailable(f"cannot reach {call.address}: {exc}") from None
-    if response.status_code != 200:
-        content = await response.aread()
-        await response.aclose()
-        raise StepFailed(_error_message(content), _status(response.status_code))
+    response = await _send(clients, call, path, orjson.dumps(body), _json_headers(call), stream=True)
     openai = step.options.protocol == "openai-chat"
 
     async def deltas() -> TextDeltas:
