@@ -8,12 +8,17 @@ router refuses such a graph at start with the same message.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kubemind.manifests.problems import FieldPath, ManifestObject, Problem
 
 ROOT = "root"
+STEPS_ANNOTATION = "kubemind.io/router-steps"
+# The router owns the annotation's format; it is imported only when a graph carries one, the way
+# component_args imports a component's settings class, so the core does not depend on it.
+ANNOTATION_CHECKER = "kubemind_transformers.router.graph:steps_annotation_problem"
 
 
 def step_label(node: str, index: int, step: Mapping[str, Any]) -> str:
@@ -62,6 +67,15 @@ def check_graph_routes(obj: ManifestObject) -> Iterator[Problem]:
     if obj.kind != "InferenceGraph" or obj.group != "serving.kserve.io":
         return
     nodes = (obj.body.get("spec") or {}).get("nodes")
-    if isinstance(nodes, Mapping):
-        for field, message in route_problems(nodes):
-            yield Problem.at(obj, field, message)
+    routes = route_problems(nodes) if isinstance(nodes, Mapping) else []
+    for field, message in routes:
+        yield Problem.at(obj, field, message)
+    annotations = (obj.body.get("metadata") or {}).get("annotations")
+    if not routes and isinstance(annotations, Mapping) and STEPS_ANNOTATION in annotations:
+        module_name, _, function = ANNOTATION_CHECKER.partition(":")
+        try:
+            problem = getattr(importlib.import_module(module_name), function)(obj.body)
+        except ImportError as exc:
+            problem = f"cannot check {STEPS_ANNOTATION}: the router ({module_name}) cannot be imported: {exc}"
+        if problem:
+            yield Problem.at(obj, ("metadata", "annotations", STEPS_ANNOTATION), problem)

@@ -179,10 +179,11 @@ def _isvc(spec: str, annotations: str = "") -> str:
     )
 
 
-def _graph(nodes: str) -> str:
+def _graph(nodes: str, router_steps: str = "") -> str:
+    annotations = f"\n  annotations:\n    kubemind.io/router-steps: |\n{router_steps}" if router_steps else ""
     return (
         "apiVersion: serving.kserve.io/v1alpha1\nkind: InferenceGraph\n"
-        f"metadata: {{name: g}}\nspec:\n  nodes:\n{nodes}"
+        f"metadata:\n  name: g{annotations}\nspec:\n  nodes:\n{nodes}"
     )
 
 
@@ -445,6 +446,24 @@ WEBHOOK_RULES = {
         _graph("    root: {routerType: Sequence, steps: [{name: a, nodeName: nope}]}\n"),
         "spec.nodes.root.steps[0].nodeName",
         "unknown node 'nope' at root.steps[0] 'a' -> node 'nope'",
+    ),
+    "InferenceGraph router-steps naming a step the graph lacks": (
+        _graph("    root: {routerType: Sequence, steps: [{name: a, serviceName: a}]}\n",
+               "      b: {protocol: grpc-v2}\n"),
+        'metadata.annotations["kubemind.io/router-steps"]',
+        "names unknown service step(s) b (steps: a)",
+    ),
+    "InferenceGraph router-steps with an unknown protocol": (
+        _graph("    root: {routerType: Sequence, steps: [{name: a, serviceName: a}]}\n",
+               "      a: {protocol: websocket}\n"),
+        'metadata.annotations["kubemind.io/router-steps"]',
+        "a.protocol: 'websocket' is not one of grpc-v2, v2, openai-chat, generate",
+    ),
+    "InferenceGraph router-steps prompt with an undefined field": (
+        _graph("    root: {routerType: Sequence, steps: [{name: a, serviceName: a}]}\n",
+               "      a: {protocol: openai-chat, prompt: 'Describe {label}'}\n"),
+        'metadata.annotations["kubemind.io/router-steps"]',
+        "a.prompt: field(s) label have no entry in values",
     ),
     "ServingRuntime PYTHONPATH env": (
         _runtime("  supportedModelFormats: [{name: onnx}]\n  containers:\n"

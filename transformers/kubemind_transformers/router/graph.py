@@ -21,12 +21,11 @@ from urllib.parse import urlsplit
 import yaml
 
 from kubemind.errors import InvalidSettings
-from kubemind.manifests.graph_routes import ROOT, route_problems
+from kubemind.manifests.graph_routes import ROOT, STEPS_ANNOTATION, route_problems
 from kubemind_transformers.router.conditions import ConditionSyntaxError, check_syntax
 
 API_VERSION = "serving.kserve.io/v1alpha1"
 KIND = "InferenceGraph"
-STEPS_ANNOTATION = "kubemind.io/router-steps"
 ROUTER_TYPES = ("Sequence", "Switch", "Ensemble", "Splitter")
 PROTOCOLS = ("grpc-v2", "v2", "openai-chat", "generate")
 """grpc-v2: ModelInfer with the core OIP client; openai-chat: /openai/v1/chat/completions;
@@ -142,11 +141,42 @@ def parse_graph(obj: Mapping[str, Any], source: str = "graph") -> Graph:
         timeout_seconds=_positive(spec.get("timeout"), f"{where}: spec.timeout"),
         step_timeout_seconds=_positive((spec.get("routerTimeouts") or {}).get("serviceClient"), f"{where}: spec.routerTimeouts.serviceClient"),
     )
-    named = {step.name for step in graph.service_steps()}
+    _check_options_name_steps(options, {step.name for step in graph.service_steps()}, where)
+    return graph
+
+
+def _check_options_name_steps(options: Mapping[str, StepOptions], named: set[str], where: str) -> None:
     unknown = sorted(set(options) - named)
     if unknown:
         raise GraphError(f"{where}: {STEPS_ANNOTATION} names unknown service step(s) {', '.join(unknown)} (steps: {', '.join(sorted(named))})")
-    return graph
+
+
+def steps_annotation_problem(obj: Mapping[str, Any]) -> str | None:
+    """What is wrong with a graph's `kubemind.io/router-steps` annotation, or None.
+
+    `kubemind validate` calls this (by import path, as it imports settings classes), so a graph
+    the router would refuse at start is refused before it reaches a cluster, with the same words.
+    Only the annotation is judged here: the rest of the graph is the validator's own business.
+    """
+    metadata = obj.get("metadata") or {}
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(annotations, Mapping) or STEPS_ANNOTATION not in annotations:
+        return None
+    where = f"InferenceGraph '{metadata.get('name') or ''}'"
+    spec = obj.get("spec")
+    nodes = spec.get("nodes") if isinstance(spec, Mapping) else None
+    service_steps = {
+        str(step.get("name") or f"{node}-{index}")
+        for node, body in (nodes.items() if isinstance(nodes, Mapping) else ())
+        if isinstance(body, Mapping) and isinstance(body.get("steps"), list)
+        for index, step in enumerate(body["steps"])
+        if isinstance(step, Mapping) and not step.get("nodeName")
+    }
+    try:
+        _check_options_name_steps(_step_options(annotations, where), service_steps, where)
+    except GraphError as exc:
+        return exc.message
+    return None
 
 
 def _positive(value: Any, what: str) -> float | None:
@@ -273,4 +303,4 @@ def _options(raw: Any, at: str) -> StepOptions:
     )
 
 
-__all__ = ["Graph", "GraphError", "Node", "Step", "StepOptions", "load_graphs", "parse_graph"]
+__all__ = ["Graph", "GraphError", "Node", "Step", "StepOptions", "load_graphs", "parse_graph", "steps_annotation_problem"]
