@@ -1,0 +1,182 @@
+"""The hot path measured with Triton's own load generator, perf_analyzer (issue 17).
+
+Every row is driven by the same perf_analyzer binary (tools/install.d/60-perf-analyzer.sh), over
+gRPC unless the row says REST, at concurrency 1 and 8, in one run:
+
+    simple   tritonserver directly (Python-backend `simple`)
+    simple   kubemind's TritonPredictor in front of that Triton
+    simple   kubemind serving `simple` itself, gRPC and REST
+    classifier (EfficientNet-Lite0, 224x224 FP32) directly and through the TritonPredictor
+
+Besides infer/s and latency, each row gets the CPU time per request of the server processes
+(user+sys from /proc over the measurement, Triton's backend stubs included, perf_analyzer not):
+on a busy node that cost, not the wall clock, decides throughput. Goals: predictor/direct >= 0.6x
+for `simple` and >= 0.95x for the classifier; kubemind gRPC/REST >= 1.0x; kubemind `simple` /
+Triton's Python-backend `simple` >= 0.8x at concurrency 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubemind.processes import running_server
+from kubemind_predictors.triton.launcher import TritonInstall, TritonServerProcess
+from kubemind_predictors.triton.repository import build_repository
+
+CONCURRENCIES = (1, 8)
+MEASUREMENT_MS = int(float(os.environ.get("KUBEMIND_BENCH_SECONDS", "4")) * 1000)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    model: str
+    target: str
+    protocol: str
+    concurrency: int
+    infer_per_s: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms_per_request: float
+
+
+def perf_analyzer_binary() -> Path:
+    venv = Path(os.environ.get("VENV", ".venv"))
+    for candidate in (venv / "bin" / "perf_analyzer", Path(sys.executable).parent / "perf_analyzer"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("perf_analyzer is not installed (make install runs tools/install.d/60-perf-analyzer.sh)")
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every descendant (Triton's Python-backend stubs are tritonserver's children)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def run_perf_analyzer(
+    binary: Path, url: str, protocol: str, model: str, concurrency: int, server_pids: list[int], workdir: Path
+) -> tuple[float, float, float, float]:
+    """(infer/s, p50 ms, p99 ms, server CPU ms per request) for one target at one concurrency."""
+    report = workdir / f"pa-{os.getpid()}-{model}-{concurrency}.csv"
+    command = [
+        str(binary), "-m", model, "-u", url, "-i", protocol,
+        "--concurrency-range", f"{concurrency}:{concurrency}",
+        "--measurement-interval", str(MEASUREMENT_MS), "--stability-percentage", "1000",
+        "--max-trials", "3", "--percentile", "50", "-f", str(report),
+    ]  # fmt: skip
+    pids = [pid for root in server_pids for pid in process_tree(root)]
+    cpu_before = cpu_seconds(pids)
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    cpu_after = cpu_seconds(pids)
+    if completed.returncode != 0:
+        raise RuntimeError(f"perf_analyzer failed on {model} at {url}: {completed.stdout[-2000:]}{completed.stderr[-2000:]}")
+    with report.open() as handle:
+        row = next(csv.DictReader(handle))
+    infer_per_s = float(row["Inferences/Second"])
+    # perf_analyzer reports the whole run's request count only in its text output; the CPU figure
+    # divides by the requests of every trial (warm-up trials included), which it prints per trial.
+    requests = sum(int(line.split()[-1]) for line in completed.stdout.splitlines() if "Request count:" in line)
+    cpu_ms = (cpu_after - cpu_before) * 1000 / max(requests, 1)
+    return infer_per_s, float(row["p50 latency"]) / 1000, float(row["p99 latency"]) / 1000, cpu_ms
+
+
+def measure(binary: Path, targets: list[tuple[str, str, str, str, list[int]]], workdir: Path) -> list[Row]:
+    rows = []
+    for concurrency in CONCURRENCIES:
+        for model, target, protocol, url, pids in targets:
+            ips, p50, p99, cpu_ms = run_perf_analyzer(binary, url, protocol, model, concurrency, pids, workdir)
+            rows.append(Row(model, target, protocol, concurrency, ips, p50, p99, cpu_ms))
+    return rows
+
+
+def report(rows: list[Row]) -> None:
+    print(f"{'model':<20}{'target':<22}{'proto':<6}{'conc':>5}{'infer/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
+    for r in rows:
+        print(f"{r.model:<20}{r.target:<22}{r.protocol:<6}{r.concurrency:>5}{r.infer_per_s:>10.1f}"
+              f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.cpu_ms_per_request:>12.3f}")
+    by = {(r.model, r.target, r.protocol, r.concurrency): r for r in rows}
+
+    def ratio(a: tuple[str, str, str], b: tuple[str, str, str], concurrency: int) -> str:
+        first, second = by[(*a, concurrency)], by[(*b, concurrency)]
+        return (f"{first.infer_per_s / second.infer_per_s:.2f}x infer/s, "
+                f"{first.cpu_ms_per_request / max(second.cpu_ms_per_request, 1e-9):.2f}x CPU/req")
+
+    for c in CONCURRENCIES:
+        print(f"concurrency {c}:")
+        print(f"  simple via TritonPredictor / direct Triton: {ratio(('simple', 'TritonPredictor', 'grpc'), ('simple', 'tritonserver', 'grpc'), c)} (goal >= 0.6x)")
+        print(f"  classifier via TritonPredictor / direct Triton: {ratio(('efficientnet_lite0', 'TritonPredictor', 'grpc'), ('efficientnet_lite0', 'tritonserver', 'grpc'), c)} (goal >= 0.95x)")
+        print(f"  kubemind simple gRPC / REST: {ratio(('simple', 'kubemind', 'grpc'), ('simple', 'kubemind', 'http'), c)} (goal >= 1.0x)")
+        print(f"  kubemind simple / tritonserver Python-backend simple (gRPC): {ratio(('simple', 'kubemind', 'grpc'), ('simple', 'tritonserver', 'grpc'), c)} (goal >= 0.8x at c=1)")
+
+
+def main() -> None:
+    install = TritonInstall.default()
+    if not install.binary.is_file():
+        print(f"skipped: Triton is not installed under {install.home} (run `make install`)")
+        return
+    try:
+        binary = perf_analyzer_binary()
+    except FileNotFoundError as exc:
+        print(f"skipped: {exc}")
+        return
+    models = ["simple", "efficientnet_lite0"]
+    workdir = Path(tempfile.mkdtemp(prefix="kubemind-bench-hotpath-"))
+    with ExitStack() as stack:
+        repository = build_repository(workdir / "repository", models, install.onnx_dir, intra_op_threads=1)
+        triton = stack.enter_context(TritonServerProcess(repository, models, install=install))
+        predictor = stack.enter_context(running_server(
+            "kubemind_predictors.triton",
+            ["--models", ",".join(models), "--triton_grpc_port", str(triton.grpc_port),
+             "--triton_http_port", str(triton.http_port), "--triton_metrics_port", str(triton.metrics_port),
+             "--log_requests", "false"],
+            workdir / "predictor.log",
+        ))  # fmt: skip
+        own = stack.enter_context(running_server(
+            "kubemind_predictors.simple", ["--log_requests", "false"], workdir / "simple.log",
+        ))  # fmt: skip
+        triton_pids = [triton.pid] if triton.pid else []
+        predictor_pids = [predictor.pid]
+        targets = [
+            ("simple", "tritonserver", "grpc", triton.grpc_url, triton_pids),
+            ("simple", "TritonPredictor", "grpc", predictor.grpc_address, predictor_pids + triton_pids),
+            ("simple", "kubemind", "grpc", own.grpc_address, [own.pid]),
+            ("simple", "kubemind", "http", own.http_url.removeprefix("http://"), [own.pid]),
+            ("efficientnet_lite0", "tritonserver", "grpc", triton.grpc_url, triton_pids),
+            ("efficientnet_lite0", "TritonPredictor", "grpc", predictor.grpc_address, predictor_pids + triton_pids),
+        ]
+        rows = measure(binary, targets, workdir)
+    report(rows)
+
+
+if __name__ == "__main__":
+    main()
