@@ -4,7 +4,8 @@ Every row is driven by the same perf_analyzer binary (tools/install.d/60-perf-an
 gRPC unless the row says REST, at concurrency 1 and 8, in one run:
 
     simple   tritonserver directly (Python-backend `simple`)
-    simple   kubemind's TritonPredictor in front of that Triton
+    simple   kubemind's TritonPredictor in front of that Triton (gRPC passthrough, and with
+             --grpc_passthrough false: every request decoded into numpy and encoded again)
     simple   kubemind serving `simple` itself, gRPC and REST
     classifier (EfficientNet-Lite0, 224x224 FP32) directly and through the TritonPredictor
 
@@ -26,7 +27,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubemind.processes import running_server
+from kubemind.processes import ServerProcess, running_server
 from kubemind_predictors.triton.launcher import TritonInstall, TritonServerProcess
 from kubemind_predictors.triton.repository import build_repository
 
@@ -134,6 +135,7 @@ def report(rows: list[Row]) -> None:
     for c in CONCURRENCIES:
         print(f"concurrency {c}:")
         print(f"  simple via TritonPredictor / direct Triton: {ratio(('simple', 'TritonPredictor', 'grpc'), ('simple', 'tritonserver', 'grpc'), c)} (goal >= 0.6x)")
+        print(f"  simple, passthrough predictor / decoding predictor: {ratio(('simple', 'TritonPredictor', 'grpc'), ('simple', 'decoding predictor', 'grpc'), c)}")
         print(f"  classifier via TritonPredictor / direct Triton: {ratio(('efficientnet_lite0', 'TritonPredictor', 'grpc'), ('efficientnet_lite0', 'tritonserver', 'grpc'), c)} (goal >= 0.95x)")
         print(f"  kubemind simple gRPC / REST: {ratio(('simple', 'kubemind', 'grpc'), ('simple', 'kubemind', 'http'), c)} (goal >= 1.0x)")
         print(f"  kubemind simple / tritonserver Python-backend simple (gRPC): {ratio(('simple', 'kubemind', 'grpc'), ('simple', 'tritonserver', 'grpc'), c)} (goal >= 0.8x at c=1)")
@@ -154,13 +156,16 @@ def main() -> None:
     with ExitStack() as stack:
         repository = build_repository(workdir / "repository", models, install.onnx_dir, intra_op_threads=1)
         triton = stack.enter_context(TritonServerProcess(repository, models, install=install))
-        predictor = stack.enter_context(running_server(
-            "kubemind_predictors.triton",
-            ["--models", ",".join(models), "--triton_grpc_port", str(triton.grpc_port),
-             "--triton_http_port", str(triton.http_port), "--triton_metrics_port", str(triton.metrics_port),
-             "--log_requests", "false"],
-            workdir / "predictor.log",
-        ))  # fmt: skip
+        def predictor_process(passthrough: bool) -> ServerProcess:
+            return stack.enter_context(running_server(
+                "kubemind_predictors.triton",
+                ["--models", ",".join(models), "--triton_grpc_port", str(triton.grpc_port),
+                 "--triton_http_port", str(triton.http_port), "--triton_metrics_port", str(triton.metrics_port),
+                 "--log_requests", "false", "--grpc_passthrough", str(passthrough).lower()],
+                workdir / f"predictor-passthrough-{passthrough}.log",
+            ))  # fmt: skip
+
+        predictor, decoding = predictor_process(True), predictor_process(False)
         own = stack.enter_context(running_server(
             "kubemind_predictors.simple", ["--log_requests", "false"], workdir / "simple.log",
         ))  # fmt: skip
@@ -169,6 +174,7 @@ def main() -> None:
         targets = [
             ("simple", "tritonserver", "grpc", triton.grpc_url, triton_pids),
             ("simple", "TritonPredictor", "grpc", predictor.grpc_address, predictor_pids + triton_pids),
+            ("simple", "decoding predictor", "grpc", decoding.grpc_address, [decoding.pid, *triton_pids]),
             ("simple", "kubemind", "grpc", own.grpc_address, [own.pid]),
             ("simple", "kubemind", "http", own.http_url.removeprefix("http://"), [own.pid]),
             ("efficientnet_lite0", "tritonserver", "grpc", triton.grpc_url, triton_pids),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kserve import Model
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest
 
 from kubemind.datatypes import BY_NAME, V2_NAMES
@@ -162,6 +163,18 @@ class KubemindModel(Model):
         request pipeline; a model never mounts raw routes of its own."""
         return ()
 
+    # -- passthrough ----------------------------------------------------------------------------
+    @property
+    def forwards_grpc(self) -> bool:
+        """True when forward_grpc() serves v2 gRPC inference: the request's tensors are sent on
+        as serialised bytes instead of being decoded into numpy and encoded again (a hop that does
+        not transform them, like the Triton predictor in front of Triton)."""
+        return False
+
+    async def forward_grpc(self, message: pb.ModelInferRequest, version: str, headers: dict[str, str]) -> bytes:
+        """Answer a validated ModelInferRequest with a serialised ModelInferResponse."""
+        raise NotImplementedError(f"model {self.name!r} does not forward gRPC requests")
+
     # -- versions -----------------------------------------------------------------------------
     @property
     def default_version(self) -> str:
@@ -216,10 +229,15 @@ class KubemindModel(Model):
 
     def validate_request(self, request: InferRequest) -> None:
         """Check the request's inputs against the declared signature; InvalidInput names the tensor."""
+        self.validate_tensors(request.inputs, [o.name for o in request.request_outputs or ()])
+
+    def validate_tensors(self, inputs: Iterable[Any], requested_outputs: Sequence[str]) -> None:
+        """validate_request's checks on anything with name, datatype and shape: decoded inputs or
+        a gRPC request's tensor headers (the passthrough path never decodes the data)."""
         if not self.inputs:
             return  # a model that declares no signature validates its own inputs
         seen = set()
-        for tensor in request.inputs:
+        for tensor in inputs:
             spec = self._inputs_by_name.get(tensor.name)
             if spec is None:
                 raise InvalidInput(
@@ -237,12 +255,12 @@ class KubemindModel(Model):
         missing = [name for name in self._inputs_by_name if name not in seen]
         if missing:
             raise InvalidInput(f"missing input(s) {', '.join(missing)} for model '{self.name}'")
-        if request.request_outputs:
+        if requested_outputs:
             known = {spec.name for spec in self.outputs}
-            for requested in request.request_outputs:
-                if known and requested.name not in known:
+            for requested in requested_outputs:
+                if known and requested not in known:
                     raise InvalidInput(
-                        f"unknown requested output '{requested.name}' for model '{self.name}'"
+                        f"unknown requested output '{requested}' for model '{self.name}'"
                     )
 
     def _check_shape(self, spec: TensorSpec, shape: list[int]) -> None:

@@ -124,6 +124,7 @@ class OIPClient:
         self._channel: grpc.aio.Channel | None = None
         self._stub: GRPCInferenceServiceStub | None = None
         self._model_infer: Any = None
+        self._model_infer_raw: Any = None
         self._open_until = 0.0  # monotonic time until which calls fail fast
         self._answered_at = -HEALTH_TTL_SECONDS  # monotonic time of the last successful call
         self.in_flight = 0
@@ -138,6 +139,10 @@ class OIPClient:
                 _MODEL_INFER_METHOD,
                 request_serializer=None,
                 response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            # ModelInfer bytes in, bytes out: the passthrough hop (forward_infer) parses nothing.
+            self._model_infer_raw = self._channel.unary_unary(
+                _MODEL_INFER_METHOD, request_serializer=None, response_deserializer=None
             )
 
     async def start(self) -> None:
@@ -157,7 +162,8 @@ class OIPClient:
         return bool(reply.ready)
 
     async def close(self) -> None:
-        channel, self._channel, self._stub, self._model_infer = self._channel, None, None, None
+        channel, self._channel, self._stub = self._channel, None, None
+        self._model_infer = self._model_infer_raw = None
         if channel is not None:
             await channel.close()
 
@@ -232,6 +238,25 @@ class OIPClient:
             Tensor(out.name, out.datatype, array_from_bytes(out.name, out.datatype, list(out.shape), raw))
             for out, raw in zip(reply.outputs, reply.raw_output_contents, strict=True)
         ]
+
+    async def forward_infer(
+        self,
+        model: str,
+        message: bytes,
+        *,
+        timeout: float | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> bytes:
+        """Send a serialised ModelInferRequest as it is and return the serialised reply: the
+        passthrough hop, under the same deadline, retries and fail-fast as infer()."""
+        if self._model_infer_raw is None:
+            raise BackendUnavailable(f"the client for {self.url} is not started")
+        self.in_flight += 1
+        try:
+            reply: bytes = await self._call(model, self._model_infer_raw, message, timeout, metadata)
+        finally:
+            self.in_flight -= 1
+        return reply
 
     async def model_metadata(self, model: str, timeout: float | None = None) -> Any:
         request = pb.ModelMetadataRequest(name=model)

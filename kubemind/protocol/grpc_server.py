@@ -27,7 +27,7 @@ from kubemind.telemetry import REQUEST_ID, RequestRecord
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 
-Method = Callable[[Any, grpc.aio.ServicerContext, RequestRecord], Awaitable[Message]]
+Method = Callable[[Any, grpc.aio.ServicerContext, RequestRecord], Awaitable[Message | bytes]]
 
 
 class GrpcEndpoints:
@@ -40,8 +40,8 @@ class GrpcEndpoints:
         model = getattr(request, "model_name", "") or getattr(request, "name", "")
         return self.pipeline.begin("grpc", name, model, ((k, str(v)) for k, v in metadata))
 
-    def wrap(self, name: str, method: Method) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message]]:
-        async def run(request: Any, context: grpc.aio.ServicerContext) -> Message:
+    def wrap(self, name: str, method: Method) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Message | bytes]]:
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> Message | bytes:
             record = self.begin(name, request, context)
             failure = None
             try:
@@ -80,7 +80,10 @@ class GrpcEndpoints:
             outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in metadata.get("outputs", [])],
         )
 
-    async def model_infer(self, request: pb.ModelInferRequest, context: Any, record: RequestRecord) -> Message:
+    async def model_infer(self, request: pb.ModelInferRequest, context: Any, record: RequestRecord) -> Message | bytes:
+        forwarded = await self.service.forward_grpc(request, record.headers, record)
+        if forwarded is not None:
+            return forwarded
         since = record.started
         shared_memory = self.service.shared_memory
         infer_request = decode_grpc_request(request, shared_memory)
@@ -171,9 +174,9 @@ class GrpcEndpoints:
             name: grpc.unary_unary_rpc_method_handler(
                 self.wrap(name, method),
                 request_deserializer=request_type.FromString,
-                response_serializer=response_type.SerializeToString,
+                response_serializer=_serialize,
             )
-            for name, (method, request_type, response_type) in table.items()
+            for name, (method, request_type, _response_type) in table.items()
         }
         handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
             StreamInfer(self.pipeline).handle,
@@ -181,6 +184,11 @@ class GrpcEndpoints:
             response_serializer=ext.ModelStreamInferResponse.SerializeToString,
         )
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def _serialize(reply: Message | bytes) -> bytes:
+    # A passthrough reply (forward_grpc) is already serialised.
+    return reply if isinstance(reply, bytes) else reply.SerializeToString()
 
 
 def create_grpc_server(pipeline: Pipeline, settings: ComponentSettings) -> grpc.aio.Server:

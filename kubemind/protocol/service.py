@@ -15,6 +15,7 @@ from typing import Any
 
 from kserve.model import BaseKServeModel
 from kserve.model_repository import ModelRepository
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind.errors import (
@@ -25,7 +26,7 @@ from kubemind.errors import (
     unknown_model_message,
 )
 from kubemind.model import KubemindModel, ModelStatistics
-from kubemind.protocol.shared_memory import SharedMemoryRegistry
+from kubemind.protocol.shared_memory import SharedMemoryRegistry, message_uses_shared_memory
 from kubemind.telemetry import CURRENT_RECORD, RequestRecord
 
 SERVER_NAME = "kubemind"
@@ -186,6 +187,29 @@ class InferenceService:
             raise InternalError(f"model '{model.name}' returned {type(response).__name__}, not an InferResponse")
         return response, version
 
+    async def forward_grpc(
+        self, message: pb.ModelInferRequest, headers: dict[str, str], record: RequestRecord
+    ) -> bytes | None:
+        """The passthrough path of a gRPC inference: a serialised reply, or None when the model
+        does not forward (or this request needs decoding: shared memory) and infer() must run.
+
+        Lookup, readiness, the signature check and the statistics are infer()'s; only the tensor
+        data is left alone (the backend checks its byte sizes, as Triton does).
+        """
+        model, version = self.lookup(message.model_name, message.model_version or None)
+        if not isinstance(model, KubemindModel) or not model.forwards_grpc or message_uses_shared_memory(message):
+            return None
+        record.model, record.version = model.name, version
+        if not await self._is_ready(model):
+            raise ModelNotReady(f"model '{model.name}' is not ready")
+        model.validate_tensors(message.inputs, [o.name for o in message.outputs])
+        if model.max_batch_size > 0 and message.inputs and message.inputs[0].shape:
+            record.batch = int(message.inputs[0].shape[0])
+        since = time.perf_counter()
+        reply = await model.forward_grpc(message, version, headers)
+        record.stage("infer", since)
+        return reply
+
     def account(self, record: RequestRecord) -> None:
         """Add a finished inference request to its model's statistics."""
         model = self.repository.get_model(record.model) if record.model else None
@@ -197,3 +221,4 @@ class InferenceService:
             statistics.record_success(record.batch, record.stages_ns, total_ns, record.executions)
         else:
             statistics.record_failure(total_ns)
+

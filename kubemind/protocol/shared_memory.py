@@ -144,6 +144,12 @@ def uses_shared_memory(parameters: Any) -> bool:
     return isinstance(parameters, dict) and REGION in parameters
 
 
+def message_uses_shared_memory(message: Any) -> bool:
+    """Whether a gRPC ModelInferRequest has any input or requested output in a shared-memory
+    region, read from the protobuf parameter maps without decoding them."""
+    return any(REGION in tensor.parameters for tensor in (*message.inputs, *message.outputs))
+
+
 def cuda_not_supported(*_: Any) -> None:
     raise NotImplementedByModel("CUDA shared memory is not supported by this server (no GPU); use system shared memory")
 

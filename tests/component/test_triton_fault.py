@@ -84,6 +84,7 @@ def test_killed_triton_gives_fast_503_then_the_predictor_recovers(
                 recent = traffic.results[-3:]
                 if len(recent) == 3 and all(status == 200 for status, _ in recent):
                     recovered_at = time.monotonic()
+            (grpc_recovered,) = stock_client(predictor.grpc_address, GRPC_REQUEST)
         finally:
             traffic.stop.set()
             thread.join(PREDICTOR_DEADLINE_SECONDS * 5)
@@ -100,6 +101,7 @@ def test_killed_triton_gives_fast_503_then_the_predictor_recovers(
     assert len(during_outage) > 10, "requests should fail fast, not trickle"
     assert grpc_answer["error"]["status"] == "StatusCode.UNAVAILABLE"
     assert recovered_at is not None, "the predictor did not recover after Triton came back"
+    assert "outputs" in grpc_recovered, f"gRPC (the passthrough path) did not recover: {grpc_recovered}"
 
 
 def test_sigterm_stops_the_triton_it_launched(tmp_path: Path) -> None:

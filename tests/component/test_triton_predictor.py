@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from kubemind.processes import ServerProcess
 from kubemind_predictors.triton.launcher import TritonServerProcess
@@ -66,6 +69,55 @@ def test_stock_grpc_client_through_the_predictor(stack: tuple[TritonServerProces
     (answer,) = stock_client(predictor.grpc_address, request)
 
     assert np.array_equal(answer["outputs"]["OUTPUT0"], (INPUT0 + INPUT1).tolist())
+
+
+def test_grpc_passthrough_answers_under_the_served_name_and_checks_the_signature(
+    stack: tuple[TritonServerProcess, ServerProcess],
+) -> None:
+    """gRPC inference is forwarded to Triton as bytes: the reply still names kubemind's model and
+    version, and a wrong shape is refused before Triton with the tensor named."""
+    _, predictor = stack
+    good = {"model": "simple", "inputs": [
+        {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": INPUT0.ravel().tolist()},
+        {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": INPUT1.ravel().tolist()},
+    ]}  # fmt: skip
+    wrong_shape = {"model": "simple", "inputs": [
+        {"name": "INPUT0", "datatype": "INT32", "shape": [1, 8], "data": list(range(8))},
+        {"name": "INPUT1", "datatype": "INT32", "shape": [1, 8], "data": list(range(8))},
+    ]}  # fmt: skip
+
+    answer, refused = stock_client(predictor.grpc_address, good, wrong_shape)
+
+    assert answer["outputs"]["OUTPUT1"] == (INPUT0 - INPUT1).tolist()
+    assert (answer["model_name"], answer["model_version"]) == ("simple", "1")
+    assert refused["error"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert "INPUT0" in refused["error"]["message"] and "[1, 8]" in refused["error"]["message"]
+
+
+def test_grpc_passthrough_relays_triton_refusing_the_data(stack: tuple[TritonServerProcess, ServerProcess]) -> None:
+    """The passthrough hop does not read the tensor data; Triton checks its size, and its
+    INVALID_ARGUMENT reaches the client as one."""
+    _, predictor = stack
+    request = pb.ModelInferRequest(model_name="simple")
+    for name, size in (("INPUT0", 64), ("INPUT1", 10)):  # 10 bytes where 64 belong
+        request.inputs.add(name=name, datatype="INT32", shape=[1, 16])
+        request.raw_input_contents.append(b"\0" * size)
+
+    async def call() -> grpc.aio.AioRpcError:
+        async with grpc.aio.insecure_channel(predictor.grpc_address) as channel:
+            infer = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await infer(request, timeout=10)
+            return caught.value
+
+    error = asyncio.run(call())
+
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
+    assert "INPUT1" in (error.details() or ""), error.details()
 
 
 def test_metadata_and_readiness_reflect_triton(stack: tuple[TritonServerProcess, ServerProcess]) -> None:

@@ -4,7 +4,7 @@
 Usage: python triton_stock_client.py GRPC_ADDRESS < requests.json
 Each request: {"model": str, "inputs": [{"name", "datatype", "shape", "data"}], "timeout": float?}
 where BYTES data is a list of base64 strings (sent as raw bytes). Prints one answer per request:
-{"outputs": {name: nested list}, "seconds": float} or {"error": {"status", "message"}, "seconds"}.
+{"outputs": {name: nested list}, "model_name", "model_version", "seconds": float} or {"error": {"status", "message"}, "seconds"}.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def run(client: grpcclient.InferenceServerClient, request: dict[str, Any]) -> di
     for output in response.outputs:
         array = result.as_numpy(output.name)
         outputs[output.name] = np.vectorize(_plain, otypes=[object])(array).tolist() if array.dtype == object else array.tolist()
-    return {"outputs": outputs, "seconds": time.monotonic() - started}
+    return {"outputs": outputs, "model_name": response.model_name, "model_version": response.model_version,
+            "seconds": time.monotonic() - started}
 
 
 def main() -> int:

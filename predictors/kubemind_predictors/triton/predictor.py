@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from prometheus_client.registry import Collector
 
@@ -128,6 +129,22 @@ class TritonPredictor(KubemindModel):
         if not headers:
             return ()
         return tuple((k.lower(), v) for k, v in headers.items() if k.lower() in self.propagate)
+
+    @property
+    def forwards_grpc(self) -> bool:
+        return self.connection.settings.grpc_passthrough
+
+    async def forward_grpc(self, message: pb.ModelInferRequest, version: str, headers: dict[str, str]) -> bytes:
+        message.model_name, message.model_version = self.spec.name, ""
+        for tensor in message.inputs:
+            if tensor.name in self.spec.flattened_inputs:
+                tensor.shape.append(1)  # as predict() reshapes it: Triton's [-1, 1] BYTES input
+        reply = await self.client.forward_infer(
+            self.spec.name, message.SerializeToString(), metadata=self._forwarded_headers(headers)
+        )
+        # Protobuf keeps the last value of a scalar field that appears twice: appending the served name and
+        # version relabels Triton's reply without parsing it.
+        return reply + pb.ModelInferResponse(model_name=self.name, model_version=version).SerializeToString()
 
     async def predict(
         self, payload: InferRequest, headers: dict[str, str] | None = None

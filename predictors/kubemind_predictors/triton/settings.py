@@ -74,5 +74,10 @@ class TritonPredictorSettings(ComponentSettings):
     protocol: Literal["grpc-v2", "v2"] = "grpc-v2"
     """Transport to Triton: grpc-v2 (KServe's InferenceGRPCClient) or v2 (REST)."""
 
+    grpc_passthrough: bool = True
+    """v2 gRPC inference is forwarded to Triton as serialised bytes (names, datatypes and shapes
+    checked against the signature; the tensor data neither decoded nor copied into numpy). Off:
+    every request is decoded and encoded again, as REST requests always are."""
+
     cpu_threads: int = Field(default=1, ge=1)
     """Intra-op threads for ONNX Runtime inside each Triton Python-backend model instance."""
