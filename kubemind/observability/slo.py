@@ -211,8 +211,10 @@ def error_ratio(spec: ServiceSLOs, objective: Objective, window: str) -> str:
     if objective.sli == "availability":
         total = _selector(spec.selector, endpoints)
         bad = _selector(spec.selector, endpoints, f'code=~"{objective.error_codes}"')
+        # `or vector(0)`: a server that never failed has no 5xx series at all, and its ratio
+        # should read 0, not "no data" (a dashboard gap, a budget that looks unknown).
         return (
-            f"sum(rate(kubemind_requests_total{bad}[{window}]))\n/\n"
+            f"(sum(rate(kubemind_requests_total{bad}[{window}])) or vector(0))\n/\n"
             f"sum(rate(kubemind_requests_total{total}[{window}]))"
         )
     assert objective.threshold_seconds is not None  # checked by the model
