@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kubemind.observability import slo
+from kubemind.observability import dashboards, slo
 
 SLO_DIR = Path("observability/slos")
 RULES_DIR = Path("observability/rules")
 PROMETHEUS_RULES = Path("inferenceservices/components/monitoring/prometheusrules.yaml")
+DASHBOARDS_DIR = Path("observability/dashboards")
 
 
 def generated_files(root: Path) -> dict[Path, str]:
@@ -20,6 +21,8 @@ def generated_files(root: Path) -> dict[Path, str]:
     specs = slo.load_specs(root / SLO_DIR)
     files: dict[Path, str] = {RULES_DIR / f"{spec.service}.rules.yaml": slo.rules_file(spec) for spec in specs}
     files[PROMETHEUS_RULES] = slo.prometheus_rules_manifest(specs)
+    for kind in dashboards.KINDS:
+        files[DASHBOARDS_DIR / f"{kind}.json"] = dashboards.dashboard_json(kind)
     return files
 
 
