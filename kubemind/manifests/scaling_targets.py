@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from kubemind.manifests.kserve_webhooks import AUTOSCALER_CLASS, COMPONENTS, DEPLOYMENT_MODE, STANDARD_MODES
+from kubemind.manifests.kserve_webhooks import (
+    AUTOSCALER_CLASS,
+    COMPONENTS,
+    DEPLOYMENT_MODE,
+    STANDARD_MODES,
+)
 from kubemind.manifests.problems import ManifestObject, Problem
 from kubemind.manifests.rendering import is_build
 

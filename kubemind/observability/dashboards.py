@@ -18,8 +18,18 @@ from dataclasses import dataclass
 
 from grafana_foundation_sdk.builders import common, dashboard, prometheus, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacement, SortOrder, TooltipDisplayMode
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, GridPos, VariableRefresh
+from grafana_foundation_sdk.models.common import (
+    LegendDisplayMode,
+    LegendPlacement,
+    SortOrder,
+    TooltipDisplayMode,
+)
+from grafana_foundation_sdk.models.dashboard import (
+    Dashboard,
+    DataSourceRef,
+    GridPos,
+    VariableRefresh,
+)
 
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 SERVICE = 'inferenceservice=~"$inferenceservice"'
@@ -191,7 +201,7 @@ KINDS = {
 }
 
 
-def build(kind: str) -> dict[str, object]:
+def build(kind: str) -> Dashboard:
     title, panels = KINDS[kind]
     board = (
         dashboard.Dashboard(f"kubemind: {title}")
@@ -228,7 +238,7 @@ def build(kind: str) -> dict[str, object]:
                 prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(ref).datasource(DATASOURCE)
             )
         board = board.with_panel(built)
-    return board.build()  # type: ignore[no-any-return]
+    return board.build()
 
 
 def dashboard_json(kind: str) -> str:

@@ -58,3 +58,22 @@ def test_an_objective_whose_page_could_never_fire_is_refused() -> None:
 def test_bucket_matchers_take_both_le_spellings() -> None:
     assert slo.le_matcher(1.0) == "1|1\\\\.0"
     assert slo.le_matcher(0.25) == "0\\\\.25"
+
+
+def test_the_ttft_buckets_are_vllms() -> None:
+    """A TTFT threshold is checked against vLLM's own buckets, read from its source (importing
+    vLLM takes tens of seconds)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("vllm")
+    if spec is None or spec.origin is None:
+        pytest.skip("vLLM is not installed")
+    source = Path(spec.origin).parent / "v1" / "metrics" / "buckets.py"
+    tree = ast.parse(source.read_text())
+    (value,) = [
+        node.value for node in tree.body
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "TIME_TO_FIRST_TOKEN_BUCKETS"
+    ]
+    assert tuple(ast.literal_eval(value)) == slo.VLLM_TTFT_BUCKETS
