@@ -110,65 +110,65 @@ def _minutes(duration: str) -> int:
 
 
 def _tests(spec: slo.ServiceSLOs, burn: slo.BurnWindow) -> list[dict[str, Any]]:
-    """The tests of one alert window, sampled at a fifth of its short window."""
+    """The tests of one alert window, sampled at a fifth of its short window. The objectives of
+    a service read different metrics, so each scenario runs them side by side in one test."""
     step = _minutes(burn.short) // 5
     long_m, short_m = _minutes(burn.long), _minutes(burn.short)
-    tests: list[dict[str, Any]] = []
+    objectives = spec.objectives
 
     def series(objective: slo.Objective, segments: list[tuple[int, float]]) -> list[dict[str, str]]:
         return _series(spec, objective, [(m // step, r) for m, r in segments])
 
-    for objective in spec.objectives:
-        threshold = burn.factor * objective.budget
-        for ratio in (min(1.1 * threshold, 0.999), 0.9 * threshold):
-            tests.append({
-                "name": f"{objective.name} at {ratio / objective.budget:.3g}x budget over {burn.long}",
-                "interval": f"{step}m",
-                "input_series": series(objective, [(long_m + short_m, ratio)]),
-                "alert_rule_test": [{
-                    "eval_time": f"{long_m}m",
-                    "alertname": slo.ALERT_NAME,
-                    "exp_alerts": _firing(spec, objective, ratio, slower_than=burn),
-                }],
-            })
-        healthy = series(objective, [(long_m + short_m, 0.5 * objective.budget)])
-        if objective.sli == "availability":
-            # Failing readiness probes (a pod starting) are not inference requests.
-            probe = {**spec.selector, "endpoint": "ready", "protocol": "rest", "model": "m", "code": "503"}
-            healthy.append({
-                "series": _text({"__name__": "kubemind_requests_total", **probe}),
-                "values": _counter([((long_m + short_m) // step, RATE * step)]),
-            })
-        tests.append({
-            "name": f"{objective.name} healthy over {burn.long}",
+    def at(factor: float) -> dict[str, Any]:
+        ratios = {o.name: min(factor * burn.factor * o.budget, 0.999) for o in objectives}
+        return {
+            "name": f"{factor}x the {burn.long} alert's threshold",
             "interval": f"{step}m",
-            "input_series": healthy,
+            "input_series": [s for o in objectives for s in series(o, [(long_m + short_m, ratios[o.name])])],
+            "alert_rule_test": [{
+                "eval_time": f"{long_m}m",
+                "alertname": slo.ALERT_NAME,
+                "exp_alerts": [a for o in objectives for a in _firing(spec, o, ratios[o.name], slower_than=burn)],
+            }],
+        }
+
+    healthy = [s for o in objectives for s in series(o, [(long_m + short_m, 0.5 * o.budget)])]
+    if any(o.sli == "availability" for o in objectives):
+        # Failing readiness probes (a pod starting) are not inference requests.
+        probe = {**spec.selector, "endpoint": "ready", "protocol": "rest", "model": "m", "code": "503"}
+        healthy.append({
+            "series": _text({"__name__": "kubemind_requests_total", **probe}),
+            "values": _counter([((long_m + short_m) // step, RATE)]),
+        })
+    tests = [at(1.1), at(0.9), {
+        "name": f"healthy (half the budget) over {burn.long}",
+        "interval": f"{step}m",
+        "input_series": healthy,
+        "alert_rule_test": [
+            {"eval_time": f"{m}m", "alertname": slo.ALERT_NAME, "exp_alerts": []}
+            for m in (short_m, long_m, long_m + short_m)
+        ],
+    }]
+    if burn == spec.burn_windows()[0]:
+        clean = long_m + 2 * short_m
+        firing = [a for o in objectives for a in _firing(spec, o, 0.999, slower_than=burn)]
+        tests.append({
+            "name": "the page resets when the short window is clean",
+            "interval": f"{step}m",
+            "input_series": [s for o in objectives for s in series(o, [(long_m, 0.999), (2 * short_m, 0.0)])],
+            "promql_expr_test": [{
+                # The long window still burns above the page threshold...
+                "expr": f'slo:sli_error:ratio_rate{burn.long}{{slo="{o.name}"}} > bool {burn.factor * o.budget!r}',
+                "eval_time": f"{clean}m",
+                "exp_samples": [{"labels": f'{{slo="{o.name}",slo_id="{spec.service}-{o.name}",slo_service="{spec.service}"}}', "value": 1}],
+            } for o in objectives],
             "alert_rule_test": [
-                {"eval_time": f"{m}m", "alertname": slo.ALERT_NAME, "exp_alerts": []}
-                for m in (short_m, long_m, long_m + short_m)
+                {"eval_time": f"{long_m}m", "alertname": slo.ALERT_NAME, "exp_alerts": firing},
+                # ...but the page is over (the slower alerts sample too coarsely here to say).
+                {"eval_time": f"{clean}m", "alertname": slo.ALERT_NAME,
+                 "exp_alerts": [a for a in firing if a["exp_labels"]["long_window"] != burn.long]},
             ],
         })
-        if burn == spec.burn_windows()[0]:
-            clean = long_m + 2 * short_m
-            tests.append({
-                "name": f"{objective.name}: the page resets when the short window is clean",
-                "interval": f"{step}m",
-                "input_series": series(objective, [(long_m, 0.999), (2 * short_m, 0.0)]),
-                "promql_expr_test": [{
-                    # The long window still burns above the page threshold...
-                    "expr": f'slo:sli_error:ratio_rate{burn.long}{{slo="{objective.name}"}} > bool {threshold!r}',
-                    "eval_time": f"{clean}m",
-                    "exp_samples": [{"labels": f'{{slo="{objective.name}",slo_id="{spec.service}-{objective.name}",slo_service="{spec.service}"}}', "value": 1}],
-                }],
-                "alert_rule_test": [
-                    {"eval_time": f"{long_m}m", "alertname": slo.ALERT_NAME,
-                     "exp_alerts": _firing(spec, objective, 0.999, slower_than=burn)},
-                    # ...but the page is over (the slower alerts sample too coarsely here to say).
-                    {"eval_time": f"{clean}m", "alertname": slo.ALERT_NAME,
-                     "exp_alerts": [a for a in _firing(spec, objective, 0.999, slower_than=burn)
-                                    if a["exp_labels"]["long_window"] != burn.long]},
-                ],
-            })
     return tests
 
 
