@@ -5,7 +5,7 @@ export VENV
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test serve up lint bench protos validate images test-images test-storm
+.PHONY: install test serve up lint bench protos validate observability images test-images test-storm
 
 install:
 	@flock $(CURDIR)/.install.lock tools/install.sh
@@ -32,6 +32,11 @@ bench: install
 # Regenerates the committed protobuf modules; tests/unit/test_generated_protos.py fails on a diff.
 protos: install
 	$(PY) -m kubemind.protocol.protos
+
+# Regenerates the SLO rules, PrometheusRules and Grafana dashboards from observability/slos/;
+# tests/unit/test_slo_generation.py fails on a diff (docs/slos.md).
+observability: install
+	$(VENV)/bin/kubemind observability generate
 
 # Builds every overlay and checks it against the CRDs shipped in the package
 # (kubemind/manifests/crds, a copy of ../shared/crds) and KServe's admission rules.

@@ -1,0 +1,1 @@
+"""Observability as code: SLO specs to Prometheus rules, Grafana dashboards, scrape manifests."""

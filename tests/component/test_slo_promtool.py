@@ -1,0 +1,199 @@
+"""The generated SLO rules under Prometheus' own rule engine (`promtool test rules`).
+
+For every alert of every service: a synthetic series just above the alert's burn rate makes it
+fire (and only it, with the slower alerts its ratio also exceeds); one just below keeps it
+quiet; a healthy series (half the budget) fires nothing over three days, even with failing
+health checks beside it; and the page alert resets once the short window is clean, although
+the long window still burns: the point of the second window.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.utils import floatToGoString
+
+from kubemind.observability import slo
+from kubemind.observability.generate import RULES_DIR, SLO_DIR
+from tests.manifests.conftest import REPO
+
+SPECS = slo.load_specs(REPO / SLO_DIR)
+RATE = 120.0  # events per minute: enough that one bad event in a window is not a breach
+
+pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian's prometheus) missing")
+
+
+def _counter(segments: list[tuple[int, float]]) -> str:
+    """promtool's expanding notation for a counter growing by `per_step` for `steps` samples."""
+    parts, value = [], 0.0
+    for minutes, per_minute in segments:
+        parts.append(f"{value:g}+{per_minute:g}x{minutes}")
+        value += per_minute * minutes
+    return " ".join(parts)
+
+
+def _events(spec: slo.ServiceSLOs, objective: slo.Objective) -> tuple[dict[str, str], dict[str, str]]:
+    """(bad series, good series) for an SLI: metric name and labels, as the code exports them."""
+    target = dict(spec.selector)
+    if objective.sli == "availability":
+        name = "kubemind_requests_total"
+        base = {**target, "endpoint": objective.endpoints[0], "protocol": "rest", "model": "m"}
+        return {"__name__": name, **base, "code": "500"}, {"__name__": name, **base, "code": "200"}
+    if objective.sli in ("latency", "ttft"):
+        # bad = _count - _bucket{le=threshold}: the count series carries every event, the bucket
+        # the good ones. The (bad, good) pair is mapped onto (count, bucket) in _series.
+        name = "kubemind_request_duration_seconds" if objective.sli == "latency" else "vllm:time_to_first_token_seconds"
+        base = {**target, "endpoint": objective.endpoints[0], "protocol": "rest", "model": "m"}
+        if objective.sli == "ttft":
+            base = {**target, "model_name": "m", "engine": "0"}
+        assert objective.threshold_seconds is not None
+        return {"__name__": f"{name}_count", **base}, {
+            "__name__": f"{name}_bucket", **base, "le": floatToGoString(objective.threshold_seconds)
+        }
+    by_service = {
+        "embedder": (
+            {"__name__": "nv_inference_request_failure", **target, "model": "minilm", "version": "2"},
+            {"__name__": "nv_inference_request_success", **target, "model": "minilm", "version": "2"},
+        ),
+        "cv-worker": (
+            {"__name__": "kubemind_jobs_outcomes_total", **target, "model": "m", "outcome": "dead_lettered"},
+            {"__name__": "kubemind_jobs_outcomes_total", **target, "model": "m", "outcome": "stored"},
+        ),
+    }
+    return by_service[spec.service]
+
+
+def _series(spec: slo.ServiceSLOs, objective: slo.Objective, segments: list[tuple[int, float]]) -> list[dict[str, str]]:
+    """Input series with the error ratio of each (minutes, ratio) segment."""
+    bad, good = _events(spec, objective)
+    histogram = objective.sli in ("latency", "ttft")
+    first = [(m, RATE if histogram else RATE * r) for m, r in segments]  # count, or bad
+    second = [(m, RATE * (1 - r)) for m, r in segments]  # good
+    return [
+        {"series": _text(bad), "values": _counter(first)},
+        {"series": _text(good), "values": _counter(second)},
+    ]
+
+
+def _text(labels: dict[str, str]) -> str:
+    name = labels["__name__"]
+    rest = ",".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
+    return f"{name}{{{rest}}}"
+
+
+def _alert(spec: slo.ServiceSLOs, objective: slo.Objective, burn: slo.BurnWindow) -> dict[str, Any]:
+    """The alert promtool should report: labels, and the annotations the rule file holds."""
+    groups = yaml.safe_load((REPO / RULES_DIR / f"{spec.service}.rules.yaml").read_text())["groups"]
+    for rule in (r for g in groups for r in g["rules"] if "alert" in r):
+        labels = rule["labels"]
+        if labels["slo"] == objective.name and labels["long_window"] == burn.long:
+            return {"exp_labels": labels, "exp_annotations": rule["annotations"]}
+    raise AssertionError(f"no alert for {objective.name} over {burn.long}")
+
+
+def _firing(spec: slo.ServiceSLOs, objective: slo.Objective, ratio: float, slower_than: slo.BurnWindow) -> list[dict[str, Any]]:
+    """The alerts a constant `ratio` fires: those whose threshold it exceeds, among the window
+    under test and slower ones (faster windows have too few samples at this step to evaluate)."""
+    return [
+        _alert(spec, objective, b) for b in spec.burn_windows()
+        if ratio > b.factor * objective.budget and slo.seconds(b.short) >= slo.seconds(slower_than.short)
+    ]
+
+
+def _minutes(duration: str) -> int:
+    return int(slo.seconds(duration) // 60)
+
+
+def _tests(spec: slo.ServiceSLOs, burn: slo.BurnWindow) -> list[dict[str, Any]]:
+    """The tests of one alert window, sampled at a fifth of its short window. The objectives of
+    a service read different metrics, so each scenario runs them side by side in one test."""
+    step = _minutes(burn.short) // 5
+    long_m, short_m = _minutes(burn.long), _minutes(burn.short)
+    objectives = spec.objectives
+
+    def series(objective: slo.Objective, segments: list[tuple[int, float]]) -> list[dict[str, str]]:
+        return _series(spec, objective, [(m // step, r) for m, r in segments])
+
+    def at(factor: float) -> dict[str, Any]:
+        ratios = {o.name: min(factor * burn.factor * o.budget, 0.999) for o in objectives}
+        return {
+            "name": f"{factor}x the {burn.long} alert's threshold",
+            "interval": f"{step}m",
+            "input_series": [s for o in objectives for s in series(o, [(long_m + short_m, ratios[o.name])])],
+            "alert_rule_test": [{
+                "eval_time": f"{long_m}m",
+                "alertname": slo.ALERT_NAME,
+                "exp_alerts": [a for o in objectives for a in _firing(spec, o, ratios[o.name], slower_than=burn)],
+            }],
+        }
+
+    healthy = [s for o in objectives for s in series(o, [(long_m + short_m, 0.5 * o.budget)])]
+    if any(o.sli == "availability" for o in objectives):
+        # Failing readiness probes (a pod starting) are not inference requests.
+        probe = {**spec.selector, "endpoint": "ready", "protocol": "rest", "model": "m", "code": "503"}
+        healthy.append({
+            "series": _text({"__name__": "kubemind_requests_total", **probe}),
+            "values": _counter([((long_m + short_m) // step, RATE)]),
+        })
+    tests = [at(1.1), at(0.9), {
+        "name": f"healthy (half the budget) over {burn.long}",
+        "interval": f"{step}m",
+        "input_series": healthy,
+        "alert_rule_test": [
+            {"eval_time": f"{m}m", "alertname": slo.ALERT_NAME, "exp_alerts": []}
+            for m in (short_m, long_m, long_m + short_m)
+        ],
+    }]
+    if burn == spec.burn_windows()[0]:
+        clean = long_m + 2 * short_m
+        firing = [a for o in objectives for a in _firing(spec, o, 0.999, slower_than=burn)]
+        tests.append({
+            "name": "the page resets when the short window is clean",
+            "interval": f"{step}m",
+            "input_series": [s for o in objectives for s in series(o, [(long_m, 0.999), (2 * short_m, 0.0)])],
+            "promql_expr_test": [{
+                # The long window still burns above the page threshold...
+                "expr": f'slo:sli_error:ratio_rate{burn.long}{{slo="{o.name}"}} > bool {burn.factor * o.budget!r}',
+                "eval_time": f"{clean}m",
+                "exp_samples": [{"labels": f'{{slo="{o.name}",slo_id="{spec.service}-{o.name}",slo_service="{spec.service}"}}', "value": 1}],
+            } for o in objectives],
+            "alert_rule_test": [
+                {"eval_time": f"{long_m}m", "alertname": slo.ALERT_NAME, "exp_alerts": firing},
+                # ...but the page is over (the slower alerts sample too coarsely here to say).
+                {"eval_time": f"{clean}m", "alertname": slo.ALERT_NAME,
+                 "exp_alerts": [a for a in firing if a["exp_labels"]["long_window"] != burn.long]},
+            ],
+        })
+    return tests
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.service for s in SPECS])
+def test_rules_pass_promtool_check(spec: slo.ServiceSLOs) -> None:
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(REPO / RULES_DIR / f"{spec.service}.rules.yaml")],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+ALERTS = [(spec, burn) for spec in SPECS for burn in spec.burn_windows()]
+
+
+@pytest.mark.parametrize(("spec", "burn"), ALERTS, ids=[f"{s.service}-{b.long}" for s, b in ALERTS])
+def test_each_alert_fires_on_a_breach_and_stays_quiet_otherwise(spec: slo.ServiceSLOs, burn: slo.BurnWindow, tmp_path: Path) -> None:
+    unit = tmp_path / f"{spec.service}-{burn.long}.test.yaml"
+    unit.write_text(yaml.safe_dump({
+        "rule_files": [str(REPO / RULES_DIR / f"{spec.service}.rules.yaml")],
+        "evaluation_interval": f"{_minutes(burn.short) // 5}m",
+        # Recordings before the alerts that read them: at steps above the 5m lookback an alert
+        # evaluated first would see no recording at all.
+        "group_eval_order": [g["name"] for g in slo.rule_groups(spec)],
+        "tests": _tests(spec, burn),
+    }, sort_keys=False))
+    result = subprocess.run(["promtool", "test", "rules", str(unit)], capture_output=True, text=True, check=False, timeout=300)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

@@ -1,0 +1,79 @@
+"""SLO specs -> rules: the committed files are current, and the spec refuses what cannot work."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from kubemind.cli import main
+from kubemind.observability import slo
+from kubemind.observability.generate import generated_files, stale_files
+from tests.manifests.conftest import REPO
+
+
+def test_committed_generated_files_are_current() -> None:
+    assert stale_files(REPO) == [], "run `kubemind observability generate` and commit the result"
+
+
+def test_check_reports_a_hand_edited_rule_file(tmp_path, capsys) -> None:
+    for path, content in generated_files(REPO).items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(content)
+    (tmp_path / "observability" / "slos").mkdir(parents=True, exist_ok=True)
+    for spec in (REPO / "observability" / "slos").glob("*.yaml"):
+        (tmp_path / "observability" / "slos" / spec.name).write_text(spec.read_text())
+    edited = tmp_path / "observability" / "rules" / "llm-chat.rules.yaml"
+    edited.write_text(edited.read_text().replace("> 0.072", "> 0.72"))
+
+    assert main(["observability", "generate", "--check", "--root", str(tmp_path)]) == 1
+    assert "llm-chat.rules.yaml" in capsys.readouterr().out
+
+
+def _spec(**objective: object) -> dict[str, object]:
+    return {
+        "service": "svc", "kind": "cv", "selector": {"inferenceservice": "svc"},
+        "objectives": [{"name": "o", "sli": "availability", "objective": 0.99, **objective}],
+    }
+
+
+def test_the_workbook_factors_follow_from_the_period() -> None:
+    thirty = slo.ServiceSLOs.model_validate(_spec()).burn_windows()
+    assert [(w.severity, w.long, w.short, w.factor) for w in thirty] == [
+        ("page", "1h", "5m", 14.4), ("page", "6h", "30m", 6.0), ("ticket", "1d", "2h", 3.0), ("ticket", "3d", "6h", 1.0),
+    ]
+    four_weeks = slo.ServiceSLOs.model_validate({**_spec(), "period": "28d"}).burn_windows()
+    assert [w.factor for w in four_weeks] == [13.44, 5.6, 2.8, 0.9333]
+
+
+def test_a_latency_threshold_must_be_a_histogram_bucket() -> None:
+    with pytest.raises(ValidationError, match="bucket"):
+        slo.ServiceSLOs.model_validate(_spec(sli="latency", threshold_seconds=0.3))
+
+
+def test_an_objective_whose_page_could_never_fire_is_refused() -> None:
+    with pytest.raises(ValidationError, match="never fire"):
+        slo.ServiceSLOs.model_validate(_spec(objective=0.9))  # 14.4 x 10 % > 100 % errors
+
+
+def test_bucket_matchers_take_both_le_spellings() -> None:
+    assert slo.le_matcher(1.0) == "1|1\\\\.0"
+    assert slo.le_matcher(0.25) == "0\\\\.25"
+
+
+def test_the_ttft_buckets_are_vllms() -> None:
+    """A TTFT threshold is checked against vLLM's own buckets, read from its source (importing
+    vLLM takes tens of seconds)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("vllm")
+    if spec is None or spec.origin is None:
+        pytest.skip("vLLM is not installed")
+    source = Path(spec.origin).parent / "v1" / "metrics" / "buckets.py"
+    tree = ast.parse(source.read_text())
+    (value,) = [
+        node.value for node in tree.body
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "TIME_TO_FIRST_TOKEN_BUCKETS"
+    ]
+    assert tuple(ast.literal_eval(value)) == slo.VLLM_TTFT_BUCKETS
