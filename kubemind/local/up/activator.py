@@ -60,6 +60,11 @@ class Activator:
             self._wanted.discard(revision)
             self._ready[revision] = http_port
 
+    def mark_cold(self, revision: str) -> None:
+        """Scaled back to zero: the next request wakes it again."""
+        with self._lock:
+            self._ready.pop(revision, None)
+
     def mark_failed(self, revision: str) -> None:
         """The waiting requests get 503 now instead of at the timeout."""
         with self._lock:

@@ -34,6 +34,8 @@ def register_up(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument("--api_port", type=int, default=0,
                         help="port of the Kubernetes API on 127.0.0.1 (0: a free one); a kubeconfig for it is"
                         " written to $KUBEMIND_HOME/up/kubeconfig")
+    parser.add_argument("--scale_to_zero_after", type=float, default=60.0,
+                        help="seconds without a request before a minReplicas 0 revision is scaled back to zero")
     parser.add_argument("--watch_interval", type=float, default=2.0, help="seconds between re-renders")
     parser.add_argument("--cache_dir", type=Path, default=None,
                         help="node cache for models:/ URIs (default: $KUBEMIND_HOME, ~/.kubemind)")
@@ -89,7 +91,8 @@ def up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     runner = Runner(overlay, args.http_port, args.grpc_port, args.cache_dir, allowed,
-                    report=lambda line: print(line, flush=True), istio=args.istio, api_port=args.api_port)
+                    report=lambda line: print(line, flush=True), istio=args.istio, api_port=args.api_port,
+                    scale_to_zero_after=args.scale_to_zero_after)
     try:
         print(f"kubemind up: {overlay}", flush=True)
         runner.load()

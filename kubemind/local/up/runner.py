@@ -60,6 +60,10 @@ Report = Callable[[str], None]
 # Retired revisions get this long after the reload that takes them out of rotation, for the
 # requests the old nginx workers still hold.
 DRAIN_SECONDS = 2.0
+# Knative's default stable window: a minReplicas 0 revision idle this long goes back to zero.
+SCALE_TO_ZERO_SECONDS = 60.0
+# How often the replicas of a minReplicas 0 revision are asked whether they served anything.
+IDLE_CHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -95,6 +99,7 @@ class Runner:
         report: Report = print,
         istio: Sequence[Path] = (),
         api_port: int = 0,
+        scale_to_zero_after: float = SCALE_TO_ZERO_SECONDS,
     ):
         self.overlay = overlay
         # The Istio objects the gateway's policies come from (the local rate limit), rendered
@@ -120,6 +125,8 @@ class Runner:
         self.observed: dict[ObjectKey, int] = {}
         """Each InferenceService's metadata.generation the running processes come from."""
         self.api_port = api_port
+        self.scale_to_zero_after = scale_to_zero_after
+        self.next_idle_check = 0.0
         self.api: KubeApi | None = None
         self.kubeconfig = kubeconfig_path()
 
@@ -164,6 +171,9 @@ class Runner:
             if self.store.generation != self.applied_generation:
                 self._apply_store()
             self._settle()
+            if now >= self.next_idle_check:
+                self._scale_idle_to_zero(now)
+                self.next_idle_check = now + IDLE_CHECK_SECONDS
             state = self.state()
             self._publish_status(state)
             if now >= next_state:
@@ -316,6 +326,36 @@ class Runner:
                     self.activator.mark_ready(revision.name, ready.server.http_port)
                     revision.activated = woke = True
         return woke
+
+    def _scale_idle_to_zero(self, now: float) -> None:
+        """A woken minReplicas 0 revision that answered nothing for `scale_to_zero_after` seconds
+        goes back to zero (Knative's scale to zero): routed to the activator again, then stopped."""
+        idle: list[Revision] = []
+        for state in self.components.values():
+            for revision in state.revisions.values():
+                if revision.plan.min_replicas > 0 or not revision.activated or not revision.replicas:
+                    continue
+                samples = [replica.activity() for replica in revision.replicas]
+                if any(sample is None for sample in samples):
+                    revision.idle_since = now  # starting or restarting: not idle
+                    continue
+                served = sum(sample[0] for sample in samples if sample)
+                in_flight = sum(sample[1] for sample in samples if sample)
+                if in_flight or served != revision.served:
+                    revision.served, revision.idle_since = served, now
+                elif now - revision.idle_since >= self.scale_to_zero_after:
+                    idle.append(revision)
+        if not idle:
+            return
+        stopping = []
+        for revision in idle:
+            self.report(f"kubemind up: {revision.name}: idle for {now - revision.idle_since:.0f}s; scaled to zero")
+            stopping += revision.replicas
+            revision.replicas, revision.activated, revision.served = [], False, -1.0
+            self.activator.mark_cold(revision.name)
+        self._reload()  # the activator answers first; the replicas stop once nginx no longer routes to them
+        for replica in stopping:
+            replica.stop()
 
     def _settle(self, force: bool = False) -> None:
         """Move traffic to revisions that became ready; reload the gateway when routes change."""
