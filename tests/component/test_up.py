@@ -41,6 +41,21 @@ def infer(client: triton_http.InferenceServerClient) -> triton_http.InferResult:
     return client.infer("simple", inputs)
 
 
+def grpc_probe(port: int, timeout: float = 60) -> str:
+    """tritonclient.grpc through the gateway, in its own process: it cannot share one with
+    kserve (both register the `inference` protobuf package). Prints ready and OUTPUT0[0, 3]."""
+    probe = subprocess.run([sys.executable, "-c", (
+        "import sys, numpy as np, tritonclient.grpc as g\n"
+        f"c = g.InferenceServerClient('127.0.0.1:{port}')\n"
+        "ins = [g.InferInput(n, [1, 16], 'INT32') for n in ('INPUT0', 'INPUT1')]\n"
+        "[i.set_data_from_numpy(np.arange(16, dtype=np.int32).reshape(1, 16)) for i in ins]\n"
+        f"r = c.infer('simple', ins, client_timeout={timeout})\n"
+        "print(c.is_server_ready(), r.as_numpy('OUTPUT0')[0, 3])\n")],
+        capture_output=True, text=True, timeout=timeout + 30, check=False)
+    assert probe.returncode == 0, probe.stderr
+    return probe.stdout
+
+
 @pytest.fixture(scope="module")
 def overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_overlay(tmp_path_factory.mktemp("overlay") / "local", versions="1", min_replicas=2)
@@ -69,16 +84,8 @@ def test_up_serves_the_spec_through_the_gateway_to_the_stock_clients(up: Up) -> 
     assert by_host.status_code == 200 and by_host.headers["x-kubemind-revision"].startswith("simple-predictor-")
     unknown = httpx.get(f"http://127.0.0.1:{gateway['http_port']}/v2/models/simple", headers={"host": "nope"})
     assert unknown.status_code == 404 and "nope" in unknown.text
-    # gRPC (h2c) through the gateway with tritonclient.grpc, in its own process: it cannot share
-    # one with kserve (both register the `inference` protobuf package).
-    probe = subprocess.run([sys.executable, "-c", (
-        "import sys, numpy as np, tritonclient.grpc as g\n"
-        f"c = g.InferenceServerClient('127.0.0.1:{gateway['grpc_port']}')\n"
-        "ins = [g.InferInput(n, [1, 16], 'INT32') for n in ('INPUT0', 'INPUT1')]\n"
-        "[i.set_data_from_numpy(np.arange(16, dtype=np.int32).reshape(1, 16)) for i in ins]\n"
-        "print(c.is_server_ready(), c.infer('simple', ins).as_numpy('OUTPUT0')[0, 3])\n")],
-        capture_output=True, text=True, timeout=60, check=False)
-    assert probe.stdout.split() == ["True", "6"], probe.stderr
+    # gRPC (h2c) through the gateway with tritonclient.grpc.
+    assert grpc_probe(gateway["grpc_port"]).split() == ["True", "6"]
     table = cli(up.home, "status")
     assert table.returncode == 0
     row = next(line for line in table.stdout.splitlines() if line.startswith("kubemind/simple"))
@@ -229,7 +236,7 @@ def test_the_istio_local_rate_limit_answers_429_beyond_the_bucket(tmp_path: Path
 def test_no_process_outlives_a_killed_up(tmp_path: Path) -> None:
     up = Up(write_overlay(tmp_path / "overlay", min_replicas=1), tmp_path / "home")
     state = up.wait_ready()
-    children = [*process_pids(state), state["gateway"]["pid"]]
+    children = [*process_pids(state), state["gateway"]["pid"], *state["gateway"]["activator_pids"]]
     os.kill(state["pid"], signal.SIGKILL)
     up.process.wait(10)
     # Each child asked the kernel for SIGTERM when `up` dies (PR_SET_PDEATHSIG).
@@ -259,7 +266,8 @@ def test_min_replicas_zero_starts_a_replica_on_the_first_request_and_goes_back_t
         up.wait_for(lambda s: process_pids(s) == [], "scaled back to zero")
         assert all(wait_dead(pid) for pid in woken)
         assert "idle for" in up.text() and "scaled to zero" in up.text()
-        assert (infer(client).as_numpy("OUTPUT0") == 2 * INPUT).all()
+        # This time a gRPC call wakes it: the activator holds it too.
+        assert grpc_probe(up.state()["gateway"]["grpc_port"], timeout=120).split() == ["True", "6"]
         assert up.text().count("cold start") == 2
     finally:
         up.stop()

@@ -54,8 +54,8 @@ class RevisionRoute:
     percent: int
     replicas: tuple[tuple[int, int], ...]
     """(REST port, gRPC port) of each replica."""
-    activator_port: int | None = None
-    """Where REST requests go while a scaled-to-zero revision has no replica."""
+    activator: tuple[int, int] | None = None
+    """(REST, gRPC) ports where requests go while a scaled-to-zero revision has no replica."""
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,9 @@ def _upstreams(component: ComponentRoute) -> list[str]:
             lines.append(f"  upstream {revision.revision}-{protocol} {{")
             for ports in revision.replicas:
                 lines.append(f"    server 127.0.0.1:{ports[index]} max_fails=1 fail_timeout={FAIL_TIMEOUT_SECONDS}s;")
-            if not revision.replicas and revision.activator_port and protocol == "http":
-                lines.append(f"    server 127.0.0.1:{revision.activator_port};  # scaled to zero")
-            elif not revision.replicas:  # nothing to send to (gRPC at zero: 502, i.e. UNAVAILABLE)
+            if not revision.replicas and revision.activator:
+                lines.append(f"    server 127.0.0.1:{revision.activator[index]};  # scaled to zero")
+            elif not revision.replicas:  # nothing to send to (502, i.e. UNAVAILABLE)
                 lines.append("    server 127.0.0.1:9 down;")
             lines += ["    keepalive 16;", "  }"]
     return lines
@@ -147,6 +147,7 @@ def _grpc_location(target: str, limit: list[str] | None = None) -> list[str]:
         "    location / {",
         *(limit or []),
         f"      add_header x-kubemind-revision ${target} always;",
+        f"      grpc_set_header {ACTIVATE_HEADER} ${target};  # for the activator, as over REST",
         f"      grpc_pass grpc://${target}-grpc;",
         "    }",
     ]

@@ -112,7 +112,7 @@ class Runner:
         self.report = report
         self.home = up_home()
         self.gateway = Nginx(self._folder("gateway"))
-        self.activator = Activator(report)
+        self.activator = Activator(report, grpc_log=self._folder("gateway") / "grpc-activator.log")
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.generation = 0
@@ -323,7 +323,7 @@ class Runner:
                 ready = next((r for r in revision.replicas if r.ready and r.server), None)
                 if ready is not None and not revision.activated:
                     assert ready.server is not None
-                    self.activator.mark_ready(revision.name, ready.server.http_port)
+                    self.activator.mark_ready(revision.name, ready.server.http_port, ready.server.grpc_port)
                     revision.activated = woke = True
         return woke
 
@@ -408,7 +408,7 @@ class Runner:
 
     def _route(self, revision: Revision, percent: int) -> RevisionRoute:
         if revision.plan.min_replicas == 0 and not revision.activated:
-            return RevisionRoute(revision.name, percent, (), self.activator.port)
+            return RevisionRoute(revision.name, percent, (), (self.activator.port, self.activator.grpc_port))
         return RevisionRoute(revision.name, percent, tuple(r.ports for r in revision.replicas if r.ports))
 
     # -- what status shows -------------------------------------------------------------------
@@ -454,7 +454,8 @@ class Runner:
             "overlay": str(self.overlay),
             "ready": self.all_ready(),
             "gateway": {"pid": self.gateway.pid, "http_port": self.http_port, "grpc_port": self.grpc_port,
-                        "generation": self.generation, "folder": str(self.gateway.folder)},
+                        "generation": self.generation, "folder": str(self.gateway.folder),
+                        "activator_pids": self.activator.pids},
             "logs": str(self.home / "logs"),
             "api": {"url": self.api.url, "kubeconfig": str(self.kubeconfig)} if self.api else None,
             "services": services,

@@ -73,4 +73,5 @@ def all_pids(state: dict[str, Any]) -> list[int]:
     pids = [pid for service in state.get("services", []) for component in service.get("components", [])
             for revision in component.get("revisions", []) for pid in revision.get("pids", [])]
     gateway = state.get("gateway", {}).get("pid")
-    return [*pids, *([gateway] if gateway else []), int(state.get("pid", 0))]
+    activator = state.get("gateway", {}).get("activator_pids", [])
+    return [*pids, *activator, *([gateway] if gateway else []), int(state.get("pid", 0))]
