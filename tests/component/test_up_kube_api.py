@@ -118,7 +118,8 @@ def test_a_canary_moved_through_the_api_reconciles_processes_and_gateway(
     wait_for_object(objects, "simple", lambda o: ready(o) and traffic(o) == [
         ("latest", 0, True), ("prev", 100, False)], "all on prev")
     assert {infer_version(up.base_url) for _ in range(30)} == {"1"}
-    assert sorted(r["traffic"] for r in revisions(up.state())) == [0, 100]
+    # `kubemind status` agrees (its state file is written once a second).
+    up.wait_for(lambda s: sorted(r["traffic"] for r in revisions(s)) == [0, 100], "status 100/0")
     row = up.kubectl("get", "isvc", "simple", "--no-headers").stdout.split()
     assert row[3:5] == ["100", "0"] and row[5] == stable
     # The watch saw the spec change and the status that followed it, in resourceVersion order.

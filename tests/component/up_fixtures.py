@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from kubemind.processes import die_with_parent
+
 STATE_TIMEOUT = 90.0
 KUBECTL = "kubectl"
 
@@ -135,6 +137,7 @@ class Up:
                 [sys.executable, "-m", "kubemind.cli", "up", str(overlay), "--http_port", "0", "--grpc_port", "0",
                  "--watch_interval", "0.5", *extra],
                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "KUBEMIND_HOME": str(home)},
+                preexec_fn=die_with_parent(),  # a killed test run leaves no `up` behind
             )
 
     def text(self) -> str:

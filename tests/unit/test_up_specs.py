@@ -147,10 +147,12 @@ def test_several_services_route_by_host_and_path_and_nginx_accepts_it(tmp_path: 
         ComponentRoute(f"ns/{name}/predictor", (RevisionRoute(f"{name}-predictor-aaaa", 100, ((port, port + 1),)),),
                        port + 2, port + 3)
         for name, port in (("one", 5100), ("two", 5200)))
-    zero = ComponentRoute("ns/two/transformer", (RevisionRoute("two-transformer-cccc", 100, (), 5900),), 5302, 5303)
+    zero = ComponentRoute("ns/two/transformer", (RevisionRoute("two-transformer-cccc", 100, (), (5900, 5901)),), 5302,
+                          5303)
     services = (ServiceRoute("one", "ns", "ns/one/predictor"), ServiceRoute("two", "ns", "ns/two/transformer"))
     text = render_config(GatewayConfig(7101, 7102, 1, (*components, zero), services, tmp_path))
-    assert "server 127.0.0.1:5900;  # scaled to zero" in text
+    # Scaled to zero: REST and gRPC both wait in the activator.
+    assert "server 127.0.0.1:5900;  # scaled to zero" in text and "server 127.0.0.1:5901;  # scaled to zero" in text
     # With two services a gRPC call must name one (:authority); an unknown one is NOT_FOUND.
     assert "add_header grpc-status 5 always;" in text
     (tmp_path / "nginx.conf").write_text(text)
