@@ -106,3 +106,11 @@ def test_the_store_versions_every_change_and_keeps_api_edits_until_the_overlay_c
     store.sync_rendered([])
     assert store.get(key) is None
     assert [e.type for e in store.events_after(0, 0)] == ["ADDED", "MODIFIED", "MODIFIED", "DELETED"]
+
+
+def test_a_service_that_cannot_run_here_is_not_ready_with_the_reason() -> None:
+    service = {**_service({}, {}), "problem": "embedder: predictor: image 'x' is not a kubemind image", "components": []}
+    status = inference_service_status(service, 1)
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "NotRunnableLocally")
+    assert "not a kubemind image" in ready["message"] and "url" not in status
