@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ import tritonclient.http as triton_http
 
 from tests.component.serve_fixtures import pid_alive, wait_dead
 from tests.component.up_fixtures import (
+    REPO,
     Up,
     cli,
     process_pids,
@@ -210,10 +212,12 @@ def test_up_refuses_a_spec_validate_rejects_with_the_same_message(tmp_path: Path
     assert not (tmp_path / "home" / "up" / "state.json").exists()
 
 
-def test_the_istio_local_rate_limit_answers_429_beyond_the_bucket(tmp_path: Path) -> None:
+def test_the_istio_local_rate_limit_answers_429_beyond_the_bucket_and_the_gateway_answers_https(
+        tmp_path: Path) -> None:
     overlay = write_overlay(tmp_path / "overlay", min_replicas=1)
     limit = write_rate_limit(tmp_path / "rate-limit.yaml", tokens_per_second=1, max_tokens=5)
-    up = Up(overlay, tmp_path / "home", "--istio", str(limit))
+    gateway = REPO / "istio" / "base" / "gateway.yaml"  # its HTTPS server: TLS on the local gateway
+    up = Up(overlay, tmp_path / "home", "--istio", str(limit), "--istio", str(gateway), "--https_port", "0")
     try:
         up.wait_ready()
         client = triton_http.InferenceServerClient(up.base_url)
@@ -229,6 +233,17 @@ def test_the_istio_local_rate_limit_answers_429_beyond_the_bucket(tmp_path: Path
         # The bucket: 5 at once, then 1 a second.
         assert codes[:5] == [200] * 5, codes
         assert set(codes) == {200, 429} and codes.count(200) <= 5 + int(elapsed) + 1, (codes, elapsed)
+        state = up.state()["gateway"]
+        url = f"https://127.0.0.1:{state['https_port']}/serving/kubemind/simple/v2/models/simple"
+        trusted = ssl.create_default_context(cafile=state["certificate"])  # the certificate up made
+        deadline = time.monotonic() + 30
+        answer = httpx.get(url, verify=trusted, timeout=10)
+        while answer.status_code == 429 and time.monotonic() < deadline:  # the bucket refills at 1/s
+            time.sleep(0.5)
+            answer = httpx.get(url, verify=trusted, timeout=10)
+        assert answer.status_code == 200 and answer.json()["name"] == "simple"
+        plain = httpx.get(url.replace("https://", "http://"), timeout=10)
+        assert plain.status_code == 400 and "HTTPS port" in plain.text
     finally:
         up.stop()
 

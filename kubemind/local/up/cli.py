@@ -34,6 +34,8 @@ def register_up(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument("--api_port", type=int, default=0,
                         help="port of the Kubernetes API on 127.0.0.1 (0: a free one); a kubeconfig for it is"
                         " written to $KUBEMIND_HOME/up/kubeconfig")
+    parser.add_argument("--https_port", type=int, default=8443,
+                        help="gateway HTTPS port, when an --istio Gateway has an HTTPS server (0: a free one)")
     parser.add_argument("--scale_to_zero_after", type=float, default=60.0,
                         help="seconds without a request before a minReplicas 0 revision is scaled back to zero")
     parser.add_argument("--watch_interval", type=float, default=2.0, help="seconds between re-renders")
@@ -92,12 +94,15 @@ def up(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     runner = Runner(overlay, args.http_port, args.grpc_port, args.cache_dir, allowed,
                     report=lambda line: print(line, flush=True), istio=args.istio, api_port=args.api_port,
-                    scale_to_zero_after=args.scale_to_zero_after)
+                    scale_to_zero_after=args.scale_to_zero_after, https_port=args.https_port)
     try:
         print(f"kubemind up: {overlay}", flush=True)
         runner.load()
         print(f"kubemind up: gateway REST http://127.0.0.1:{runner.http_port}  gRPC 127.0.0.1:{runner.grpc_port}"
               f"  (nginx pid {runner.gateway.pid}); logs: {runner.home / 'logs'}", flush=True)
+        if runner.certificate is not None:
+            print(f"kubemind up: gateway HTTPS https://127.0.0.1:{runner.https_port} (certificate"
+                  f" {runner.certificate[0]}: curl --cacert it)", flush=True)
         if runner.api is not None:
             print(f"kubemind up: Kubernetes API {runner.api.url}; kubeconfig {runner.kubeconfig}"
                   f" (kubectl --kubeconfig {runner.kubeconfig} get inferenceservices)", flush=True)

@@ -93,6 +93,16 @@ class GatewayConfig:
     services: tuple[ServiceRoute, ...] = ()
     folder: Path = field(default=Path("."))
     policy: GatewayPolicy = field(default_factory=GatewayPolicy)
+    https_port: int = 0
+    certificate: tuple[Path, Path] | None = None
+    """(certificate, key) for the HTTPS listener, when the policy asks for TLS."""
+
+    @property
+    def https_listen(self) -> list[str]:
+        """The ingress REST servers' extra listener for TLS (none without a Gateway asking for it)."""
+        if not (self.policy.tls and self.certificate and self.https_port):
+            return []
+        return [f"    listen 127.0.0.1:{self.https_port} ssl;"]
 
 
 def _variable(key: str) -> str:
@@ -186,6 +196,11 @@ def render_config(config: GatewayConfig) -> str:
         f"  proxy_next_upstream_tries {RETRY_TRIES};",
         f"  grpc_next_upstream_tries {RETRY_TRIES};",
     ]
+    if config.https_listen and config.certificate and config.policy.tls:
+        lines += [f"  # TLS of {config.policy.tls.source}, with the local certificate",
+                  f"  ssl_certificate {config.certificate[0]};",
+                  f"  ssl_certificate_key {config.certificate[1]};",
+                  f"  ssl_protocols {' '.join(v for v in ('TLSv1.2', 'TLSv1.3') if v >= config.policy.tls.min_protocol)};"]
     limit = config.policy.rate_limit
     ingress_limit: list[str] = []
     if limit:
@@ -206,6 +221,7 @@ def render_config(config: GatewayConfig) -> str:
     lines += [
         "  server {  # ingress REST, by path",
         f"    listen 127.0.0.1:{config.http_port} default_server;",
+        *(line.replace(" ssl;", " ssl default_server;") for line in config.https_listen),
         f'    location = {GENERATION_PATH} {{ return 200 "{config.generation}\\n"; }}',
         "    location / { return 404 \"no InferenceService is routed at host $host path $uri\\n\"; }",
     ]
@@ -214,7 +230,8 @@ def render_config(config: GatewayConfig) -> str:
     lines.append("  }")
     for service in config.services:
         lines += [f"  server {{  # ingress REST, {service.namespace}/{service.name} by host",
-                  f"    listen 127.0.0.1:{config.http_port};", f"    server_name {' '.join(service.hosts)};",
+                  f"    listen 127.0.0.1:{config.http_port};", *config.https_listen,
+                  f"    server_name {' '.join(service.hosts)};",
                   *_rest_location(_variable(service.entry), limit=ingress_limit), "  }"]
     for index, service in enumerate(config.services):
         # The only service also takes gRPC calls without its :authority (a plain host:port).

@@ -27,6 +27,7 @@ from typing import Any
 
 from kubemind.errors import KubemindError
 from kubemind.local.up.activator import Activator
+from kubemind.local.up.certs import local_certificate
 from kubemind.local.up.gateway import (
     ComponentRoute,
     GatewayConfig,
@@ -100,6 +101,7 @@ class Runner:
         istio: Sequence[Path] = (),
         api_port: int = 0,
         scale_to_zero_after: float = SCALE_TO_ZERO_SECONDS,
+        https_port: int = 8443,
     ):
         self.overlay = overlay
         # The Istio objects the gateway's policies come from (the local rate limit), rendered
@@ -126,6 +128,8 @@ class Runner:
         """Each InferenceService's metadata.generation the running processes come from."""
         self.api_port = api_port
         self.scale_to_zero_after = scale_to_zero_after
+        self.https_port = https_port or free_port()
+        self.certificate: tuple[Path, Path] | None = None
         self.next_idle_check = 0.0
         self.api: KubeApi | None = None
         self.kubeconfig = kubeconfig_path()
@@ -399,12 +403,15 @@ class Runner:
             order = sorted(state.revisions, key=lambda name: name != state.rolled_out)  # stable first
             routes = tuple(self._route(state.revisions[name], state.traffic.get(name, 0)) for name in order)
             components.append(ComponentRoute(key, routes, state.http_port, state.grpc_port))
+        if self.gateway_policy.tls and self.certificate is None:
+            self.certificate = local_certificate(self._folder("gateway", "tls"))
         routed = {component.key for component in components}
         services = tuple(
             ServiceRoute(p.name, p.namespace, p.components[p.entry].key)
             for p in self.services.values() if p.components and p.components[p.entry].key in routed)
         self.gateway.apply(GatewayConfig(self.http_port, self.grpc_port, self.generation,
-                                         tuple(components), services, self.gateway.folder, self.gateway_policy))
+                                         tuple(components), services, self.gateway.folder, self.gateway_policy,
+                                         self.https_port, self.certificate))
 
     def _route(self, revision: Revision, percent: int) -> RevisionRoute:
         if revision.plan.min_replicas == 0 and not revision.activated:
@@ -455,7 +462,9 @@ class Runner:
             "ready": self.all_ready(),
             "gateway": {"pid": self.gateway.pid, "http_port": self.http_port, "grpc_port": self.grpc_port,
                         "generation": self.generation, "folder": str(self.gateway.folder),
-                        "activator_pids": self.activator.pids},
+                        "activator_pids": self.activator.pids,
+                        "https_port": self.https_port if self.gateway_policy.tls else None,
+                        "certificate": str(self.certificate[0]) if self.certificate else None},
             "logs": str(self.home / "logs"),
             "api": {"url": self.api.url, "kubeconfig": str(self.kubeconfig)} if self.api else None,
             "services": services,
