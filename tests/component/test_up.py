@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ import tritonclient.http as triton_http
 
 from tests.component.serve_fixtures import pid_alive, wait_dead
 from tests.component.up_fixtures import (
+    REPO,
     Up,
     cli,
     process_pids,
@@ -39,6 +41,21 @@ def infer(client: triton_http.InferenceServerClient) -> triton_http.InferResult:
     for tensor in inputs:
         tensor.set_data_from_numpy(INPUT)
     return client.infer("simple", inputs)
+
+
+def grpc_probe(port: int, timeout: float = 60) -> str:
+    """tritonclient.grpc through the gateway, in its own process: it cannot share one with
+    kserve (both register the `inference` protobuf package). Prints ready and OUTPUT0[0, 3]."""
+    probe = subprocess.run([sys.executable, "-c", (
+        "import sys, numpy as np, tritonclient.grpc as g\n"
+        f"c = g.InferenceServerClient('127.0.0.1:{port}')\n"
+        "ins = [g.InferInput(n, [1, 16], 'INT32') for n in ('INPUT0', 'INPUT1')]\n"
+        "[i.set_data_from_numpy(np.arange(16, dtype=np.int32).reshape(1, 16)) for i in ins]\n"
+        f"r = c.infer('simple', ins, client_timeout={timeout})\n"
+        "print(c.is_server_ready(), r.as_numpy('OUTPUT0')[0, 3])\n")],
+        capture_output=True, text=True, timeout=timeout + 30, check=False)
+    assert probe.returncode == 0, probe.stderr
+    return probe.stdout
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +86,8 @@ def test_up_serves_the_spec_through_the_gateway_to_the_stock_clients(up: Up) -> 
     assert by_host.status_code == 200 and by_host.headers["x-kubemind-revision"].startswith("simple-predictor-")
     unknown = httpx.get(f"http://127.0.0.1:{gateway['http_port']}/v2/models/simple", headers={"host": "nope"})
     assert unknown.status_code == 404 and "nope" in unknown.text
-    # gRPC (h2c) through the gateway with tritonclient.grpc, in its own process: it cannot share
-    # one with kserve (both register the `inference` protobuf package).
-    probe = subprocess.run([sys.executable, "-c", (
-        "import sys, numpy as np, tritonclient.grpc as g\n"
-        f"c = g.InferenceServerClient('127.0.0.1:{gateway['grpc_port']}')\n"
-        "ins = [g.InferInput(n, [1, 16], 'INT32') for n in ('INPUT0', 'INPUT1')]\n"
-        "[i.set_data_from_numpy(np.arange(16, dtype=np.int32).reshape(1, 16)) for i in ins]\n"
-        "print(c.is_server_ready(), c.infer('simple', ins).as_numpy('OUTPUT0')[0, 3])\n")],
-        capture_output=True, text=True, timeout=60, check=False)
-    assert probe.stdout.split() == ["True", "6"], probe.stderr
+    # gRPC (h2c) through the gateway with tritonclient.grpc.
+    assert grpc_probe(gateway["grpc_port"]).split() == ["True", "6"]
     table = cli(up.home, "status")
     assert table.returncode == 0
     row = next(line for line in table.stdout.splitlines() if line.startswith("kubemind/simple"))
@@ -203,10 +212,12 @@ def test_up_refuses_a_spec_validate_rejects_with_the_same_message(tmp_path: Path
     assert not (tmp_path / "home" / "up" / "state.json").exists()
 
 
-def test_the_istio_local_rate_limit_answers_429_beyond_the_bucket(tmp_path: Path) -> None:
+def test_the_istio_local_rate_limit_answers_429_beyond_the_bucket_and_the_gateway_answers_https(
+        tmp_path: Path) -> None:
     overlay = write_overlay(tmp_path / "overlay", min_replicas=1)
     limit = write_rate_limit(tmp_path / "rate-limit.yaml", tokens_per_second=1, max_tokens=5)
-    up = Up(overlay, tmp_path / "home", "--istio", str(limit))
+    gateway = REPO / "istio" / "base" / "gateway.yaml"  # its HTTPS server: TLS on the local gateway
+    up = Up(overlay, tmp_path / "home", "--istio", str(limit), "--istio", str(gateway), "--https_port", "0")
     try:
         up.wait_ready()
         client = triton_http.InferenceServerClient(up.base_url)
@@ -222,6 +233,17 @@ def test_the_istio_local_rate_limit_answers_429_beyond_the_bucket(tmp_path: Path
         # The bucket: 5 at once, then 1 a second.
         assert codes[:5] == [200] * 5, codes
         assert set(codes) == {200, 429} and codes.count(200) <= 5 + int(elapsed) + 1, (codes, elapsed)
+        state = up.state()["gateway"]
+        url = f"https://127.0.0.1:{state['https_port']}/serving/kubemind/simple/v2/models/simple"
+        trusted = ssl.create_default_context(cafile=state["certificate"])  # the certificate up made
+        deadline = time.monotonic() + 30
+        answer = httpx.get(url, verify=trusted, timeout=10)
+        while answer.status_code == 429 and time.monotonic() < deadline:  # the bucket refills at 1/s
+            time.sleep(0.5)
+            answer = httpx.get(url, verify=trusted, timeout=10)
+        assert answer.status_code == 200 and answer.json()["name"] == "simple"
+        plain = httpx.get(url.replace("https://", "http://"), timeout=10)
+        assert plain.status_code == 400 and "HTTPS port" in plain.text
     finally:
         up.stop()
 
@@ -229,7 +251,7 @@ def test_the_istio_local_rate_limit_answers_429_beyond_the_bucket(tmp_path: Path
 def test_no_process_outlives_a_killed_up(tmp_path: Path) -> None:
     up = Up(write_overlay(tmp_path / "overlay", min_replicas=1), tmp_path / "home")
     state = up.wait_ready()
-    children = [*process_pids(state), state["gateway"]["pid"]]
+    children = [*process_pids(state), state["gateway"]["pid"], *state["gateway"]["activator_pids"]]
     os.kill(state["pid"], signal.SIGKILL)
     up.process.wait(10)
     # Each child asked the kernel for SIGTERM when `up` dies (PR_SET_PDEATHSIG).
@@ -237,8 +259,9 @@ def test_no_process_outlives_a_killed_up(tmp_path: Path) -> None:
     assert cli(tmp_path / "home", "status").stdout.strip() == "kubemind up is not running"
 
 
-def test_min_replicas_zero_starts_a_replica_on_the_first_request(tmp_path: Path) -> None:
-    up = Up(write_overlay(tmp_path / "overlay", min_replicas=0), tmp_path / "home")
+def test_min_replicas_zero_starts_a_replica_on_the_first_request_and_goes_back_to_zero_when_idle(
+        tmp_path: Path) -> None:
+    up = Up(write_overlay(tmp_path / "overlay", min_replicas=0), tmp_path / "home", "--scale_to_zero_after", "4")
     try:
         state = up.wait_ready()
         assert process_pids(state) == [] and revisions(state)[0]["wanted"] == 0
@@ -253,5 +276,13 @@ def test_min_replicas_zero_starts_a_replica_on_the_first_request(tmp_path: Path)
         http_upstream = conf.split("-http {", 1)[1].split("}", 1)[0]
         assert "scaled to zero" not in http_upstream and "max_fails=1" in http_upstream
         assert infer(client).get_response()["model_version"] == "1"
+        # Idle past --scale_to_zero_after: back to zero, and the next request wakes it again.
+        woken = process_pids(up.state())
+        up.wait_for(lambda s: process_pids(s) == [], "scaled back to zero")
+        assert all(wait_dead(pid) for pid in woken)
+        assert "idle for" in up.text() and "scaled to zero" in up.text()
+        # This time a gRPC call wakes it: the activator holds it too.
+        assert grpc_probe(up.state()["gateway"]["grpc_port"], timeout=120).split() == ["True", "6"]
+        assert up.text().count("cold start") == 2
     finally:
         up.stop()

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from kubemind.local.up.certs import local_certificate
 from kubemind.local.up.gateway import (
     ComponentRoute,
     GatewayConfig,
@@ -16,6 +18,7 @@ from kubemind.local.up.gateway import (
     nginx_binary,
     render_config,
 )
+from kubemind.local.up.policy import gateway_policy
 from kubemind.local.up.specs import NotRunnableLocally, plan_services, revision_name
 from kubemind.local.up.storage import local_model_dir
 from kubemind.manifests.problems import ManifestObject
@@ -128,7 +131,6 @@ def test_the_gateway_config_splits_by_the_canary_percent_and_nginx_accepts_it(tm
 
 
 def test_the_istio_local_rate_limit_becomes_nginx_limit_req(tmp_path: Path) -> None:
-    from kubemind.local.up.policy import gateway_policy
     from kubemind.manifests.rendering import parse_stream
 
     path = REPO / "istio" / "base" / "rate-limit.yaml"
@@ -147,12 +149,30 @@ def test_several_services_route_by_host_and_path_and_nginx_accepts_it(tmp_path: 
         ComponentRoute(f"ns/{name}/predictor", (RevisionRoute(f"{name}-predictor-aaaa", 100, ((port, port + 1),)),),
                        port + 2, port + 3)
         for name, port in (("one", 5100), ("two", 5200)))
-    zero = ComponentRoute("ns/two/transformer", (RevisionRoute("two-transformer-cccc", 100, (), 5900),), 5302, 5303)
+    zero = ComponentRoute("ns/two/transformer", (RevisionRoute("two-transformer-cccc", 100, (), (5900, 5901)),), 5302,
+                          5303)
     services = (ServiceRoute("one", "ns", "ns/one/predictor"), ServiceRoute("two", "ns", "ns/two/transformer"))
     text = render_config(GatewayConfig(7101, 7102, 1, (*components, zero), services, tmp_path))
-    assert "server 127.0.0.1:5900;  # scaled to zero" in text
+    # Scaled to zero: REST and gRPC both wait in the activator.
+    assert "server 127.0.0.1:5900;  # scaled to zero" in text and "server 127.0.0.1:5901;  # scaled to zero" in text
     # With two services a gRPC call must name one (:authority); an unknown one is NOT_FOUND.
     assert "add_header grpc-status 5 always;" in text
+    (tmp_path / "nginx.conf").write_text(text)
+    checked = subprocess.run([nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+                              "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_an_istio_gateway_with_an_https_server_adds_a_tls_listener_nginx_accepts(tmp_path: Path) -> None:
+    gateway = yaml.safe_load((REPO / "istio" / "base" / "gateway.yaml").read_text())
+    policy = gateway_policy([ManifestObject("gateway.yaml", gateway)])
+    assert policy.tls is not None and policy.tls.min_protocol == "TLSv1.2"
+    component = ComponentRoute("ns/one/predictor", (RevisionRoute("one-predictor-aaaa", 100, ((5001, 5002),)),),
+                               5003, 5004)
+    text = render_config(GatewayConfig(7101, 7102, 1, (component,), (ServiceRoute("one", "ns", "ns/one/predictor"),),
+                                       tmp_path, policy, 7443, local_certificate(tmp_path / "tls")))
+    assert "listen 127.0.0.1:7443 ssl default_server;" in text and text.count("listen 127.0.0.1:7443 ssl") == 2
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in text
     (tmp_path / "nginx.conf").write_text(text)
     checked = subprocess.run([nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
                               "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)

@@ -54,8 +54,8 @@ class RevisionRoute:
     percent: int
     replicas: tuple[tuple[int, int], ...]
     """(REST port, gRPC port) of each replica."""
-    activator_port: int | None = None
-    """Where REST requests go while a scaled-to-zero revision has no replica."""
+    activator: tuple[int, int] | None = None
+    """(REST, gRPC) ports where requests go while a scaled-to-zero revision has no replica."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,16 @@ class GatewayConfig:
     services: tuple[ServiceRoute, ...] = ()
     folder: Path = field(default=Path("."))
     policy: GatewayPolicy = field(default_factory=GatewayPolicy)
+    https_port: int = 0
+    certificate: tuple[Path, Path] | None = None
+    """(certificate, key) for the HTTPS listener, when the policy asks for TLS."""
+
+    @property
+    def https_listen(self) -> list[str]:
+        """The ingress REST servers' extra listener for TLS (none without a Gateway asking for it)."""
+        if not (self.policy.tls and self.certificate and self.https_port):
+            return []
+        return [f"    listen 127.0.0.1:{self.https_port} ssl;"]
 
 
 def _variable(key: str) -> str:
@@ -106,9 +116,9 @@ def _upstreams(component: ComponentRoute) -> list[str]:
             lines.append(f"  upstream {revision.revision}-{protocol} {{")
             for ports in revision.replicas:
                 lines.append(f"    server 127.0.0.1:{ports[index]} max_fails=1 fail_timeout={FAIL_TIMEOUT_SECONDS}s;")
-            if not revision.replicas and revision.activator_port and protocol == "http":
-                lines.append(f"    server 127.0.0.1:{revision.activator_port};  # scaled to zero")
-            elif not revision.replicas:  # nothing to send to (gRPC at zero: 502, i.e. UNAVAILABLE)
+            if not revision.replicas and revision.activator:
+                lines.append(f"    server 127.0.0.1:{revision.activator[index]};  # scaled to zero")
+            elif not revision.replicas:  # nothing to send to (502, i.e. UNAVAILABLE)
                 lines.append("    server 127.0.0.1:9 down;")
             lines += ["    keepalive 16;", "  }"]
     return lines
@@ -147,6 +157,7 @@ def _grpc_location(target: str, limit: list[str] | None = None) -> list[str]:
         "    location / {",
         *(limit or []),
         f"      add_header x-kubemind-revision ${target} always;",
+        f"      grpc_set_header {ACTIVATE_HEADER} ${target};  # for the activator, as over REST",
         f"      grpc_pass grpc://${target}-grpc;",
         "    }",
     ]
@@ -185,6 +196,11 @@ def render_config(config: GatewayConfig) -> str:
         f"  proxy_next_upstream_tries {RETRY_TRIES};",
         f"  grpc_next_upstream_tries {RETRY_TRIES};",
     ]
+    if config.https_listen and config.certificate and config.policy.tls:
+        lines += [f"  # TLS of {config.policy.tls.source}, with the local certificate",
+                  f"  ssl_certificate {config.certificate[0]};",
+                  f"  ssl_certificate_key {config.certificate[1]};",
+                  f"  ssl_protocols {' '.join(v for v in ('TLSv1.2', 'TLSv1.3') if v >= config.policy.tls.min_protocol)};"]
     limit = config.policy.rate_limit
     ingress_limit: list[str] = []
     if limit:
@@ -205,6 +221,7 @@ def render_config(config: GatewayConfig) -> str:
     lines += [
         "  server {  # ingress REST, by path",
         f"    listen 127.0.0.1:{config.http_port} default_server;",
+        *(line.replace(" ssl;", " ssl default_server;") for line in config.https_listen),
         f'    location = {GENERATION_PATH} {{ return 200 "{config.generation}\\n"; }}',
         "    location / { return 404 \"no InferenceService is routed at host $host path $uri\\n\"; }",
     ]
@@ -213,7 +230,8 @@ def render_config(config: GatewayConfig) -> str:
     lines.append("  }")
     for service in config.services:
         lines += [f"  server {{  # ingress REST, {service.namespace}/{service.name} by host",
-                  f"    listen 127.0.0.1:{config.http_port};", f"    server_name {' '.join(service.hosts)};",
+                  f"    listen 127.0.0.1:{config.http_port};", *config.https_listen,
+                  f"    server_name {' '.join(service.hosts)};",
                   *_rest_location(_variable(service.entry), limit=ingress_limit), "  }"]
     for index, service in enumerate(config.services):
         # The only service also takes gRPC calls without its :authority (a plain host:port).

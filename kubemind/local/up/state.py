@@ -21,6 +21,11 @@ def state_path() -> Path:
     return up_home() / "state.json"
 
 
+def kubeconfig_path() -> Path:
+    """The kubeconfig a running `kubemind up` writes for its Kubernetes API."""
+    return up_home() / "kubeconfig"
+
+
 def write_state(state: dict[str, Any]) -> None:
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,4 +73,5 @@ def all_pids(state: dict[str, Any]) -> list[int]:
     pids = [pid for service in state.get("services", []) for component in service.get("components", [])
             for revision in component.get("revisions", []) for pid in revision.get("pids", [])]
     gateway = state.get("gateway", {}).get("pid")
-    return [*pids, *([gateway] if gateway else []), int(state.get("pid", 0))]
+    activator = state.get("gateway", {}).get("activator_pids", [])
+    return [*pids, *activator, *([gateway] if gateway else []), int(state.get("pid", 0))]
