@@ -183,7 +183,7 @@ def test_worker_killed_after_storing_before_ack(writer: ServerProcess, plumbing:
 def test_a_stale_attempt_finishing_late_changes_nothing(writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path) -> None:
     jobs = submit_many(writer, receiver, 4)
     stale = start_worker(writer.grpc_address, plumbing, tmp_path / "stale.log",
-                         "--kill_point", "stall_after_infer", "--stall_seconds", "4", "--batch_size", "4",
+                         "--kill_point", "stall_after_infer", "--stall_seconds", "60", "--batch_size", "4",
                          "--batch_wait_seconds", "0.5")  # fmt: skip
     try:
         deadline = time.monotonic() + WAIT_SECONDS

@@ -37,12 +37,19 @@ class KillPoints:
             logger.warning("kill point %s reached after %d jobs: SIGKILL", point, self.passed)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    async def stall(self, jobs: int, drop_connection: Callable[[], Awaitable[None]]) -> None:
+    async def stall(
+        self, jobs: int, drop_connection: Callable[[], Awaitable[None]], superseded: Callable[[], Awaitable[bool]]
+    ) -> None:
         """stall_after_infer, once: drop the broker connection (the broker hands the jobs to
-        another worker), wait, then let this now-stale attempt go on to store its result."""
+        another worker), wait until that worker has claimed them (at most stall_seconds), then let
+        this now-stale attempt go on to store its result. Waiting for the takeover, not a fixed
+        time, keeps the window exact however slow the other worker is to start."""
         if self.stalled or not self._due("stall_after_infer", jobs):
             return
         self.stalled = True
-        logger.warning("stall point reached: dropping the broker connection for %.1fs", self.stall_seconds)
+        logger.warning("stall point reached: dropping the broker connection for up to %.1fs", self.stall_seconds)
         await drop_connection()
-        await asyncio.sleep(self.stall_seconds)
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.stall_seconds
+        while loop.time() < give_up_at and not await superseded():
+            await asyncio.sleep(0.1)

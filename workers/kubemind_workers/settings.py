@@ -131,10 +131,11 @@ class CVWorkerSettings(ComponentSettings, JobPlumbingSettings):
 
     kill_point: KillPoint = ""
     """Tests only: SIGKILL this worker at a failure window (after_infer, after_store), or
-    stall_after_infer: drop the broker connection, wait stall_seconds, then finish late."""
+    stall_after_infer: drop the broker connection, wait until another worker has claimed the
+    jobs (at most stall_seconds), then finish late."""
 
     kill_after_jobs: int = Field(default=0, ge=0)
     """Tests only: jobs to pass through the kill point before it fires."""
 
     stall_seconds: float = Field(default=5.0, ge=0)
-    """Tests only: how long stall_after_infer holds the stale attempt."""
+    """Tests only: the longest stall_after_infer holds the stale attempt."""

@@ -274,6 +274,15 @@ class JobStore:
         )  # fmt: skip
         return {str(row["id"]): _job(row) for row in rows}
 
+    async def superseded(self, claims: Sequence[Claim]) -> bool:
+        """Whether a newer attempt has claimed every one of these jobs (their tokens are stale)."""
+        stale = await self.pool.fetchval(
+            """SELECT coalesce(bool_and(job.fencing_token > input.token), false)
+               FROM unnest($1::uuid[], $2::bigint[]) AS input(id, token) JOIN kubemind_jobs AS job ON job.id = input.id""",
+            [uuid.UUID(claim.job_id) for claim in claims], [claim.token for claim in claims],
+        )  # fmt: skip
+        return bool(stale)
+
     async def record_error(self, claim: Claim, error: str) -> None:
         """An inference try failed (it will be retried or dead-lettered)."""
         await self.pool.execute(

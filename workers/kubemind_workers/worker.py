@@ -125,7 +125,9 @@ class CVWorker:
                     results.append((job.claim, outcome))
         if results:
             self.kill_points.reached("after_infer", len(results))
-            await self.kill_points.stall(len(results), self.broker.drop_connection)
+            await self.kill_points.stall(
+                len(results), self.broker.drop_connection, lambda: self.store.superseded([claim for claim, _ in results])
+            )
             stored = await self.store.store_results(results)
             for claim, _ in results:
                 job_stored = stored.get(claim.job_id)
