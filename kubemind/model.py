@@ -237,6 +237,7 @@ class KubemindModel(Model):
         missing = [name for name in self._inputs_by_name if name not in seen]
         if missing:
             raise InvalidInput(f"missing input(s) {', '.join(missing)} for model '{self.name}'")
+        self._check_batch_agrees(request)
         if request.request_outputs:
             known = {spec.name for spec in self.outputs}
             for requested in request.request_outputs:
@@ -252,10 +253,27 @@ class KubemindModel(Model):
             raise InvalidInput(
                 f"input '{spec.name}': shape {shape} does not match the model's {list(spec.shape)}"
             )
+        if self.max_batch_size > 0 and shape and shape[0] == 0:
+            raise InvalidInput(f"input '{spec.name}': batch size 0: a request carries at least one inference")
         if self.max_batch_size > 0 and shape and shape[0] > self.max_batch_size:
             raise InvalidInput(
                 f"input '{spec.name}': batch size {shape[0]} exceeds the model's max_batch_size {self.max_batch_size}"
             )
+
+    def _check_batch_agrees(self, request: InferRequest) -> None:
+        """With a batch dimension (max_batch_size > 0, Triton's convention) every input's leading
+        dimension is the same batch: [3,16] with [2,16] is no request at all, and [1,16] with
+        [2,16] must not be broadcast. Without one, shapes are the model's business."""
+        if self.max_batch_size <= 0 or len(request.inputs) < 2:
+            return
+        first = request.inputs[0]
+        for other in request.inputs[1:]:
+            if first.shape and other.shape and first.shape[0] != other.shape[0]:
+                raise InvalidInput(
+                    f"inputs '{first.name}' and '{other.name}' have different batch sizes "
+                    f"({first.shape[0]} and {other.shape[0]}): the leading dimension is the batch and must agree",
+                    param=other.name,
+                )
 
     def batch_size(self, request: InferRequest) -> int:
         """Inferences in one request: the leading dimension when the model batches, else 1."""

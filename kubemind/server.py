@@ -30,6 +30,7 @@ from kserve.model_repository import ModelRepository
 from kubemind.model import KubemindModel
 from kubemind.protocol.generate import TextGenerator, generate_routes
 from kubemind.protocol.grpc_server import create_grpc_server
+from kubemind.protocol.http_guard import guarded_protocol
 from kubemind.protocol.pipeline import Pipeline, Route, ServerRoute
 from kubemind.protocol.rest import create_app
 from kubemind.protocol.service import InferenceService
@@ -163,6 +164,7 @@ class KubemindServer:
             lifespan="off",
             timeout_graceful_shutdown=int(self.settings.grace_period_seconds),
             timeout_keep_alive=65,
+            http=guarded_protocol(self.settings.header_read_timeout_seconds, self.settings.body_read_timeout_seconds),
         )
         self._uvicorn = _Uvicorn(config)
         self._rest_task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))

@@ -28,6 +28,7 @@ from kubemind.codecs import (
     parse_json_body,
 )
 from kubemind.errors import OPENAI, InvalidInput, KubemindError, PayloadTooLarge, error_body
+from kubemind.protocol.http_guard import ContentEncodingMiddleware
 from kubemind.protocol.pipeline import Pipeline, Route, ServerRoute, json_response
 from kubemind.protocol.service import InferenceService
 from kubemind.protocol.shared_memory import cuda_not_supported, cuda_status
@@ -183,7 +184,7 @@ def _model_path(request: Request) -> tuple[str, str | None]:
 def _json_length(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.strip().isdigit():
+    if not (value.strip().isascii() and value.strip().isdigit()):  # str.isdigit takes '²' too
         raise InvalidInput(f"{JSON_HEADER_LENGTH} must be a non-negative integer, got {value!r}")
     return int(value)
 
@@ -248,6 +249,7 @@ def create_app(
 
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
     _add_error_handlers(app)
+    app.add_middleware(ContentEncodingMiddleware, limit=settings.max_request_bytes)  # inside the limit
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     return app
 
@@ -277,7 +279,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return json_response({"error": str(exc.detail)}, exc.status_code)
+        return json_response({"error": str(exc.detail)}, exc.status_code, headers=dict(exc.headers or {}))  # 405: Allow
 
     app.add_exception_handler(KubemindError, kubemind_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
