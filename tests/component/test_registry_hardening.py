@@ -195,7 +195,7 @@ def test_a_symlinked_folder_is_refused_at_registration(tmp_path: Path) -> None:
     (model / "weights" / "a.bin").write_bytes(b"a")
     (tmp_path / "elsewhere").mkdir()
     (model / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    with pytest.raises(UnsafeArtifactPath, match="^linked: symlinked folders cannot be registered$"):
+    with pytest.raises(UnsafeArtifactPath, match=r"^linked: symlinked folders cannot be registered$"):
         build_manifest(model, "onnx", Signature())
 
 
