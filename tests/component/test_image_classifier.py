@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
@@ -113,7 +114,7 @@ def oversized_png() -> bytes:
     [
         pytest.param([photo("coffee"), b"definitely not an image"], "instance 1", id="undecodable"),
         pytest.param([photo("coffee"), photo("chelsea"), oversized_png()], "instance 2", id="over-pixel-limit"),
-        pytest.param([], "no image", id="empty-tensor"),
+        pytest.param([], "batch size 0", id="empty-tensor"),
         pytest.param([b"\x89PNG\r\n\x1a\n truncated"], "instance 0", id="truncated-png"),
     ],
 )
@@ -181,7 +182,7 @@ def test_bombs_and_foreign_formats_are_400(transformer: ServerProcess, image: by
     response = infer_rest(transformer, v2_request([image]))
     assert response.status_code == 400, response.text
     assert response.json()["error"].startswith(message)
-    assert "0x" not in response.json()["error"]
+    assert not re.search(r"0x[0-9a-f]{6,}", response.json()["error"]), "no memory address"
 
 
 def test_bombs_and_foreign_formats_are_invalid_argument_over_grpc(transformer: ServerProcess) -> None:

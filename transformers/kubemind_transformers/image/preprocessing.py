@@ -23,6 +23,7 @@ _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*
 # The only formats Pillow may open, raw or base64 alike: without `formats=` it tries every
 # plugin it has, and EPS hands the bytes to Ghostscript.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
+NOT_ACCEPTED = f"not an image in an accepted format ({', '.join(ALLOWED_FORMATS)})"
 _ADDRESS = re.compile(r" (object )?at 0x[0-9a-fA-F]+")
 
 
@@ -39,7 +40,8 @@ def raw_image_bytes(index: int, item: bytes | str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInput(f"instance {index}: not an encoded image and not valid base64") from None
+        # Raw bytes in no accepted format and base64 of one get the same answer.
+        raise InvalidInput(f"instance {index}: {NOT_ACCEPTED} (raw or base64)") from None
 
 
 class ImagePreprocessor:
@@ -64,9 +66,7 @@ class ImagePreprocessor:
         try:
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)  # lazy: reads the header only
         except UnidentifiedImageError:
-            raise InvalidInput(
-                f"instance {index}: not an image in an accepted format ({', '.join(ALLOWED_FORMATS)})"
-            ) from None
+            raise InvalidInput(f"instance {index}: {NOT_ACCEPTED}") from None
         except Image.DecompressionBombError as exc:
             raise InvalidInput(f"instance {index}: {_reason(exc)}") from None
         except (OSError, ValueError, SyntaxError) as exc:
