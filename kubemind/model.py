@@ -152,6 +152,13 @@ class KubemindModel(Model):
         """The asynchronous half of stop(): close channels and clients on the event loop. The
         server awaits it after stop()."""
 
+    def failure(self) -> str | None:
+        """Why this model can never serve again without a restart (its engine process died),
+        else None. The server exits when a model reports one, so its supervisor (Kubernetes,
+        `kubemind up`) restarts it: a process that is live but can never be ready hides the
+        failure."""
+        return None
+
     def collectors(self) -> Sequence[Collector]:
         """Prometheus collectors this model adds to its server's /metrics. The server registers
         them on its own registry (never the process-global one), once each."""

@@ -91,6 +91,10 @@ class ComponentSettings(BaseSettings):
     body_read_timeout_seconds: float = Field(default=60.0, gt=0)
     """Longest wait for a REST request's whole body once its headers came; past it 408."""
 
+    failure_check_seconds: float = Field(default=2.0, gt=0)
+    """How often the server asks its models whether their engine died (then it exits non-zero,
+    so Kubernetes or `kubemind up` restarts it)."""
+
     executor_workers: int = Field(default=8, gt=0)
     """Threads of the server's default executor (tokenizing, decoding, CPU-bound model work)."""
 
