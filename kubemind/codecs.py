@@ -12,7 +12,7 @@ outputs where it asked for them.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,25 @@ MAX_NAME_LENGTH = 256
 # Parameters the protocol itself defines: they steer the transport, never the model.
 PROTOCOL_BOOLEAN_PARAMETERS = ("binary_data_output",)
 OUTPUT_BOOLEAN_PARAMETERS = ("binary_data",)
+# Request-level parameters of the protocol and Triton's extensions (tritonclient sends some of
+# them unasked): a model that turns request parameters into its own options must not see them.
+PROTOCOL_PARAMETERS = frozenset(
+    {
+        "binary_data_output",
+        "sequence_id",
+        "sequence_start",
+        "sequence_end",
+        "priority",
+        "timeout",
+        "headers",
+        "triton_enable_empty_final_response",
+    }
+)
+
+
+def model_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A request's parameters without the protocol's own (what a model may treat as options)."""
+    return {key: value for key, value in (parameters or {}).items() if key not in PROTOCOL_PARAMETERS}
 
 
 # -- numpy <-> datatype ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -27,7 +28,15 @@ from kubemind.codecs import (
     encode_rest_response,
     parse_json_body,
 )
-from kubemind.errors import OPENAI, InvalidInput, KubemindError, PayloadTooLarge, error_body
+from kubemind.errors import (
+    OPENAI,
+    InvalidInput,
+    KubemindError,
+    ModelNotFound,
+    PayloadTooLarge,
+    clip_message,
+    error_body,
+)
 from kubemind.protocol.http_guard import ContentEncodingMiddleware
 from kubemind.protocol.pipeline import Pipeline, Route, ServerRoute, json_response
 from kubemind.protocol.service import InferenceService
@@ -243,6 +252,11 @@ def create_app(
             pipeline.rest_endpoint("openai_models", _openai_model_list(pipeline.service, openai_models), protocol=OPENAI),
             methods=["GET"],
         )
+        app.add_route(
+            "/openai/v1/models/{model_id:path}",
+            pipeline.rest_endpoint("openai_model", _openai_model(pipeline.service, openai_models), protocol=OPENAI),
+            methods=["GET"],
+        )
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(pipeline.metrics.exposition(), media_type="text/plain; version=0.0.4")
@@ -258,13 +272,30 @@ def _openai_model_list(service: InferenceService, names: Sequence[str]) -> Handl
     """GET /openai/v1/models: every model that declared an OpenAI route, by name and alias."""
 
     async def handler(request: Request, record: RequestRecord) -> Response:
-        data = []
-        for name in names:
-            model = service.repository.get_model(name)
-            created = int(getattr(model, "created", 0) or time.time())
-            for model_id in dict.fromkeys((name, *getattr(model, "aliases", ()))):
-                data.append({"id": model_id, "object": "model", "created": created, "owned_by": "kubemind"})
-        return json_response({"object": "list", "data": data})
+        return json_response({"object": "list", "data": _openai_model_objects(service, names)})
+
+    return handler
+
+
+def _openai_model_objects(service: InferenceService, names: Sequence[str]) -> list[dict[str, Any]]:
+    data = []
+    for name in names:
+        model = service.repository.get_model(name)
+        created = int(getattr(model, "created", 0) or time.time())
+        for model_id in dict.fromkeys((name, *getattr(model, "aliases", ()))):
+            data.append({"id": model_id, "object": "model", "created": created, "owned_by": "kubemind"})
+    return data
+
+
+def _openai_model(service: InferenceService, names: Sequence[str]) -> Handler:
+    """GET /openai/v1/models/{id}: one model object (by name or alias), 404 for another id."""
+
+    async def handler(request: Request, record: RequestRecord) -> Response:
+        model_id = request.path_params.get("model_id", "")
+        for entry in _openai_model_objects(service, names):
+            if entry["id"] == model_id:
+                return json_response(entry)
+        raise ModelNotFound(f"model: '{clip_message(model_id, 200)}' is not served here", param="model")
 
     return handler
 
