@@ -148,6 +148,39 @@ def test_the_openai_model_object(http: httpx.Client) -> None:
     assert missing.json()["error"]["param"] == "model"
 
 
+# -- a bounded schemathesis run over OpenAI's own OpenAPI file --------------------------------------
+# Requests generated from ../shared/specs/openai for chat, completions, embeddings and models,
+# valid or not: none may get a 5xx. `model` is pinned to the served one so requests reach the
+# engine, and generations are capped at 8 tokens (longer ones prove nothing more on two cores).
+OPENAI_SPEC = Path(__file__).parents[3] / "shared" / "specs" / "openai" / "openapi-2.0.0.yaml"
+SCHEMATHESIS_EXAMPLES = 8
+
+if OPENAI_SPEC.is_file():
+    import schemathesis
+    from hypothesis import HealthCheck, settings
+    from schemathesis.checks import not_a_server_error
+
+    openai_schema = schemathesis.openapi.from_path(
+        OPENAI_SPEC,
+        config=schemathesis.Config.from_dict(
+            {"generation": {"mode": "all", "max-examples": SCHEMATHESIS_EXAMPLES}, "seed": 20261202}
+        ),
+    ).include(path_regex=r"^/(chat/completions|completions|embeddings|models|models/\{model\})$")
+
+    @openai_schema.parametrize()
+    @settings(max_examples=SCHEMATHESIS_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    def test_openai_spec_gets_no_5xx(case: schemathesis.Case, server: ServerProcess) -> None:
+        if isinstance(case.body, dict) and "model" in case.body:
+            case.body["model"] = MODEL
+            for key in ("max_tokens", "max_completion_tokens"):
+                if isinstance(case.body.get(key), int) and case.body[key] > 8:
+                    case.body[key] = 8
+        if case.path_parameters and "model" in case.path_parameters:
+            case.path_parameters["model"] = MODEL
+        response = case.call(base_url=f"{server.http_url}/openai/v1", timeout=120)
+        case.validate_response(response, checks=[not_a_server_error])
+
+
 def test_zz_a_killed_engine_core_makes_the_process_exit_for_a_restart(server: ServerProcess) -> None:
     """Kubernetes and `kubemind up` restart a process that exits; one that stays live with a
     dead engine would answer 503 forever."""
