@@ -12,7 +12,7 @@ outputs where it asked for them.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,37 @@ _GRPC_CONTENTS_DTYPE = {
 }
 
 JSON_HEADER_LENGTH = "inference-header-content-length"
+
+# numpy's own limit on dimensions (NPY_MAXDIMS): a deeper shape cannot be held at all.
+MAX_DIMS = 64
+# A zero-element tensor holds no data to compare its shape against; its other dimensions still
+# have to describe an array numpy can represent (their product must fit its index type).
+MAX_NONZERO_ELEMENTS = 2**48
+# Tensor names are echoed in error messages, which travel in gRPC trailers (8 kB by default):
+# a 100 kB name would turn every error into the client's RESOURCE_EXHAUSTED.
+MAX_NAME_LENGTH = 256
+# Parameters the protocol itself defines: they steer the transport, never the model.
+PROTOCOL_BOOLEAN_PARAMETERS = ("binary_data_output",)
+OUTPUT_BOOLEAN_PARAMETERS = ("binary_data",)
+# Request-level parameters of the protocol and Triton's extensions (tritonclient sends some of
+# them unasked): a model that turns request parameters into its own options must not see them.
+PROTOCOL_PARAMETERS = frozenset(
+    {
+        "binary_data_output",
+        "sequence_id",
+        "sequence_start",
+        "sequence_end",
+        "priority",
+        "timeout",
+        "headers",
+        "triton_enable_empty_final_response",
+    }
+)
+
+
+def model_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A request's parameters without the protocol's own (what a model may treat as options)."""
+    return {key: value for key, value in (parameters or {}).items() if key not in PROTOCOL_PARAMETERS}
 
 
 # -- numpy <-> datatype ---------------------------------------------------------------------------
@@ -127,14 +158,49 @@ def element_count(name: str, shape: Sequence[Any]) -> int:
     Python ints never overflow, so a shape whose product exceeds any real buffer simply fails the
     size comparison against the data that came with it — nothing is ever allocated from a shape.
     """
-    count = 1
+    if len(shape) > MAX_DIMS:
+        raise InvalidInput(f"input '{name}': shape has {len(shape)} dimensions, more than the {MAX_DIMS} allowed")
+    count, nonzero = 1, 1
     for dim in shape:
         if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
-            raise InvalidInput(f"input '{name}': shape must be a list of integers, got {list(shape)!r}")
+            raise InvalidInput(f"input '{name}': shape must be a list of integers, got {_clip(repr(list(shape)))}")
         if dim < 0:
             raise InvalidInput(f"input '{name}': shape {list(shape)} has a negative dimension")
         count *= int(dim)
+        nonzero *= int(dim) or 1
+    if count == 0 and nonzero > MAX_NONZERO_ELEMENTS:
+        raise InvalidInput(f"input '{name}': shape {list(shape)} is larger than any tensor this server can hold")
     return count
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_name(name: str, where: str) -> None:
+    """Names are non-empty and at most MAX_NAME_LENGTH characters (`where` names the field)."""
+    _expect(isinstance(name, str) and name != "", f"{where} must be a non-empty string")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(
+            f"{where} is {len(name)} characters long, more than the {MAX_NAME_LENGTH} allowed ({_clip(name, 40)!r})"
+        )
+
+
+def check_protocol_parameters(request: InferRequest) -> None:
+    """The protocol's own switches (binary_data_output, an output's binary_data) must be booleans:
+    a string "false" must not silently count as true."""
+    for key in PROTOCOL_BOOLEAN_PARAMETERS:
+        value = (request.parameters or {}).get(key)
+        if value is not None and not isinstance(value, bool):
+            raise InvalidInput(f"parameters.{key}: must be a boolean, got {_clip(repr(value), 40)}", param=key)
+    for requested in request.request_outputs or ():
+        for key in OUTPUT_BOOLEAN_PARAMETERS:
+            value = (requested.parameters or {}).get(key)
+            if value is not None and not isinstance(value, bool):
+                raise InvalidInput(
+                    f"output '{requested.name}': parameters.{key} must be a boolean, got {_clip(repr(value), 40)}",
+                    param=key,
+                )
 
 
 def _size_mismatch(name: str, got: int, shape: Sequence[int], count: int, unit: str = "elements") -> InvalidInput:
@@ -314,7 +380,7 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
     for index, entry in enumerate(value):
         _expect(isinstance(entry, dict), f"outputs[{index}] must be a JSON object")
         name = entry.get("name")
-        _expect(isinstance(name, str), f"outputs[{index}].name must be a string")
+        check_name(name, f"outputs[{index}].name")
         requested.append(RequestedOutput(name, _parameters(entry.get("parameters"), f"output '{name}'")))
     return requested
 
@@ -350,7 +416,7 @@ def decode_rest_request(
     for index, entry in enumerate(raw_inputs):
         _expect(isinstance(entry, dict), f"inputs[{index}] must be a JSON object")
         name = entry.get("name")
-        _expect(isinstance(name, str) and name != "", f"inputs[{index}].name must be a non-empty string")
+        check_name(name, f"inputs[{index}].name")
         datatype = entry.get("datatype")
         numpy_dtype(datatype, field=f"input '{name}': datatype")
         shape = entry.get("shape")
@@ -374,7 +440,7 @@ def decode_rest_request(
             array = array_from_json(name, datatype, shape, entry["data"])
         inputs.append(NumpyInput(name, array, datatype, parameters))
     _expect(offset == len(body), f"request body has {len(body) - offset} bytes of binary data no input claims")
-    return DecodedRequest(
+    decoded = DecodedRequest(
         model_name=model_name,
         infer_inputs=inputs,
         request_id=request_id,
@@ -383,6 +449,8 @@ def decode_rest_request(
         model_version=model_version,
         encoding="binary" if used_binary else "json",
     )
+    check_protocol_parameters(decoded)
+    return decoded
 
 
 def _selected_outputs(response: InferResponse, request: InferRequest) -> list[InferOutput]:
@@ -529,7 +597,7 @@ def decode_grpc_request(message: pb.ModelInferRequest, shared_memory: SharedMemo
     inputs: list[InferInput] = []
     raw_index = 0
     for index, tensor in enumerate(message.inputs):
-        _expect(tensor.name != "", f"inputs[{index}].name must be a non-empty string")
+        check_name(tensor.name, f"inputs[{index}].name")
         numpy_dtype(tensor.datatype, field=f"input '{tensor.name}': datatype")
         parameters = all_parameters[index]
         if uses_shared_memory(parameters):
@@ -543,11 +611,13 @@ def decode_grpc_request(message: pb.ModelInferRequest, shared_memory: SharedMemo
         else:
             array = _array_from_contents(tensor)
         inputs.append(NumpyInput(tensor.name, array, tensor.datatype, parameters))
+    for index, output in enumerate(message.outputs):
+        check_name(output.name, f"outputs[{index}].name")
     requested = [
         RequestedOutput(o.name, grpc_parameters(o.parameters))
         for o in message.outputs
     ]
-    return DecodedRequest(
+    decoded = DecodedRequest(
         model_name=message.model_name,
         infer_inputs=inputs,
         request_id=message.id,
@@ -557,6 +627,8 @@ def decode_grpc_request(message: pb.ModelInferRequest, shared_memory: SharedMemo
         from_grpc=True,
         encoding="raw" if raw else "contents",
     )
+    check_protocol_parameters(decoded)
+    return decoded
 
 
 def encode_grpc_response(

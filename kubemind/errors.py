@@ -18,12 +18,24 @@ import grpc
 logger = logging.getLogger("kubemind.errors")
 
 
+# Messages travel in gRPC trailers (8 kB by default: past it the client sees RESOURCE_EXHAUSTED
+# instead of the error) and in log lines; whatever a client sent is cut to this in a message.
+MAX_MESSAGE_LENGTH = 2000
+
+
+def clip_message(message: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
+    if len(message) <= limit:
+        return message
+    return f"{message[: limit - 40]}... ({len(message) - limit + 40} more characters)"
+
+
 class KubemindError(Exception):
     """Base class: a message meant for the client and the HTTP status that goes with it."""
 
     status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
 
     def __init__(self, message: str, *, param: str | None = None):
+        message = clip_message(message)
         super().__init__(message)
         self.message = message
         self.param = param
@@ -118,8 +130,9 @@ GRPC_STATUS: dict[HTTPStatus, grpc.StatusCode] = {
 
 def unknown_model_message(name: str, version: str | None = None) -> str:
     """Triton's text for an unknown model or version (tritonclient users match on it)."""
+    name = clip_message(name, 200)
     if version:
-        return f"Request for unknown model: '{name}' version {version} is not found"
+        return f"Request for unknown model: '{name}' version {clip_message(version, 100)} is not found"
     return f"Request for unknown model: '{name}' is not found"
 
 
@@ -150,6 +163,11 @@ def as_kubemind_error(exc: BaseException) -> KubemindError:
             with contextlib.suppress(ValueError):
                 error.status = HTTPStatus(int(exc.status))
         return error
+    from starlette.requests import ClientDisconnect  # lazy, as kserve above
+
+    if isinstance(exc, ClientDisconnect):  # the client hung up mid-body
+        # Not the server's fault and no reply can reach the client: not a 500, no traceback.
+        return InvalidInput("the client closed the connection before the request body was complete")
     if isinstance(exc, NotImplementedError):
         return NotImplementedByModel(str(exc) or "not implemented")
     if isinstance(exc, TimeoutError):  # asyncio.timeout / wait_for on a request deadline

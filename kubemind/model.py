@@ -153,6 +153,13 @@ class KubemindModel(Model):
         """The asynchronous half of stop(): close channels and clients on the event loop. The
         server awaits it after stop()."""
 
+    def failure(self) -> str | None:
+        """Why this model can never serve again without a restart (its engine process died),
+        else None. The server exits when a model reports one, so its supervisor (Kubernetes,
+        `kubemind up`) restarts it: a process that is live but can never be ready hides the
+        failure."""
+        return None
+
     def collectors(self) -> Sequence[Collector]:
         """Prometheus collectors this model adds to its server's /metrics. The server registers
         them on its own registry (never the process-global one), once each."""
@@ -255,6 +262,7 @@ class KubemindModel(Model):
         missing = [name for name in self._inputs_by_name if name not in seen]
         if missing:
             raise InvalidInput(f"missing input(s) {', '.join(missing)} for model '{self.name}'")
+        self._check_batch_agrees(inputs)
         if requested_outputs:
             known = {spec.name for spec in self.outputs}
             for requested in requested_outputs:
@@ -270,10 +278,28 @@ class KubemindModel(Model):
             raise InvalidInput(
                 f"input '{spec.name}': shape {shape} does not match the model's {list(spec.shape)}"
             )
+        if self.max_batch_size > 0 and shape and shape[0] == 0:
+            raise InvalidInput(f"input '{spec.name}': batch size 0: a request carries at least one inference")
         if self.max_batch_size > 0 and shape and shape[0] > self.max_batch_size:
             raise InvalidInput(
                 f"input '{spec.name}': batch size {shape[0]} exceeds the model's max_batch_size {self.max_batch_size}"
             )
+
+    def _check_batch_agrees(self, inputs: Iterable[Any]) -> None:
+        """With a batch dimension (max_batch_size > 0, Triton's convention) every input's leading
+        dimension is the same batch: [3,16] with [2,16] is no request at all, and [1,16] with
+        [2,16] must not be broadcast. Without one, shapes are the model's business."""
+        tensors = list(inputs)
+        if self.max_batch_size <= 0 or len(tensors) < 2:
+            return
+        first = tensors[0]
+        for other in tensors[1:]:
+            if first.shape and other.shape and first.shape[0] != other.shape[0]:
+                raise InvalidInput(
+                    f"inputs '{first.name}' and '{other.name}' have different batch sizes "
+                    f"({first.shape[0]} and {other.shape[0]}): the leading dimension is the batch and must agree",
+                    param=other.name,
+                )
 
     def batch_size(self, request: InferRequest) -> int:
         """Inferences in one request: the leading dimension when the model batches, else 1."""

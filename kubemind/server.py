@@ -30,6 +30,7 @@ from kserve.model_repository import ModelRepository
 from kubemind.model import KubemindModel
 from kubemind.protocol.generate import TextGenerator, generate_routes
 from kubemind.protocol.grpc_server import create_grpc_server
+from kubemind.protocol.http_guard import guarded_protocol
 from kubemind.protocol.pipeline import Pipeline, Route, ServerRoute
 from kubemind.protocol.rest import create_app
 from kubemind.protocol.service import InferenceService
@@ -105,8 +106,10 @@ class KubemindServer:
         self._grpc: grpc.aio.Server | None = None
         self._engine_tasks: list[asyncio.Task[None]] = []
         self.start_failure: BaseException | None = None
-        """Why a model's background start failed; set once, and the server then stops."""
+        """Why a model's background start failed (or its engine died); set once, and the server
+        then stops."""
         self.failed = asyncio.Event()
+        self._watchdog: asyncio.Task[None] | None = None
 
     def declared_routes(self) -> list[tuple[str, Route]]:
         """(model name, route) for every route beyond the v2 endpoints: the generate extension
@@ -137,6 +140,19 @@ class KubemindServer:
             self.start_failure = error
         self.failed.set()
 
+    async def _watch_failures(self) -> None:
+        """Exit (through `failed`) once a model's engine has died for good."""
+        while not self.failed.is_set():
+            await asyncio.sleep(self.settings.failure_check_seconds)
+            for model in self.models:
+                reason = model.failure() if isinstance(model, KubemindModel) else None
+                if reason:
+                    logger.error("model '%s' cannot serve any more: %s; exiting so it is restarted", model.name, reason)
+                    if self.start_failure is None:
+                        self.start_failure = RuntimeError(reason)
+                    self.failed.set()
+                    return
+
     async def start(self) -> None:
         """Load and start the models, then open both listeners. Returns once they accept
         connections; models with an engine keep starting in the background."""
@@ -163,6 +179,7 @@ class KubemindServer:
             lifespan="off",
             timeout_graceful_shutdown=int(self.settings.grace_period_seconds),
             timeout_keep_alive=65,
+            http=guarded_protocol(self.settings.header_read_timeout_seconds, self.settings.body_read_timeout_seconds),
         )
         self._uvicorn = _Uvicorn(config)
         self._rest_task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))
@@ -170,6 +187,7 @@ class KubemindServer:
             self._grpc = create_grpc_server(self.pipeline, self.settings)
             self.grpc_port = self._grpc.add_insecure_port(_grpc_address(self.settings.host, self.settings.grpc_port))
             await self._grpc.start()
+        self._watchdog = asyncio.create_task(self._watch_failures())
         while not self._uvicorn.started:
             if self._rest_task.done():
                 self._rest_task.result()  # re-raise why uvicorn could not start
@@ -185,6 +203,11 @@ class KubemindServer:
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (grace period), then stop the models."""
         grace = self.settings.grace_period_seconds
+        # Open streams get most of the grace period to finish, then a final event: uvicorn
+        # cuts whatever is still running at the grace limit, mid-stream and with a traceback.
+        self.pipeline.drain(grace * 0.8)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
         if self._grpc is not None:

@@ -84,6 +84,17 @@ class ComponentSettings(BaseSettings):
     stream_idle_timeout_seconds: float = Field(default=120.0, gt=0)
     """Longest wait between two chunks of a streamed reply before it ends with a timeout error."""
 
+    header_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Longest wait for a REST request's line and headers once its first byte came; past it the
+    client gets 408 and the connection is closed (slow-header clients are not held forever)."""
+
+    body_read_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Longest wait for a REST request's whole body once its headers came; past it 408."""
+
+    failure_check_seconds: float = Field(default=2.0, gt=0)
+    """How often the server asks its models whether their engine died (then it exits non-zero,
+    so Kubernetes or `kubemind up` restarts it)."""
+
     executor_workers: int = Field(default=8, gt=0)
     """Threads of the server's default executor (tokenizing, decoding, CPU-bound model work)."""
 

@@ -7,6 +7,7 @@ from typing import Any
 
 # A field path as a list of keys and list indices, e.g. ["spec", "predictor", "containers", 0].
 FieldPath = tuple[str | int, ...]
+MAX_MESSAGE = 500
 
 
 def format_path(path: FieldPath) -> str:
@@ -63,6 +64,13 @@ class Problem:
     object: str
     path: str
     message: str
+
+    def __post_init__(self) -> None:
+        # A message quoting a value must not print a megabyte of it (an expanded alias bomb).
+        for name, limit in (("message", MAX_MESSAGE), ("object", 200), ("path", 300)):
+            text = getattr(self, name)
+            if len(text) > limit:
+                object.__setattr__(self, name, text[: limit - 3] + "...")
 
     @classmethod
     def at(cls, obj: ManifestObject, path: FieldPath, message: str) -> Problem:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kubemind.manifests import yaml_limits
 from kubemind.manifests.problems import FieldPath, ManifestObject, Problem
 from kubemind.manifests.rendering import is_build
 
@@ -89,7 +88,7 @@ class Allowed:
 
 def load_allow_list(path: Path) -> list[Allowed]:
     """Entries of a YAML list of {kind, namespace, name, reason} mappings."""
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    loaded = yaml_limits.load(path.read_text(encoding="utf-8")) or []
     if not isinstance(loaded, list):
         raise ValueError(f"{path}: expected a YAML list of {{kind, namespace, name, reason}}")
     entries = []

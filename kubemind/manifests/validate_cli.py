@@ -11,6 +11,7 @@ import yaml
 
 from kubemind.manifests.crd_catalog import default_crd_dir
 from kubemind.manifests.references import Allowed, load_allow_list
+from kubemind.manifests.rendering import KUSTOMIZE_TIMEOUT_SECONDS
 from kubemind.manifests.reporting import format_json, format_text
 from kubemind.manifests.validator import validate_paths
 
@@ -63,6 +64,13 @@ def register(subparsers: Any, name: str, help_text: str) -> None:
         help="YAML list of {kind, namespace, name, reason}: objects that live outside the"
         " manifests (installed with KServe, created by cert-manager, ...); repeatable",
     )
+    parser.add_argument(
+        "--kustomize-timeout",
+        type=float,
+        default=KUSTOMIZE_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"longest one kustomize build may take (remote resources) (default {KUSTOMIZE_TIMEOUT_SECONDS:g})",
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.set_defaults(func=run)
 
@@ -73,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
         allowed = [Allowed.parse(text) for text in args.allow_ref]
         for file in args.allow_refs:
             allowed.extend(load_allow_list(file))
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
         print(f"kubemind validate: error: {exc}", file=sys.stderr)
         return 2
-    result = validate_paths(args.paths, crd_dir, frozenset(args.unchecked_kind), allowed)
+    result = validate_paths(args.paths, crd_dir, frozenset(args.unchecked_kind), allowed, args.kustomize_timeout)
     formatter = format_json if args.format == "json" else format_text
     print(formatter(result.problems, len(result.objects)))
     return 0 if result.ok else 1

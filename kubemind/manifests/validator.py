@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from kubemind.manifests import rendering
+from kubemind.manifests import rendering, yaml_limits
 from kubemind.manifests.admission import check_admission
 from kubemind.manifests.component_args import check_component_args
 from kubemind.manifests.crd_catalog import load_catalog, missing_crd_dir
@@ -34,36 +34,67 @@ class ValidationResult:
         return not self.problems
 
 
-def load_objects(paths: Iterable[Path]) -> ValidationResult:
+def load_objects(
+    paths: Iterable[Path], kustomize_timeout: float = rendering.KUSTOMIZE_TIMEOUT_SECONDS
+) -> ValidationResult:
     """Objects from files and directories; a directory's kustomize overlays are built, and a
     directory without kustomizations is read file by file. Load failures become problems."""
     result = ValidationResult()
     for path in paths:
-        for source, text in _sources(path, result):
+        for source, text in _sources(path, result, kustomize_timeout):
             try:
                 result.objects.extend(rendering.parse_stream(text, source))
+            except rendering.NotAnObject as exc:
+                result.problems.append(Problem(source, "-", "-", str(exc)))
             except yaml.YAMLError as exc:
-                result.problems.append(Problem(source, "-", "-", f"not valid YAML: {exc}"))
+                result.problems.append(Problem(source, "-", "-", f"not valid YAML: {yaml_limits.describe_error(exc)}"))
     return result
 
 
-def _sources(path: Path, result: ValidationResult) -> Iterator[tuple[str, str]]:
+def _read(file: Path, result: ValidationResult) -> Iterator[tuple[str, str]]:
+    try:
+        yield str(file), file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        result.problems.append(
+            Problem(str(file), "-", "-", f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}")
+        )
+    except OSError as exc:
+        result.problems.append(Problem(str(file), "-", "-", f"cannot read: {exc.strerror or exc}"))
+
+
+def _sources(path: Path, result: ValidationResult, kustomize_timeout: float) -> Iterator[tuple[str, str]]:
     if not path.exists():
         result.problems.append(Problem(str(path), "-", "-", "no such file or directory"))
         return
     if path.is_file():
-        yield str(path), path.read_text(encoding="utf-8")
+        yield from _read(path, result)
         return
     roots = [path] if rendering.is_kustomization(path) else rendering.kustomize_roots(path)
     if not roots:
         for file in rendering.plain_yaml_files(path):
-            yield str(file), file.read_text(encoding="utf-8")
+            yield from _read(file, result)
         return
     for root in roots:
         try:
-            yield f"{root}{rendering.BUILD_SUFFIX}", rendering.render(root)
+            yield f"{root}{rendering.BUILD_SUFFIX}", rendering.render(root, kustomize_timeout)
         except rendering.RenderError as exc:
             result.problems.append(Problem(str(root), "-", "-", str(exc)))
+
+
+def check_envelope(obj: ManifestObject) -> list[Problem]:
+    """What every object needs before any other check can read it: string apiVersion and kind,
+    a mapping for metadata, and no `spec: null` (which the API server would store as no spec)."""
+    problems = []
+    for key in ("apiVersion", "kind"):
+        value = obj.body.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(Problem.at(obj, (key,), f"must be a string, got {type(value).__name__} {value!r}"))
+    metadata = obj.body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        problems.append(Problem.at(obj, ("metadata",), f"must be a mapping, got {type(metadata).__name__} {metadata!r}"))
+    if "spec" in obj.body and obj.body["spec"] is None:
+        problems.append(Problem.at(obj, ("spec",), "must be a mapping, got null"))
+    return problems
 
 
 def check_objects(
@@ -83,6 +114,13 @@ def check_objects(
         if obj.kind in RUNTIME_KINDS:
             runtimes.setdefault(obj.source, {})[obj.name] = obj.body
     problems: list[Problem] = []
+    well_formed = []
+    for obj in objects:
+        envelope = check_envelope(obj)
+        problems.extend(envelope)
+        if not envelope:
+            well_formed.append(obj)
+    objects = well_formed
     for obj in objects:
         if f"{obj.group}/{obj.kind}" not in unchecked_kinds:
             problems.extend(check_schema(obj, catalog))
@@ -103,8 +141,9 @@ def validate_paths(
     crd_dir: Path | None,
     unchecked_kinds: frozenset[str] = frozenset(),
     allowed_refs: Iterable[Allowed] = (),
+    kustomize_timeout: float = rendering.KUSTOMIZE_TIMEOUT_SECONDS,
 ) -> ValidationResult:
-    result = load_objects(paths)
+    result = load_objects(paths, kustomize_timeout)
     missing = missing_crd_dir(crd_dir) if crd_dir is not None else None
     if missing:
         # Checking against no schemas would report every custom object as unknown: say the one

@@ -32,6 +32,7 @@ from kubemind.errors import (
     InvalidInput,
     ModelNotReady,
     NotImplementedByModel,
+    ServerNotReady,
     as_kubemind_error,
     error_body,
 )
@@ -130,6 +131,13 @@ class Pipeline:
         self.metrics = metrics
         self.settings = settings
         self.allow = frozenset(h.lower() for h in settings.propagate_headers)
+        self.drain_deadline: float | None = None
+        """Set by `drain`: the perf_counter time by which every open stream has ended."""
+
+    def drain(self, seconds: float) -> None:
+        """Shutting down: each open stream may go on for `seconds`, then it ends with a final
+        error event (ServerNotReady) instead of being cut by the server's grace limit."""
+        self.drain_deadline = time.perf_counter() + seconds
 
     # -- the record: begin and finish ---------------------------------------------------------------
     def begin(self, protocol: str, endpoint: str, model: str, headers: Iterable[tuple[str, str]]) -> RequestRecord:
@@ -264,14 +272,20 @@ class Pipeline:
                     return
                 yield _sse(first)
                 while True:
-                    left = total - (time.perf_counter() - started)
+                    now = time.perf_counter()
+                    left = total - (now - started)
+                    wait = min(idle, max(left, 0.001))
+                    if self.drain_deadline is not None:
+                        wait = min(wait, max(self.drain_deadline - now, 0.001))
                     try:
-                        item = await asyncio.wait_for(anext(iterator), timeout=min(idle, max(left, 0.001)))
+                        item = await asyncio.wait_for(anext(iterator), timeout=wait)
                     except StopAsyncIteration:
                         break
                     yield _sse(item)
             except Exception as exc:
-                if isinstance(exc, TimeoutError):
+                if isinstance(exc, TimeoutError) and self.drain_deadline is not None and time.perf_counter() >= self.drain_deadline:
+                    exc = ServerNotReady("the server is shutting down: the stream was ended before it finished")
+                elif isinstance(exc, TimeoutError):
                     exc = BackendTimeout(
                         f"the stream sent nothing for {idle:g} s" if left > idle else f"the stream ran past the {total:g} s deadline"
                     )

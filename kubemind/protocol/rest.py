@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -27,7 +28,16 @@ from kubemind.codecs import (
     encode_rest_response,
     parse_json_body,
 )
-from kubemind.errors import OPENAI, InvalidInput, KubemindError, PayloadTooLarge, error_body
+from kubemind.errors import (
+    OPENAI,
+    InvalidInput,
+    KubemindError,
+    ModelNotFound,
+    PayloadTooLarge,
+    clip_message,
+    error_body,
+)
+from kubemind.protocol.http_guard import ContentEncodingMiddleware
 from kubemind.protocol.pipeline import Pipeline, Route, ServerRoute, json_response
 from kubemind.protocol.service import InferenceService
 from kubemind.protocol.shared_memory import cuda_not_supported, cuda_status
@@ -183,7 +193,7 @@ def _model_path(request: Request) -> tuple[str, str | None]:
 def _json_length(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.strip().isdigit():
+    if not (value.strip().isascii() and value.strip().isdigit()):  # str.isdigit takes '²' too
         raise InvalidInput(f"{JSON_HEADER_LENGTH} must be a non-negative integer, got {value!r}")
     return int(value)
 
@@ -242,12 +252,18 @@ def create_app(
             pipeline.rest_endpoint("openai_models", _openai_model_list(pipeline.service, openai_models), protocol=OPENAI),
             methods=["GET"],
         )
+        app.add_route(
+            "/openai/v1/models/{model_id:path}",
+            pipeline.rest_endpoint("openai_model", _openai_model(pipeline.service, openai_models), protocol=OPENAI),
+            methods=["GET"],
+        )
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(pipeline.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
     _add_error_handlers(app)
+    app.add_middleware(ContentEncodingMiddleware, limit=settings.max_request_bytes)  # inside the limit
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     return app
 
@@ -256,13 +272,30 @@ def _openai_model_list(service: InferenceService, names: Sequence[str]) -> Handl
     """GET /openai/v1/models: every model that declared an OpenAI route, by name and alias."""
 
     async def handler(request: Request, record: RequestRecord) -> Response:
-        data = []
-        for name in names:
-            model = service.repository.get_model(name)
-            created = int(getattr(model, "created", 0) or time.time())
-            for model_id in dict.fromkeys((name, *getattr(model, "aliases", ()))):
-                data.append({"id": model_id, "object": "model", "created": created, "owned_by": "kubemind"})
-        return json_response({"object": "list", "data": data})
+        return json_response({"object": "list", "data": _openai_model_objects(service, names)})
+
+    return handler
+
+
+def _openai_model_objects(service: InferenceService, names: Sequence[str]) -> list[dict[str, Any]]:
+    data = []
+    for name in names:
+        model = service.repository.get_model(name)
+        created = int(getattr(model, "created", 0) or time.time())
+        for model_id in dict.fromkeys((name, *getattr(model, "aliases", ()))):
+            data.append({"id": model_id, "object": "model", "created": created, "owned_by": "kubemind"})
+    return data
+
+
+def _openai_model(service: InferenceService, names: Sequence[str]) -> Handler:
+    """GET /openai/v1/models/{id}: one model object (by name or alias), 404 for another id."""
+
+    async def handler(request: Request, record: RequestRecord) -> Response:
+        model_id = request.path_params.get("model_id", "")
+        for entry in _openai_model_objects(service, names):
+            if entry["id"] == model_id:
+                return json_response(entry)
+        raise ModelNotFound(f"model: '{clip_message(model_id, 200)}' is not served here", param="model")
 
     return handler
 
@@ -277,7 +310,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return json_response({"error": str(exc.detail)}, exc.status_code)
+        return json_response({"error": str(exc.detail)}, exc.status_code, headers=dict(exc.headers or {}))  # 405: Allow
 
     app.add_exception_handler(KubemindError, kubemind_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from kubemind.errors import BackendUnavailable, InvalidInput, KubemindError, ModelNotFound
+from kubemind.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidInput,
+    KubemindError,
+    ModelNotFound,
+)
 
 
 class InvalidModelUri(InvalidInput):
@@ -14,6 +20,10 @@ class InvalidModelUri(InvalidInput):
 
 class RegistryUnavailable(BackendUnavailable):
     """The MLflow tracking/registry server cannot be reached (or answered with a server error)."""
+
+
+class DownloadStalled(BackendTimeout):
+    """An artifact download ran past its deadline or stopped making progress."""
 
 
 class ModelVersionNotFound(ModelNotFound):

@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -75,13 +77,15 @@ def initialize(registry: MlflowRegistry, src_uri: str, dest: Path) -> Initialize
             f" ({manifest.digest} != {ref.digest}): the artifact store was modified"
         )
     staging = _make_staging(dest)
+    stop = threading.Event()
     try:
         # Refuse escaping paths before a single byte is written.
         targets = {entry.path: safe_destination(staging, entry.path) for entry in manifest.files}
-        _download_and_verify(registry, ref, manifest, targets)
+        _download_and_verify(registry, ref, manifest, targets, stop)
         write_served_model(staging, _served_model(ref, manifest))
         _commit(staging, dest, ref)
     except BaseException:
+        stop.set()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return InitializeResult(
@@ -111,7 +115,17 @@ def _make_staging(dest: Path) -> Path:
         # stage inside it so the final moves stay on one filesystem.
         return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dest.name}{STAGING_PREFIX}", dir=dest.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}{STAGING_PREFIX}", dir=dest.parent))
+    # mkdtemp makes 0700, and the staging folder becomes DEST: the model server often runs as
+    # another user than the init container, so give DEST the mode mkdir would have.
+    staging.chmod(0o777 & ~_umask())
+    return staging
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _download_and_verify(
@@ -119,12 +133,13 @@ def _download_and_verify(
     ref: ModelRef,
     manifest: Manifest,
     targets: dict[str, Path],
+    stop: threading.Event,
 ) -> None:
     repo = registry.artifact_repository(ref.source)
 
     def fetch(entry: FileEntry) -> None:
         target = targets[entry.path]
-        actual = registry.download_file(repo, entry.path, target, progress.add)
+        actual = registry.download_file(repo, entry.path, target, progress.add, stop.is_set)
         if target.is_symlink() or not target.is_file():
             raise ArtifactIntegrityError(f"{entry.path}: not downloaded as a regular file")
         size = target.stat().st_size
@@ -150,7 +165,9 @@ def _download_and_verify(
             for future in futures:
                 future.result()
         except BaseException:
-            # One bad file fails the whole model: don't start the downloads still queued.
+            # One bad file fails the whole model: don't start the downloads still queued, and
+            # have the running ones give up at their next chunk.
+            stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
@@ -200,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("src_uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
     parser.add_argument("dest_dir", type=Path, help="folder to create (KServe: /mnt/models)")
     args = parser.parse_args(argv)
+    # SIGTERM (the pod deleted mid-download) unwinds like an error, so the staging folder is
+    # removed instead of left behind on the node.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         result = initialize(MlflowRegistry(RegistrySettings()), args.src_uri, args.dest_dir)
     except KubemindError as exc:
@@ -208,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # disk full, read-only or unwritable DEST: say so, no traceback
         print(f"kubemind-initializer: error: cannot write {args.dest_dir}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if result.cached:
         print(
             f"kubemind-initializer: {result.dest} already holds {result.ref.uri}"
@@ -222,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

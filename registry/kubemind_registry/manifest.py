@@ -86,6 +86,12 @@ def build_manifest(model_dir: Path, flavor: str, signature: Signature) -> Manife
     entries = []
     for root, dirs, files in os.walk(model_dir):
         dirs.sort()
+        for name in dirs:
+            # os.walk lists a symlinked folder but never enters it: it would be silently left
+            # out of the manifest and the upload.
+            if (Path(root) / name).is_symlink():
+                relative = (Path(root) / name).relative_to(model_dir).as_posix()
+                raise UnsafeArtifactPath(f"{relative}: symlinked folders cannot be registered")
         for name in sorted(files):
             path = Path(root) / name
             relative = path.relative_to(model_dir).as_posix()

@@ -14,11 +14,13 @@ import hashlib
 import os
 import posixpath
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
@@ -29,13 +31,15 @@ from mlflow.utils.request_utils import augmented_raise_for_status
 from mlflow.utils.rest_utils import http_request
 
 from kubemind.progress import ByteProgress
-from kubemind_registry.errors import ModelVersionNotFound, RegistryUnavailable
+from kubemind_registry.errors import DownloadStalled, ModelVersionNotFound, RegistryUnavailable
 from kubemind_registry.settings import RegistrySettings
 from kubemind_registry.uris import ModelUri
 
 T = TypeVar("T")
 
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+# A download must bring at least this much per stall window (RegistrySettings.stall_timeout_seconds).
+STALL_MIN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,16 +76,26 @@ class MlflowRegistry:
         try:
             return fn()
         except MlflowException as exc:
-            if exc.error_code in _NOT_FOUND_CODES:
-                raise ModelVersionNotFound(f"{what}: {_first_line(exc.message)}") from None
+            message = _first_line(exc.message)
+            # MLflow answers an unknown alias with INVALID_PARAMETER_VALUE: its text says "not found".
+            if exc.error_code in _NOT_FOUND_CODES or "not found" in message.lower():
+                raise ModelVersionNotFound(f"{what}: {message}") from None
             raise RegistryUnavailable(
-                f"{what}: the MLflow registry at {self.tracking_uri} failed:"
-                f" {_first_line(exc.message)}"
+                f"{what}: the MLflow registry at {self.tracking_uri} failed: {message}"
             ) from None
-        except OSError as exc:  # requests' ConnectionError is an OSError
+        except requests.HTTPError as exc:  # the server answered: keep what it said
+            status = exc.response.status_code if exc.response is not None else 0
+            text = _server_text(exc.response)
+            if status == 404:
+                raise ModelVersionNotFound(f"{what}: not found in the artifact store ({text})") from None
+            raise RegistryUnavailable(
+                f"{what}: the MLflow server at {self.tracking_uri} answered {status}: {text}"
+            ) from None
+        except requests.RequestException as exc:  # no answer at all (requests' errors are OSErrors)
             raise RegistryUnavailable(
                 f"{what}: cannot reach the MLflow registry at {self.tracking_uri}: {exc}"
             ) from None
+        # Any other OSError is local (a full disk, an unwritable DEST): the caller's to report.
 
     # -- registration ---------------------------------------------------------------------------
     def _experiment_id(self) -> str:
@@ -203,6 +217,7 @@ class MlflowRegistry:
         artifact_path: str,
         target: Path,
         progress: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> str:
         """Download one file of the version's folder to `target`; returns its sha256.
 
@@ -212,9 +227,10 @@ class MlflowRegistry:
         (with the whole size at the end for other stores)."""
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(repo, HttpArtifactRepository):
+            limits = _Limits(self.settings.download_timeout_seconds, self.settings.stall_timeout_seconds, should_stop)
             return self._call(
                 f"download {artifact_path}",
-                lambda: _stream_to_file(repo, artifact_path, target, progress),
+                lambda: _stream_to_file(repo, artifact_path, target, progress, limits),
             )
         # Embedded store (local folder) and other backends: MLflow copies, we hash after.
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".kubemind-dl-") as tmp:
@@ -240,25 +256,72 @@ class MlflowRegistry:
 STREAM_CHUNK_BYTES = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class _Limits:
+    total_seconds: float
+    stall_seconds: float
+    should_stop: Callable[[], bool] | None = None
+
+
+class DownloadCancelled(Exception):
+    """The initializer is stopping (SIGTERM): abandon the download."""
+
+
 def _stream_to_file(
     repo: HttpArtifactRepository,
     artifact_path: str,
     target: Path,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None,
+    limits: _Limits,
 ) -> str:
     # Same request HttpArtifactRepository._download_file makes, plus hashing on the way in.
     creds = get_default_host_creds(repo.artifact_uri)
     response = http_request(creds, posixpath.join("/", artifact_path), "GET", stream=True)
     digest = hashlib.sha256()
+    started = window_start = time.monotonic()
+    window_bytes = 0
     with response:
         augmented_raise_for_status(response)
         with open(target, "xb") as out:  # "x": never follow or overwrite an existing path
-            for chunk in response.iter_content(chunk_size=STREAM_CHUNK_BYTES):
+            while True:
+                # read1 returns whatever has arrived (iter_content waits for a whole chunk,
+                # so deadlines could never be checked against a dripping server).
+                chunk = response.raw.read1(STREAM_CHUNK_BYTES)
+                now = time.monotonic()
+                if limits.should_stop is not None and limits.should_stop():
+                    raise DownloadCancelled(artifact_path)
+                if not chunk:
+                    break
                 out.write(chunk)
                 digest.update(chunk)  # releases the GIL: other downloads proceed meanwhile
                 if progress is not None:
                     progress(len(chunk))
+                window_bytes += len(chunk)
+                if window_bytes >= STALL_MIN_BYTES:
+                    window_start, window_bytes = now, 0
+                elif now - window_start > limits.stall_seconds:
+                    raise DownloadStalled(
+                        f"download {artifact_path}: stalled, less than {STALL_MIN_BYTES} bytes in"
+                        f" {limits.stall_seconds:g} s"
+                    )
+                if now - started > limits.total_seconds:
+                    raise DownloadStalled(
+                        f"download {artifact_path}: not finished within {limits.total_seconds:g} s"
+                    )
     return digest.hexdigest()
+
+
+def _server_text(response: requests.Response | None) -> str:
+    """What the server said: MLflow's JSON `message`, else the start of the body."""
+    if response is None:
+        return "no response"
+    try:
+        payload = response.json()
+        if isinstance(payload, dict) and payload.get("message"):
+            return _first_line(str(payload["message"]))[:500]
+    except ValueError:
+        pass
+    return _first_line(response.text or response.reason or "")[:500] or f"HTTP {response.status_code}"
 
 
 def _first_line(message: str) -> str:

@@ -70,11 +70,14 @@ def resolve(registry: MlflowRegistry, uri: str | ModelUri) -> ModelRef:
             " `kubemind models register` so its files can be verified"
         )
     signature_json = info.tags.get(SIGNATURE_TAG)
-    signature = (
-        Signature.from_dict(json.loads(signature_json))
-        if signature_json
-        else read_manifest(registry, info).signature
-    )
+    try:
+        signature = (
+            Signature.from_dict(json.loads(signature_json))
+            if signature_json
+            else read_manifest(registry, info).signature
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ArtifactIntegrityError(f"{parsed}: the {SIGNATURE_TAG} tag is unreadable: {exc}") from None
     return ModelRef(
         name=info.name,
         version=info.version,
@@ -92,5 +95,7 @@ def read_manifest(registry: MlflowRegistry, info: VersionInfo | ModelRef) -> Man
     raw = registry.read_small_file(info.source, MANIFEST_FILE)
     try:
         return Manifest.from_bytes(raw)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ArtifactIntegrityError(f"{MANIFEST_FILE} of {info.source} is unreadable: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ArtifactIntegrityError(
+            f"{MANIFEST_FILE} of {info.source} is unreadable: {type(exc).__name__}: {str(exc)[:300]}"
+        ) from None

@@ -41,6 +41,13 @@ class RegistrySettings(BaseSettings):
     http_timeout_seconds: int = Field(default=30, gt=0)
     """Timeout of one MLflow HTTP request."""
 
+    download_timeout_seconds: float = Field(default=3600.0, gt=0)
+    """Longest one artifact file's download may take, however steadily its bytes arrive."""
+
+    stall_timeout_seconds: float = Field(default=60.0, gt=0)
+    """A download that receives less than 64 KiB in this many seconds has stalled and fails
+    (a server dripping a byte every 20 s never trips a per-read socket timeout)."""
+
     @property
     def effective_tracking_uri(self) -> str:
         if self.tracking_uri:

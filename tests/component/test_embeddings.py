@@ -92,3 +92,17 @@ def test_stock_grpc_client_gets_embeddings(predictor: ServerProcess) -> None:
     vectors = np.array(answer["outputs"]["embedding"])
     assert vectors.shape == (2, 384)
     assert float(vectors[0] @ vectors[1]) > 0.5
+
+
+def test_a_lone_surrogate_is_a_400_in_openais_shape(predictor: ServerProcess) -> None:
+    reply = httpx.post(
+        f"{predictor.http_url}/openai/v1/embeddings",
+        content=b'{"model": "minilm", "input": "\\ud800"}',
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert reply.status_code == 400
+    assert reply.headers["content-type"] == "application/json"
+    error = reply.json()["error"]
+    assert error["type"] == "InvalidInput" and error["code"] == "400"
+    assert "surrogate" in error["message"]

@@ -44,6 +44,7 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     runtimes.NoRuntime,
     registry_errors.InvalidModelUri,
     registry_errors.RegistryUnavailable,
+    registry_errors.DownloadStalled,
     registry_errors.ModelVersionNotFound,
     registry_errors.NotAKubemindModel,
     registry_errors.ArtifactIntegrityError,

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+import struct
+import zlib
 from collections.abc import Iterator, Mapping
 
 import httpx
 import numpy as np
 import pytest
+from orjson import dumps as orjson_dumps
 from PIL import Image
 
 from kubemind.processes import ServerProcess
@@ -26,14 +30,20 @@ MAX_PIXELS = 500_000  # grace_hopper (512x600) fits; the oversized test image do
 
 
 @pytest.fixture(scope="module")
-def transformer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """(predictor, transformer) on one real Triton."""
     workdir = tmp_path_factory.mktemp("image")
     with (
         running_triton(workdir, ["efficientnet_lite0"]) as triton,
         running_predictor(triton, workdir) as predictor,
         running_transformer(predictor, workdir, "--max_pixels", str(MAX_PIXELS), "--top_k", "3") as server,
     ):
-        yield server
+        yield predictor, server
+
+
+@pytest.fixture(scope="module")
+def transformer(stack: tuple[ServerProcess, ServerProcess]) -> ServerProcess:
+    return stack[1]
 
 
 def v2_request(images: list[bytes]) -> dict[str, object]:
@@ -104,7 +114,7 @@ def oversized_png() -> bytes:
     [
         pytest.param([photo("coffee"), b"definitely not an image"], "instance 1", id="undecodable"),
         pytest.param([photo("coffee"), photo("chelsea"), oversized_png()], "instance 2", id="over-pixel-limit"),
-        pytest.param([], "no image", id="empty-tensor"),
+        pytest.param([], "batch size 0", id="empty-tensor"),
         pytest.param([b"\x89PNG\r\n\x1a\n truncated"], "instance 0", id="truncated-png"),
     ],
 )
@@ -133,3 +143,77 @@ def test_wrong_tensor_is_400_naming_the_tensor(transformer: ServerProcess) -> No
     assert response.status_code == 400
     assert "pixels" in response.json()["error"]
 
+
+
+# -- issue 18: decompression bombs, formats, batch 0, messages -----------------------------------
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims width x height (what a 109 kB 30000x30000 bomb shows)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b"")
+
+
+def jpeg_header_claiming(width: int, height: int) -> bytes:
+    """A real JPEG with its frame header (SOF0) patched to claim width x height."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), "white").save(buffer, format="JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+
+
+HOSTILE_IMAGES = {
+    "png-30000": (png_header_claiming(30000, 30000), "instance 0: image of 30000x30000 pixels is over the limit of 500000"),
+    "jpeg-65500": (jpeg_header_claiming(65500, 65500), "instance 0: image of 65500x65500 pixels is over the limit of 500000"),
+    "eps": (EPS, "instance 0: not an image in an accepted format (JPEG, PNG, GIF, BMP, WEBP, TIFF)"),
+    "no-address": (b"definitely not an image", "instance 0: not an image in an accepted format"),
+}
+
+
+@pytest.mark.parametrize(("image", "message"), HOSTILE_IMAGES.values(), ids=list(HOSTILE_IMAGES))
+def test_bombs_and_foreign_formats_are_400(transformer: ServerProcess, image: bytes, message: str) -> None:
+    response = infer_rest(transformer, v2_request([image]))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(message)
+    assert not re.search(r"0x[0-9a-f]{6,}", response.json()["error"]), "no memory address"
+
+
+def test_bombs_and_foreign_formats_are_invalid_argument_over_grpc(transformer: ServerProcess) -> None:
+    requests = [
+        {"model": "efficientnet_lite0", "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(image).decode()]}]}
+        for image, _ in HOSTILE_IMAGES.values()
+    ]
+    answers = stock_client(transformer.grpc_address, *requests)
+    for answer, (_, message) in zip(answers, HOSTILE_IMAGES.values(), strict=True):
+        assert answer["error"]["status"] == "StatusCode.INVALID_ARGUMENT"
+        assert answer["error"]["message"].startswith(message)
+
+
+def test_raw_eps_bytes_are_refused_as_base64_ones_are(transformer: ServerProcess) -> None:
+    body = orjson_dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(EPS) + 4}}]})
+    blob = struct.pack("<I", len(EPS)) + EPS
+    response = httpx.post(
+        f"{transformer.http_url}/v2/models/efficientnet_lite0/infer",
+        content=body + blob,
+        headers={"Inference-Header-Content-Length": str(len(body)), "Content-Type": "application/octet-stream"},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith("instance 0:")
+
+
+def test_batch_zero_is_400_at_the_predictor(stack: tuple[ServerProcess, ServerProcess]) -> None:
+    predictor = stack[0]
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [0, 3, 224, 224], "data": []}]}
+    metadata = httpx.get(f"{predictor.http_url}/v2/models/efficientnet_lite0", timeout=30).json()
+    body["inputs"][0]["name"] = metadata["inputs"][0]["name"]
+    response = httpx.post(f"{predictor.http_url}/v2/models/efficientnet_lite0/infer", json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    assert "batch size 0" in response.json()["error"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -120,3 +122,57 @@ def test_sigterm_stops_the_triton_it_launched(tmp_path: Path) -> None:
     assert exit_code == 0
     assert not Path(f"/proc/{triton_pid}").exists(), "tritonserver outlived the predictor"
     assert "stopped tritonserver" in server.log()
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group `pgid`, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) == "Z"
+    except OSError:
+        return False
+
+
+def test_a_sigkilled_launched_triton_is_reaped_its_stubs_killed_and_it_is_relaunched(tmp_path: Path) -> None:
+    """Issue 18: --launch_triton supervises the Triton it started."""
+    require_triton()
+    args = ["--models", "simple", "--launch_triton", "true"]
+    args += ["--triton_http_port", "0", "--triton_grpc_port", "0", "--triton_metrics_port", "0"]
+    server = start_server("kubemind_predictors.triton", args, tmp_path / "predictor.log", ready_timeout=120)
+    try:
+        started = re.findall(r"started tritonserver pid (\d+)", server.log())
+        first = int(started[0])
+        assert len(_group_members(first)) >= 2, "the simple model's Python-backend stub runs in Triton's group"
+        os.kill(first, signal.SIGKILL)  # Triton alone: its stubs are left behind by the kernel
+        deadline = time.monotonic() + 120
+        relaunched = None
+        while time.monotonic() < deadline:
+            pids = [int(p) for p in re.findall(r"started tritonserver pid (\d+)", server.log())]
+            if len(pids) > 1:
+                relaunched = pids[-1]
+                reply = httpx.post(f"{server.http_url}/v2/models/simple/infer", json=BODY, timeout=10)
+                if reply.status_code == 200:
+                    break
+            time.sleep(0.5)
+        assert relaunched is not None and relaunched != first, server.log()
+        assert reply.status_code == 200, reply.text
+        assert not _group_members(first), "the old Triton's stubs were orphaned"
+        assert not _is_zombie(first), "the dead tritonserver was not reaped"
+    finally:
+        exit_code = server.stop()
+    assert exit_code == 0
+    assert "relaunching in 1 s" in server.log()

@@ -60,6 +60,13 @@ class TritonEmbeddingPredictor(TritonPredictor):
         for index, text in enumerate(texts):
             if not text:
                 raise InvalidInput(f"input[{index}]: is empty", param="input")
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800") JSON lets through
+                    raise InvalidInput(
+                        f"input[{index}]: is not valid Unicode text (lone surrogate at {exc.start})", param="input"
+                    ) from None
         vectors = await self.embed(texts)
         if request.dimensions is not None:
             if request.dimensions > vectors.shape[1]:

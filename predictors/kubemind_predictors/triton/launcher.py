@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,6 +141,9 @@ class TritonServerProcess:
         """A folder of this process's own (its log, a built repository), removed by stop()."""
         self.log_path = log_path or (scratch or repository.parent) / "tritonserver.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.relaunches = 0
 
     @property
     def pid(self) -> int | None:
@@ -185,6 +189,16 @@ class TritonServerProcess:
             )
         if self._process is not None and self._process.poll() is None:
             return self
+        self._stopping.clear()
+        self._spawn()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             # Own session: stop() signals the group, so the backend stubs go with Triton.
@@ -196,17 +210,44 @@ class TritonServerProcess:
                 start_new_session=True,
             )
         logger.info("started tritonserver pid %d (grpc %s)", self._process.pid, self.grpc_url)
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+
+    def supervise(self, max_backoff: float = 30.0) -> None:
+        """Relaunch Triton whenever it dies (a crash, an OOM kill): its process group is killed
+        first (the Python-backend stubs outlive a SIGKILLed Triton), the dead process reaped,
+        and a new one started on the same ports after 1, 2, 4 ... max_backoff seconds."""
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(
+                target=self._supervise, args=(max_backoff,), name="triton-supervisor", daemon=True
+            )
+            self._supervisor.start()
+
+    def _supervise(self, max_backoff: float) -> None:
+        failures = 0
+        while not self._stopping.wait(0.5):
+            process = self._process
+            if process is None or process.poll() is None:
+                continue
+            self._signal_group(process.pid, signal.SIGKILL)  # poll() reaped Triton; now its stubs
+            delay = min(max_backoff, 2.0**failures)
+            failures += 1
+            logger.error(
+                "tritonserver pid %d exited with %s; relaunching in %.0f s", process.pid, process.returncode, delay
+            )
+            if self._stopping.wait(delay):
+                return
+            try:
+                self._spawn()
+                self.wait_ready()
+            except Exception as exc:  # try again after a longer wait
+                logger.error("tritonserver relaunch failed: %s", exc)
+                continue
+            self.relaunches += 1
+            failures = 0
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not self._stopping.is_set():
                 if self._process is None or self._process.poll() is not None:
                     raise BackendUnavailable(f"tritonserver exited during start-up:\n{self.log_tail()}")
                 try:
@@ -221,6 +262,10 @@ class TritonServerProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process group, SIGKILL after `timeout`; idempotent."""
+        self._stopping.set()
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join(timeout)
+            self._supervisor = None
         process, self._process = self._process, None
         if process is None:
             return

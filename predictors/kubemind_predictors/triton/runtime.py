@@ -122,6 +122,8 @@ def serve_predictor(settings: TritonPredictorSettings, extensions: Sequence[Serv
     # The metrics poller reads Triton every second; httpx would log each read at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     triton = launch_local_triton(settings) if settings.launch_triton else None
+    if triton is not None:
+        triton.supervise()  # a Triton that dies is relaunched; the predictor answers 503 meanwhile
     try:
         run(settings, build_models(settings), extensions)
     finally:

@@ -152,6 +152,13 @@ class VLLMEngine:
             engine.shutdown()
             logger.info("vLLM engine stopped")
 
+    def failure(self) -> str | None:
+        """Why the engine can never serve again (its core process died), else None."""
+        engine = self._engine
+        if engine is not None and engine.errored:
+            return "the vLLM engine core has died"
+        return None
+
     @property
     def started(self) -> bool:
         return self._engine is not None

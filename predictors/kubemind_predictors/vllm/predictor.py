@@ -16,6 +16,7 @@ from typing import Any
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from kubemind.backend import GenerationStep
+from kubemind.codecs import model_parameters
 from kubemind.errors import OPENAI, BackendTimeout, InvalidInput
 from kubemind.model import KubemindModel, TensorSpec
 from kubemind.protocol.pipeline import EventStream, Route, RouteCall
@@ -76,6 +77,9 @@ class VLLMPredictor(KubemindModel):
     async def healthy(self) -> bool:
         return await self.llm.healthy()
 
+    def failure(self) -> str | None:
+        return self.llm.failure()
+
     # -- shared request plumbing ------------------------------------------------------------------
     async def _encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
         tokenizer = self.llm.tokenizer
@@ -87,7 +91,9 @@ class VLLMPredictor(KubemindModel):
 
     async def _chat_prompt(self, messages: list[Any]) -> list[int]:
         tokenizer = self.llm.tokenizer
-        conversation = [_plain_message(message) for message in messages]
+        if not messages:
+            raise InvalidInput("messages: must hold at least one message", param="messages")
+        conversation = [_plain_message(message, index) for index, message in enumerate(messages)]
         loop = asyncio.get_running_loop()
 
         def render() -> str:
@@ -121,6 +127,10 @@ class VLLMPredictor(KubemindModel):
         return result if isinstance(result, Completion) else EventStream(result)
 
     async def _chat_route(self, call: RouteCall) -> ChatCompletion | EventStream:
+        messages = call.body.get("messages") if isinstance(call.body, dict) else None
+        if not isinstance(messages, list) or not messages:
+            # vLLM's request class fails on a null with "'NoneType' object is not iterable".
+            raise InvalidInput("messages: required, a non-empty list of messages", param="messages")
         result = await self.create_chat_completion(parse_openai_request(ChatCompletionRequest, call.body))
         return result if isinstance(result, ChatCompletion) else EventStream(result)
 
@@ -134,7 +144,8 @@ class VLLMPredictor(KubemindModel):
         elif isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
             token_ids = list(prompt)
         else:
-            raise InvalidInput("prompt: send one prompt (a string or token ids) per request")
+            raise InvalidInput("prompt: send one prompt (a string or token ids) per request", param="prompt")
+        self._check_prompt_tokens(token_ids)
         params = self.llm.openai_sampling_params(request, len(token_ids))
         request_id = f"cmpl-{uuid.uuid4().hex}"
         steps = self.llm.generate(token_ids, params, request_id)
@@ -149,9 +160,18 @@ class VLLMPredictor(KubemindModel):
         states, prompt_tokens = await self._collect(steps, params.n)
         return openai_format.completion(request_id, model, states, prompt_tokens, want_logprobs)
 
+    def _check_prompt_tokens(self, token_ids: list[int], field: str = "prompt") -> None:
+        if not token_ids:
+            raise InvalidInput(f"{field}: must not be empty", param=field)
+        vocabulary = len(self.llm.tokenizer)
+        for token in token_ids:
+            if not 0 <= token < vocabulary:
+                raise InvalidInput(f"{field}: token id {token} is out of vocabulary (ids 0..{vocabulary - 1})", param=field)
+
     async def create_chat_completion(self, request: ChatCompletionRequest) -> AsyncIterator[str] | ChatCompletion:
         """An OpenAI chat completion: the whole reply, or its SSE chunks when request.stream."""
-        token_ids = await self._chat_prompt(list(request.messages))
+        _refuse_tools(request)
+        token_ids = await self._chat_prompt(list(request.messages or ()))
         params = self.llm.openai_sampling_params(request, len(token_ids))
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         steps = self.llm.generate(token_ids, params, request_id)
@@ -203,6 +223,7 @@ class VLLMPredictor(KubemindModel):
     async def generate_text(self, prompt: str, options: Mapping[str, Any]) -> str:
         """One whole completion of `prompt` (v2 infer and OIP /generate)."""
         token_ids = await self._encode(prompt, add_special_tokens=True)
+        self._check_prompt_tokens(token_ids, "text_input")
         params = self.llm.sampling_params(options, len(token_ids), stream=False)
         steps = self.llm.generate(token_ids, params, f"gen-{uuid.uuid4().hex}")
         states, _ = await self._collect(steps, 1)
@@ -214,6 +235,7 @@ class VLLMPredictor(KubemindModel):
         """Text deltas and the finish reason (OIP /generate_stream). Validation happens before
         the first item, so a bad request fails before any SSE bytes are sent."""
         token_ids = await self._encode(prompt, add_special_tokens=True)
+        self._check_prompt_tokens(token_ids, "text_input")
         params = self.llm.sampling_params(options, len(token_ids), stream=True)
         steps = self.llm.generate(token_ids, params, f"gen-{uuid.uuid4().hex}")
 
@@ -225,17 +247,47 @@ class VLLMPredictor(KubemindModel):
         return deltas()
 
 
-def _plain_message(message: Any) -> dict[str, Any]:
+# What a text-only chat template can render; anything else is refused, never silently dropped.
+CHAT_ROLES = ("system", "developer", "user", "assistant")
+TEXT_PART_TYPES = ("text",)
+
+
+def _plain_message(message: Any, index: int = 0) -> dict[str, Any]:
     """A chat message as the tokenizer's template wants it: text parts joined into a string."""
+    where = f"messages[{index}]"
     if not isinstance(message, Mapping):
-        raise InvalidInput("messages: each message must be an object with role and content")
+        raise InvalidInput(f"{where}: each message must be an object with role and content", param="messages")
     plain = dict(message)
+    role = plain.get("role")
+    if role not in CHAT_ROLES:
+        raise InvalidInput(
+            f"{where}.role: {role!r} is not supported (one of {', '.join(CHAT_ROLES)})", param="messages"
+        )
     content = plain.get("content")
     if isinstance(content, list):
-        plain["content"] = "".join(
-            part.get("text", "") for part in content if isinstance(part, Mapping)
-        )
+        texts = []
+        for number, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            if kind not in TEXT_PART_TYPES:
+                raise InvalidInput(
+                    f"{where}.content[{number}].type: {kind!r} is not supported: this model takes text only",
+                    param="messages",
+                )
+            texts.append(str(part.get("text") or ""))
+        plain["content"] = "".join(texts)
+    elif content is not None and not isinstance(content, str):
+        raise InvalidInput(f"{where}.content: must be a string or a list of text parts", param="messages")
     return plain
+
+
+def _refuse_tools(request: Any) -> None:
+    """Tool calling is not served: a request that needs it gets a 400, not a plain reply."""
+    fields: set[str] = set(getattr(request, "model_fields_set", ()))
+    if getattr(request, "tools", None):
+        raise InvalidInput("tools: tool calling is not supported by this model", param="tools")
+    choice = getattr(request, "tool_choice", None)
+    if "tool_choice" in fields and choice not in (None, "none"):
+        raise InvalidInput(f"tool_choice: {choice!r} is not supported (tool calling is not served)", param="tool_choice")
 
 
 def _text_inputs(payload: InferRequest) -> list[str]:
@@ -247,9 +299,10 @@ def _text_inputs(payload: InferRequest) -> list[str]:
 
 
 def _plain_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """v2 request parameters as Python values (gRPC gives InferParameter messages)."""
+    """v2 request parameters as Python values (gRPC gives InferParameter messages), without the
+    protocol's own (binary_data_output from tritonclient.http is no sampling parameter)."""
     plain: dict[str, Any] = {}
-    for key, value in (parameters or {}).items():
+    for key, value in model_parameters(parameters).items():
         which = getattr(value, "WhichOneof", None)
         plain[key] = getattr(value, which("parameter_choice")) if which else value
     return plain

@@ -7,6 +7,7 @@ checks fire only once the request reaches the engine.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,6 +27,8 @@ _RULES: dict[str, tuple[tuple[type, ...], Callable[[Any], bool], str]] = {
     "presence_penalty": ((int, float), lambda v: -2 <= v <= 2, "a number in [-2, 2]"),
     "frequency_penalty": ((int, float), lambda v: -2 <= v <= 2, "a number in [-2, 2]"),
     "repetition_penalty": ((int, float), lambda v: v > 0, "a number > 0"),
+    "min_p": ((int, float), lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "min_tokens": ((int,), lambda v: v >= 0, "an integer >= 0"),
 }
 
 
@@ -40,12 +43,18 @@ def validate_sampling_fields(fields: Mapping[str, Any]) -> None:
             continue
         wrong_type = isinstance(value, bool) or not isinstance(value, types)
         if wrong_type or (isinstance(value, float) and math.isnan(value)) or not in_range(value):
-            raise InvalidInput(f"{name}: must be {expected}, got {value!r}")
+            raise InvalidInput(f"{name}: must be {expected}, got {value!r}", param=name)
     stop = fields.get("stop")
     if stop is not None and not (
         isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
     ):
-        raise InvalidInput(f"stop: must be a string or a list of strings, got {stop!r}")
+        raise InvalidInput(f"stop: must be a string or a list of strings, got {stop!r}", param="stop")
+    if stop == "" or (isinstance(stop, list) and "" in stop):
+        raise InvalidInput("stop: must not hold an empty string", param="stop")
+    min_tokens, max_tokens = fields.get("min_tokens"), fields.get("max_tokens")
+    if isinstance(min_tokens, int) and isinstance(max_tokens, int) and min_tokens > max_tokens:
+        raise InvalidInput(f"min_tokens: {min_tokens} is more than max_tokens {max_tokens}", param="min_tokens")
+    _validate_structured_outputs(fields)
     for name in ("bad_words",):
         words = fields.get(name)
         if words is not None and not (isinstance(words, list) and all(isinstance(w, str) and w for w in words)):
@@ -58,3 +67,44 @@ def validate_single_sequence(fields: Mapping[str, Any]) -> None:
         value = fields.get(name)
         if value is not None and value != 1:
             raise InvalidInput(f"{name}: only 1 is supported on v2 infer and generate, got {value!r}", param=name)
+
+
+def _validate_structured_outputs(fields: Mapping[str, Any]) -> None:
+    """A regex or a JSON schema the engine would choke on is the request's fault: check it here,
+    where the field can be named (the engine answers a bad regex with an empty server error)."""
+    structured = fields.get("structured_outputs")
+    if isinstance(structured, Mapping):
+        regex = structured.get("regex")
+        if regex is not None:
+            _check_regex(regex, "structured_outputs.regex")
+        schema = structured.get("json")
+        if isinstance(schema, Mapping):
+            _check_schema(schema, "structured_outputs.json")
+    response_format = fields.get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema":
+        json_schema = response_format.get("json_schema")
+        # "schema" on the wire; vLLM's request class holds it as `json_schema` (an alias).
+        schema = (json_schema.get("schema") or json_schema.get("json_schema")) if isinstance(json_schema, Mapping) else None
+        if isinstance(schema, Mapping):
+            _check_schema(schema, "response_format")
+
+
+def _check_regex(regex: Any, field: str) -> None:
+    if not isinstance(regex, str):
+        raise InvalidInput(f"{field}: must be a string", param=field.split(".")[0])
+    try:
+        re.compile(regex)
+    except re.error as exc:
+        raise InvalidInput(f"{field}: not a valid regular expression ({exc})", param=field.split(".")[0]) from None
+
+
+def _check_schema(schema: Mapping[str, Any], field: str) -> None:
+    try:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+    except ImportError:  # pragma: no cover - the engine still refuses it, without the field
+        return
+    try:
+        Draft202012Validator.check_schema(dict(schema))
+    except SchemaError as exc:
+        raise InvalidInput(f"{field}: not a valid JSON schema ({exc.message})", param=field.split(".")[0]) from None

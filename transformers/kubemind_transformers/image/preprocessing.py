@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -19,6 +20,16 @@ from kubemind_transformers.image.settings import ImageTransformerSettings
 
 # Magic numbers of the formats Pillow decodes that clients send; anything else is tried as base64.
 _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
+# The only formats Pillow may open, raw or base64 alike: without `formats=` it tries every
+# plugin it has, and EPS hands the bytes to Ghostscript.
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
+NOT_ACCEPTED = f"not an image in an accepted format ({', '.join(ALLOWED_FORMATS)})"
+_ADDRESS = re.compile(r" (object )?at 0x[0-9a-fA-F]+")
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's text for a client: no repr with a memory address in it."""
+    return _ADDRESS.sub("", str(exc))
 
 
 def raw_image_bytes(index: int, item: bytes | str) -> bytes:
@@ -29,7 +40,8 @@ def raw_image_bytes(index: int, item: bytes | str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInput(f"instance {index}: not an encoded image and not valid base64") from None
+        # Raw bytes in no accepted format and base64 of one get the same answer.
+        raise InvalidInput(f"instance {index}: {NOT_ACCEPTED} (raw or base64)") from None
 
 
 class ImagePreprocessor:
@@ -39,6 +51,10 @@ class ImagePreprocessor:
         self.size = settings.image_size
         self.resize_short_side = round(settings.image_size / settings.resize_ratio)
         self.max_pixels = settings.max_pixels
+        # Pillow's own bomb check raises inside Image.open (a 500 before kubemind's limit could
+        # answer). `open` below checks max_pixels on the lazily read header before any decode,
+        # so that is the one limit: Pillow's is switched off (process-wide; it has no other knob).
+        Image.MAX_IMAGE_PIXELS = None
         # Folded into one multiply-add per pixel: (x / 255 - mean) / std.
         mean = np.asarray(settings.mean, dtype=np.float32)
         std = np.asarray(settings.std, dtype=np.float32)
@@ -48,9 +64,13 @@ class ImagePreprocessor:
     def open(self, index: int, data: bytes) -> Image.Image:
         """Read the header (cheap) and refuse oversized images before decoding a pixel."""
         try:
-            image = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise InvalidInput(f"instance {index}: cannot decode image ({exc})") from None
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)  # lazy: reads the header only
+        except UnidentifiedImageError:
+            raise InvalidInput(f"instance {index}: {NOT_ACCEPTED}") from None
+        except Image.DecompressionBombError as exc:
+            raise InvalidInput(f"instance {index}: {_reason(exc)}") from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InvalidInput(f"instance {index}: cannot decode image ({_reason(exc)})") from None
         width, height = image.size
         if width * height > self.max_pixels:
             raise InvalidInput(
@@ -66,8 +86,8 @@ class ImagePreprocessor:
             # followed by a downscale, and the result is still larger than what we resize to.
             image.draft("RGB", (self.resize_short_side, self.resize_short_side))
             image = image.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise InvalidInput(f"instance {index}: cannot decode image ({exc})") from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise InvalidInput(f"instance {index}: cannot decode image ({_reason(exc)})") from None
         width, height = image.size
         ratio = self.resize_short_side / min(width, height)
         resized = (max(self.size, round(width * ratio)), max(self.size, round(height * ratio)))
