@@ -244,9 +244,9 @@ def start_request_span(record: RequestRecord) -> None:
     }
     if record.model:
         attributes["kubemind.model"] = record.model
-    server_span = _tracer().start_span(
-        f"{record.protocol} {record.endpoint}", context=propagate.extract(record.headers), kind=SpanKind.SERVER, attributes=attributes
-    )
+    # No trace header (the caller traces nothing): a root span, without running the propagators.
+    parent = propagate.extract(record.headers) if "traceparent" in record.headers else None
+    server_span = _tracer().start_span(f"{record.protocol} {record.endpoint}", context=parent, kind=SpanKind.SERVER, attributes=attributes)
     record.span = server_span
     record.trace_token = otel_context.attach(trace.set_span_in_context(server_span))
 
