@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubemind.payload_logger import GRPC_REQUEST_CONTENT_TYPE, REQUEST_TYPE, RESPONSE_TYPE, sampled
 from kubemind.processes import ServerProcess, free_port, running_server
-from tests.component.jobs_fixtures import simple_body
+from tests.component.jobs_fixtures import TansuBroker, simple_body
 
 REST_REQUESTS = 20
 GRPC_REQUESTS = 5
@@ -179,3 +179,55 @@ def test_sampling_keeps_a_request_and_its_response_together() -> None:
     assert 0.2 < len(kept) / len(ids) < 0.3
     assert kept == [i for i in ids if sampled(i, 0.25)]  # the same answer for the response event
     assert all(sampled(i, 1.0) for i in ids) and not any(sampled(i, 0.0) for i in ids)
+
+
+def test_a_kafka_sink_gets_the_events_in_the_kafka_binding(tmp_path: Path) -> None:
+    """kafka://host:port/topic: each event a record keyed by request id, ce_* headers."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    broker = TansuBroker().start(tmp_path / "tansu.log")
+    try:
+
+        async def create_topic() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic("payloads", num_partitions=1, replication_factor=1)])
+            finally:
+                await admin.close()
+
+        asyncio.run(create_topic())
+        with _logged_server(tmp_path, f"kafka://{broker.bootstrap}/payloads") as server:
+            for seed in range(3):
+                reply = httpx.post(f"{server.http_url}/v2/models/simple/infer", json=simple_body(seed), headers={"x-request-id": f"k-{seed}"}, timeout=10)
+                assert reply.status_code == 200
+            counters = _wait_counted(server, 6)
+
+        async def consume() -> list[tuple[bytes, dict[str, bytes], bytes]]:
+            consumer = AIOKafkaConsumer("payloads", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", group_id="check")
+            await consumer.start()
+            try:
+                records: list[tuple[bytes, dict[str, bytes], bytes]] = []
+                while len(records) < 6:
+                    batch = await consumer.getmany(timeout_ms=5000)
+                    assert batch, f"{len(records)} of 6 records"
+                    records += [(r.key, dict(r.headers), r.value) for part in batch.values() for r in part]
+                return records
+            finally:
+                await consumer.stop()
+
+        records = asyncio.run(consume())
+    finally:
+        broker.stop()
+
+    assert counters["kubemind_payload_events_sent_total[request]"] == 3
+    assert {key for key, _, _ in records} == {b"k-0", b"k-1", b"k-2"}
+    for key, headers, value in records:
+        assert headers["ce_id"] == key and headers["ce_specversion"] == b"1.0"
+        assert headers["ce_type"] in (REQUEST_TYPE.encode(), RESPONSE_TYPE.encode())
+        assert headers["ce_inferenceservicename"] == b"simple-isvc" and headers["content-type"].startswith(b"application/json")
+        if headers["ce_type"] == REQUEST_TYPE.encode():
+            assert json.loads(value) == simple_body(int(key.decode()[2:]))

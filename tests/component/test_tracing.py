@@ -92,6 +92,7 @@ def test_a_router_chain_is_one_trace_through_both_steps(otlp_receiver: ReceiverP
             spans = otlp_receiver.wait_for_trace(lambda t: expected <= names(t) and len(t) >= 7)
             router_log = router.log()
 
+    print(render_tree(spans))  # shown with -rP: the trace as a tree
     _connected(spans)
     (root,) = roots(spans)
     assert (root.name, root.kind, root.service) == ("rest infer", "server", "router")
@@ -138,6 +139,7 @@ def test_an_async_job_is_one_trace_from_submit_to_webhook(
                         "grpc ModelInfer", "webhook POST", "postgres store results", "redis SET"}  # fmt: skip
             spans = otlp_receiver.wait_for_trace(lambda t: expected <= names(t))
 
+    print(render_tree(spans))
     _connected(spans)
     (root,) = roots(spans)
     assert (root.name, root.service) == ("rest jobs_submit", "writer")
