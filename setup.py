@@ -36,7 +36,7 @@ PACKAGE_ROOTS = {
     "kubemind_workers": "workers",
 }
 
-EXTRAS = ["llm-cpu", "llm-gpu", "triton", "onnx", "mlflow", "feast", "milvus", "kafka", "jobs", "manifests", "dev"]
+EXTRAS = ["llm-cpu", "llm-gpu", "triton", "onnx", "mlflow", "feast", "milvus", "kafka", "jobs", "manifests", "drift", "dev"]
 
 setup(
     name="kubemind",

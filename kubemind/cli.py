@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "size": ("kubemind.manifests.size_cli", "memory requests and limits for a model"),
     "jobs": ("kubemind_workers.cli", "async jobs: verify a webhook signature"),
     "observability": ("kubemind.observability.cli", "generate SLO alert rules, PrometheusRules and dashboards"),
+    "drift": ("kubemind.drift.cli", "drift reports: reference vs current per feature, as HTML"),
 }
 
 

@@ -38,6 +38,7 @@ from kubemind.errors import (
     KubemindError,
     ModelNotFound,
 )
+from kubemind.tracing import client_span, outbound_metadata
 
 logger = logging.getLogger("kubemind.oip_client")
 
@@ -231,7 +232,8 @@ class OIPClient:
         message = encode_infer_request(model, inputs, request_id, outputs)
         self.in_flight += 1
         try:
-            reply = await self._call(model, self._model_infer, message, timeout, metadata)
+            with client_span(f"ModelInfer {model}", self._span_attributes("ModelInfer", model)):
+                reply = await self._call(model, self._model_infer, message, timeout, outbound_metadata(metadata))
         finally:
             self.in_flight -= 1
         return [
@@ -260,7 +262,12 @@ class OIPClient:
 
     async def model_metadata(self, model: str, timeout: float | None = None) -> Any:
         request = pb.ModelMetadataRequest(name=model)
-        return await self._call(model, self.stub.ModelMetadata, request, timeout)
+        with client_span(f"ModelMetadata {model}", self._span_attributes("ModelMetadata", model)):
+            return await self._call(model, self.stub.ModelMetadata, request, timeout, outbound_metadata(()))
+
+    def _span_attributes(self, method: str, model: str) -> dict[str, str]:
+        return {"rpc.system": "grpc", "rpc.service": "inference.GRPCInferenceService", "rpc.method": method,
+                "server.address": self.url, "kubemind.model": model}  # fmt: skip
 
     async def model_ready(self, model: str, timeout: float = 1.0) -> bool:
         """Readiness from the server; False (never an exception) when it cannot answer.

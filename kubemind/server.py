@@ -19,7 +19,6 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import grpc
@@ -34,8 +33,10 @@ from kubemind.protocol.http_guard import guarded_protocol
 from kubemind.protocol.pipeline import Pipeline, Route, ServerRoute
 from kubemind.protocol.rest import create_app
 from kubemind.protocol.service import InferenceService
+from kubemind.queue_metrics import InstrumentedExecutor, LoopLagMonitor
 from kubemind.settings import ComponentSettings
 from kubemind.telemetry import ServerMetrics, configure_logging
+from kubemind.tracing import configure_tracing, shutdown_tracing
 
 logger = logging.getLogger("kubemind.server")
 
@@ -110,6 +111,7 @@ class KubemindServer:
         then stops."""
         self.failed = asyncio.Event()
         self._watchdog: asyncio.Task[None] | None = None
+        self._loop_lag = LoopLagMonitor(self.metrics.queues)
 
     def declared_routes(self) -> list[tuple[str, Route]]:
         """(model name, route) for every route beyond the v2 endpoints: the generate extension
@@ -157,7 +159,10 @@ class KubemindServer:
         """Load and start the models, then open both listeners. Returns once they accept
         connections; models with an engine keep starting in the background."""
         loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(self.settings.executor_workers, thread_name_prefix="kubemind"))
+        loop.set_default_executor(
+            InstrumentedExecutor(self.metrics.queues, "default", self.settings.executor_workers, thread_name_prefix="kubemind")
+        )
+        self._loop_lag.start()
         for model in self.models:
             if not model.ready:
                 model.load()
@@ -192,6 +197,7 @@ class KubemindServer:
             if self._rest_task.done():
                 self._rest_task.result()  # re-raise why uvicorn could not start
             await asyncio.sleep(0.01)
+        await self.pipeline.payloads.start(f"http://{_grpc_address(self.settings.host, self.http_port)}/")
         logger.info(
             "serving %s on http://%s:%d (grpc %s)",
             ", ".join(m.name for m in self.models),
@@ -214,6 +220,7 @@ class KubemindServer:
             await self._grpc.stop(grace)
         if self._rest_task is not None:
             await self._rest_task
+        await self.pipeline.payloads.stop()  # after the listeners: every answered request's events are queued
         for model in self.models:
             model.stop()
             if getattr(model, "engine", False):
@@ -223,6 +230,7 @@ class KubemindServer:
         for extension in self.extensions:
             await extension.stop()
         self.service.shared_memory.close()
+        await self._loop_lag.stop()
         for task in self._engine_tasks:
             task.cancel()
         logger.info("stopped")
@@ -252,7 +260,11 @@ def run(
     the process alive after its supervisor was told it failed.
     """
     configure_logging()
-    code = asyncio.run(serve_until_signalled(KubemindServer(settings, models, extensions)))
+    provider = configure_tracing(settings.model_name)
+    try:
+        code = asyncio.run(serve_until_signalled(KubemindServer(settings, models, extensions)))
+    finally:
+        shutdown_tracing(provider)  # the batch processor still holds the last spans
     if code:
         logging.shutdown()
         sys.stderr.flush()

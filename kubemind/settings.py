@@ -98,6 +98,43 @@ class ComponentSettings(BaseSettings):
     executor_workers: int = Field(default=8, gt=0)
     """Threads of the server's default executor (tokenizing, decoding, CPU-bound model work)."""
 
+    # -- the payload logger: KServe's InferenceService `logger` spec, under the names of the flags
+    # KServe's agent takes (--log-url, --log-mode, --source-uri, --inference-service, ...).
+    log_url: str = ""
+    """Where request/response CloudEvents go (the logger spec's `url`): http(s)://... posts each
+    event in binary mode; kafka://host:port/topic produces them to a Kafka topic. Empty: off."""
+
+    log_mode: str = Field(default="all", pattern="^(all|request|response)$")
+    """The logger spec's `mode`: log requests, responses, or both."""
+
+    log_sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of requests logged (a request and its response are sampled together)."""
+
+    log_queue_size: int = Field(default=10000, gt=0)
+    """Events held for the sink at most; past it new events are dropped and counted, so a slow
+    sink never slows requests."""
+
+    log_batch_size: int = Field(default=64, gt=0)
+    """Events sent to the sink at once (HTTP: concurrent posts; Kafka: one produce batch)."""
+
+    log_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Deadline of one delivery to the sink; an event past it is dropped and counted."""
+
+    source_uri: str = ""
+    """The events' `source` (Ce-Source); empty: this server's own URL."""
+
+    inference_service: str = ""
+    """The InferenceService name on the events (Ce-Inferenceservicename); empty: the model name."""
+
+    namespace: str = ""
+    """The namespace on the events (Ce-Namespace)."""
+
+    component: str = "predictor"
+    """The component on the events (Ce-Component: predictor, transformer, explainer)."""
+
+    endpoint: str = ""
+    """The endpoint on the events (Ce-Endpoint: default or canary)."""
+
 
 SettingsT = TypeVar("SettingsT", bound=ComponentSettings)
 

@@ -19,6 +19,9 @@ import orjson
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from kubemind.queue_metrics import QueueMetrics
+from kubemind.tracing import log_ids
+
 ACCESS_LOGGER = "kubemind.access"
 REQUEST_ID = "x-request-id"
 
@@ -72,6 +75,7 @@ class ServerMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.queues = QueueMetrics(self.registry)
 
     def register_model_collectors(self, models: Iterable[object]) -> None:
         """Each collector a model declares, once (models of one server may share one)."""
@@ -105,6 +109,9 @@ class RequestRecord:
     executions: int = 1
     """Model executions this request accounts for: 0 for a request that rode in a batch another
     request's record already counts (dynamic batching), so execution_count stays Triton's."""
+    span: Any = field(default=None, repr=False)
+    """The request's OpenTelemetry server span (kubemind.tracing), None when tracing is off."""
+    trace_token: Any = field(default=None, repr=False)
 
     def stage(self, name: str, since: float) -> float:
         """Record the stage that ran from `since` until now; return now for the next stage."""
@@ -154,6 +161,7 @@ def finish_request(metrics: ServerMetrics, record: RequestRecord, log_requests: 
         trace = {k: v for k, v in record.headers.items() if k != REQUEST_ID}
         if trace:
             entry["trace"] = trace
+        entry.update(log_ids(record.span))
         if record.error:
             entry["error"] = record.error
         logging.getLogger(ACCESS_LOGGER).info(orjson.dumps(entry).decode())
@@ -168,6 +176,7 @@ class _MessageOnly(logging.Formatter):
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {"ts": record.created, "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        entry.update(log_ids())
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()

@@ -18,6 +18,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kubemind.codecs import decode_grpc_request, encode_grpc_response
 from kubemind.datatypes import from_triton
 from kubemind.errors import as_kubemind_error, grpc_code
+from kubemind.payload_logger import log_grpc_payloads
 from kubemind.protocol import triton_extensions_pb2 as ext
 from kubemind.protocol.grpc_stream import StreamInfer
 from kubemind.protocol.pipeline import Pipeline
@@ -51,6 +52,8 @@ class GrpcEndpoints:
                 failure = as_kubemind_error(exc)
                 record.status, record.error = int(failure.status), failure.message
             context.set_trailing_metadata(((REQUEST_ID, record.request_id),))
+            if name == "ModelInfer" and self.pipeline.payloads.enabled:
+                log_grpc_payloads(self.pipeline.payloads, record, request, reply if failure is None else None)
             self.pipeline.finish(record, account=name == "ModelInfer")
             if failure is not None:
                 await context.abort(grpc_code(failure.status), failure.message)

@@ -36,6 +36,7 @@ from kubemind.errors import (
     as_kubemind_error,
     error_body,
 )
+from kubemind.payload_logger import PayloadLogger
 from kubemind.protocol.service import InferenceService
 from kubemind.settings import ComponentSettings
 from kubemind.telemetry import (
@@ -45,6 +46,7 @@ from kubemind.telemetry import (
     finish_request,
     propagated_headers,
 )
+from kubemind.tracing import end_request_span, start_request_span
 
 
 @dataclass
@@ -131,6 +133,7 @@ class Pipeline:
         self.metrics = metrics
         self.settings = settings
         self.allow = frozenset(h.lower() for h in settings.propagate_headers)
+        self.payloads = PayloadLogger(settings, metrics.registry)
         self.drain_deadline: float | None = None
         """Set by `drain`: the perf_counter time by which every open stream has ended."""
 
@@ -141,9 +144,11 @@ class Pipeline:
 
     # -- the record: begin and finish ---------------------------------------------------------------
     def begin(self, protocol: str, endpoint: str, model: str, headers: Iterable[tuple[str, str]]) -> RequestRecord:
-        return RequestRecord(
+        record = RequestRecord(
             protocol=protocol, endpoint=endpoint, model=model, headers=propagated_headers(headers, self.allow)
         )
+        start_request_span(record)
+        return record
 
     def fail(self, record: RequestRecord, exc: BaseException, protocol: str = V2) -> Response:
         status, body = error_body(exc, protocol)
@@ -157,6 +162,17 @@ class Pipeline:
         if account:
             self.service.account(record)
         finish_request(self.metrics, record, self.settings.log_requests)
+        end_request_span(record)
+
+    async def log_payloads(self, record: RequestRecord, request: Request, response: Response | None) -> None:
+        """Queue the payload logger's events of a REST request (never waits on the sink; off:
+        returns at once). A streamed reply logs its request only."""
+        if not self.payloads.enabled:
+            return
+        with contextlib.suppress(Exception):  # a body that never arrived (over the limit): nothing to log
+            self.payloads.request(record, await request.body(), request.headers.get("content-type", "application/json"))
+        if response is not None and not isinstance(response, StreamingResponse):
+            self.payloads.response(record, bytes(response.body), response.headers.get("content-type", "application/json"))
 
     @contextlib.asynccontextmanager
     async def deadline(self, what: str) -> AsyncIterator[None]:
@@ -186,6 +202,8 @@ class Pipeline:
                     response = await handler(request, record)
             except Exception as exc:
                 response = self.fail(record, exc, protocol)
+            if account:
+                await self.log_payloads(record, request, response)
             self.finish(record, response, account=account)
             return response
 
@@ -213,6 +231,7 @@ class Pipeline:
                     response = await self._call_declared(entry, request, record)
             except Exception as exc:
                 response = self.fail(record, exc, entry.protocol)
+            await self.log_payloads(record, request, response)
             if isinstance(response, StreamingResponse):
                 response.headers[REQUEST_ID] = record.request_id
                 return response  # the stream finishes the record when it ends

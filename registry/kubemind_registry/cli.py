@@ -36,6 +36,9 @@ def register(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentPar
     reg.add_argument("--signature", type=Path, help="v2 signature JSON, instead of inferring it")
     reg.add_argument("--task", help="task tag (default per flavor)")
     reg.add_argument("--owner", help="owner tag (default: the current user)")
+    reg.add_argument("--reference", type=Path, metavar="DATA",
+                     help="reference payloads (JSON Lines of v2/OpenAI requests and responses): their "
+                          "drift profile is stored with the version, for the drift service")  # fmt: skip
     reg.set_defaults(func=_run(_register))
 
     alias = commands.add_parser("alias", help="point an alias at a version: NAME ALIAS VERSION")
@@ -104,7 +107,7 @@ def _register(args: argparse.Namespace) -> int:
     signature = load_signature_file(args.signature) if args.signature else None
     ref = register_model(
         _registry(), args.name, args.path, args.flavor,
-        alias=args.alias, signature=signature, task=args.task, owner=args.owner,
+        alias=args.alias, signature=signature, task=args.task, owner=args.owner, reference=args.reference,
     )
     _print_json(ref.to_dict())
     return 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
+import hashlib
 import json
 from pathlib import Path
 
 from kubemind.errors import InvalidInput
-from kubemind_registry.manifest import MANIFEST_FILE, build_manifest
+from kubemind_registry.manifest import MANIFEST_FILE, FileEntry, build_manifest
 from kubemind_registry.mlflow_store import MlflowRegistry
 from kubemind_registry.resolve import (
     DIGEST_TAG,
@@ -32,6 +34,7 @@ def register_model(
     signature: Signature | None = None,
     task: str | None = None,
     owner: str | None = None,
+    reference: Path | None = None,
 ) -> ModelRef:
     if flavor not in FLAVOR_TAGS:
         raise InvalidInput(f"unknown flavor {flavor!r}; choose one of {', '.join(FLAVOR_TAGS)}")
@@ -43,6 +46,16 @@ def register_model(
 
     signature = signature or infer_signature(model_dir, flavor)
     manifest = build_manifest(model_dir, flavor, signature)
+    profile: dict[str, bytes] = {}
+    if reference is not None:
+        # The drift profile travels in the version's artifact, listed in its manifest, so the
+        # storage initializer downloads and verifies it with the model (the drift service reads it).
+        from kubemind.drift.profile import PROFILE_FILE, ReferenceProfile, read_payloads
+
+        content = ReferenceProfile.of_payloads(name, read_payloads(reference)).to_json().encode()
+        profile[PROFILE_FILE] = content
+        entry = FileEntry(PROFILE_FILE, len(content), hashlib.sha256(content).hexdigest())
+        manifest = dataclasses.replace(manifest, files=tuple(sorted([*manifest.files, entry], key=lambda e: e.path)))
     framework, default_task = FLAVOR_TAGS[flavor]
     tags = {
         "framework": framework,
@@ -55,9 +68,10 @@ def register_model(
     if len(signature_json) <= MAX_TAG_CHARS:
         tags[SIGNATURE_TAG] = signature_json
 
+    extra_files = {MANIFEST_FILE: json.dumps(manifest.to_dict(), indent=2).encode(), **profile}
     run_id, source = registry.log_model_folder(
         model_dir,
-        extra_files={MANIFEST_FILE: json.dumps(manifest.to_dict(), indent=2).encode()},
+        extra_files=extra_files,
         run_name=f"register-{name}",
         tags={k: v for k, v in tags.items() if k != SIGNATURE_TAG},
     )

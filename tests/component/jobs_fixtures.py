@@ -342,9 +342,11 @@ class JobsPlumbing:
 
 
 @contextlib.contextmanager
-def running_writer(triton: TritonServerProcess, plumbing: JobsPlumbing, log: Path, *extra: str) -> Iterator[ServerProcess]:
+def running_writer(
+    triton: TritonServerProcess, plumbing: JobsPlumbing, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
     args = [*triton_connection_args(triton), "--log_requests", "false", *plumbing.args(), *extra]
-    with running_server("kubemind_workers", args, log) as server:
+    with running_server("kubemind_workers", args, log, env=env) as server:
         yield server
 
 
@@ -382,7 +384,9 @@ class WorkerProcess:
         return httpx.get(self.metrics_url(), timeout=5).text
 
 
-def start_worker(predictor_grpc: str, plumbing: JobsPlumbing, log: Path, *extra: str) -> WorkerProcess:
+def start_worker(
+    predictor_grpc: str, plumbing: JobsPlumbing, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> WorkerProcess:
     command = [
         sys.executable, "-m", "kubemind_workers.worker",
         "--predictor_host", predictor_grpc,
@@ -394,13 +398,17 @@ def start_worker(predictor_grpc: str, plumbing: JobsPlumbing, log: Path, *extra:
         *plumbing.args(), *extra,
     ]  # fmt: skip
     with log.open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, preexec_fn=die_with_parent()
+        )
     return WorkerProcess(process, log)
 
 
 @contextlib.contextmanager
-def running_workers(predictor_grpc: str, plumbing: JobsPlumbing, folder: Path, count: int, *extra: str) -> Iterator[list[WorkerProcess]]:
-    workers = [start_worker(predictor_grpc, plumbing, folder / f"worker-{i}.log", *extra) for i in range(count)]
+def running_workers(
+    predictor_grpc: str, plumbing: JobsPlumbing, folder: Path, count: int, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[list[WorkerProcess]]:
+    workers = [start_worker(predictor_grpc, plumbing, folder / f"worker-{i}.log", *extra, env=env) for i in range(count)]
     try:
         yield workers
     finally:
@@ -427,8 +435,10 @@ def outputs(body: dict[str, Any]) -> dict[str, list[int]]:
     return {o["name"]: list(np.array(o["data"]).ravel()) for o in body["outputs"]}
 
 
-def submit(writer: ServerProcess, body: dict[str, Any], callback: str, key: str | None = None) -> httpx.Response:
-    headers = {"idempotency-key": key} if key else {}
+def submit(
+    writer: ServerProcess, body: dict[str, Any], callback: str, key: str | None = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    headers = {**(headers or {}), **({"idempotency-key": key} if key else {})}
     return httpx.post(f"{writer.http_url}/v2/models/simple/jobs", json={**body, "callback_url": callback}, headers=headers, timeout=10)
 
 

@@ -12,7 +12,10 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from kubemind.tracing import traced
+
 logger = logging.getLogger("kubemind.workers.status")
+_REDIS = {"db.system": "redis"}
 
 
 class StatusCache:
@@ -35,6 +38,7 @@ class StatusCache:
     def key(self, job_id: str) -> str:
         return f"{self.prefix}{job_id}"
 
+    @traced("redis SET", attributes=_REDIS)
     async def put(self, status: dict[str, Any]) -> None:
         if self._client is None:
             return
@@ -43,6 +47,7 @@ class StatusCache:
         except (redis.RedisError, OSError) as exc:
             logger.warning("status cache write for job %s failed: %s", status.get("id"), exc)
 
+    @traced("redis GET", attributes=_REDIS)
     async def get(self, job_id: str) -> dict[str, Any] | None:
         if self._client is None:
             return None

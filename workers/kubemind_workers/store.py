@@ -12,14 +12,16 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
+from kubemind.tracing import traced
 from kubemind_workers.schema import apply_migrations
 
 TERMINAL_STATES = ("succeeded", "failed")
+_DB = {"db.system": "postgresql"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class Job:
     delivery_state: str
     delivery_attempts: int
     delivery_error: str | None
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """The submitting request's trace context (kubemind.tracing.inject)."""
 
     def status(self) -> dict[str, Any]:
         """What GET /v2/jobs/{id} answers (and what Redis caches)."""
@@ -111,6 +115,7 @@ def _job(row: asyncpg.Record) -> Job:
         delivery_state=row["delivery_state"],
         delivery_attempts=row["delivery_attempts"],
         delivery_error=row["delivery_error"],
+        trace_context=_json(row.get("trace_context")) or {},
     )
 
 
@@ -141,6 +146,7 @@ class JobStore:
         return self._pool
 
     # -- writer -----------------------------------------------------------------------------------
+    @traced("postgres insert job", attributes=_DB)
     async def create_job(
         self,
         *,
@@ -150,6 +156,7 @@ class JobStore:
         callback_url: str,
         idempotency_key: str | None,
         topic: str,
+        trace_context: dict[str, str] | None = None,
     ) -> tuple[Job, bool, int | None]:
         """Insert the job and its outbox message atomically: one statement, so one transaction
         and one round trip.
@@ -158,12 +165,14 @@ class JobStore:
         comes back (created False, no new message): a client retrying never makes a second job.
         """
         job_id = uuid.uuid4()
-        payload = {"job_id": str(job_id), "model": model, "model_version": model_version}
+        payload: dict[str, Any] = {"job_id": str(job_id), "model": model, "model_version": model_version}
+        if trace_context:
+            payload["trace_context"] = trace_context  # the outbox relay's publish continues the trace
         async with self.pool.acquire() as connection:
             row = await connection.fetchrow(
                 """WITH job AS (
-                       INSERT INTO kubemind_jobs (id, model, model_version, idempotency_key, request, callback_url)
-                       VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+                       INSERT INTO kubemind_jobs (id, model, model_version, idempotency_key, request, callback_url, trace_context)
+                       VALUES ($1, $2, $3, $4, $5::jsonb, $6, $9::jsonb)
                        ON CONFLICT (idempotency_key) DO NOTHING
                        RETURNING *),
                    message AS (
@@ -171,7 +180,7 @@ class JobStore:
                        SELECT id, $7, $8::jsonb FROM job RETURNING id)
                    SELECT job.*, (SELECT id FROM message) AS outbox_id FROM job""",
                 job_id, model, model_version, idempotency_key, json.dumps(request), callback_url,
-                topic, json.dumps(payload),
+                topic, json.dumps(payload), json.dumps(trace_context or {}),
             )  # fmt: skip
             if row is None:
                 existing = await connection.fetchrow(
@@ -180,6 +189,7 @@ class JobStore:
                 return _job(existing), False, None
         return _job(row), True, row["outbox_id"]
 
+    @traced("postgres select job", attributes=_DB)
     async def get_job(self, job_id: str) -> Job | None:
         try:
             key = uuid.UUID(job_id)
@@ -219,6 +229,7 @@ class JobStore:
         )
         return int(status.rsplit(" ", 1)[-1])
 
+    @traced("postgres mark published", attributes=_DB)
     async def mark_published(self, outbox_ids: Sequence[int]) -> None:
         await self.pool.execute(
             "UPDATE kubemind_outbox SET published_at = now() WHERE id = ANY($1::bigint[]) AND published_at IS NULL",
@@ -226,6 +237,7 @@ class JobStore:
         )
 
     # -- worker -----------------------------------------------------------------------------------
+    @traced("postgres claim jobs", attributes=_DB)
     async def claim_many(self, job_ids: Sequence[str], worker: str) -> dict[str, Claim]:
         """Start an attempt at each job, in one statement: raise its fencing token and record
         the attempt. Jobs finished already (a redelivery after the result was stored: the caller
@@ -247,6 +259,7 @@ class JobStore:
             for r in rows
         }
 
+    @traced("postgres store results", attributes=_DB)
     async def store_results(self, results: Sequence[tuple[Claim, dict[str, Any]]]) -> dict[str, Job]:
         """Store each result whose attempt still holds its job's token, in one statement; the
         jobs stored, by id. An attempt left out was stale (a newer one holds the job): it is
@@ -283,6 +296,7 @@ class JobStore:
         )  # fmt: skip
         return bool(stale)
 
+    @traced("postgres record error", attributes=_DB)
     async def record_error(self, claim: Claim, error: str) -> None:
         """An inference try failed (it will be retried or dead-lettered)."""
         await self.pool.execute(
@@ -290,6 +304,7 @@ class JobStore:
             uuid.UUID(claim.job_id), claim.token, error,
         )  # fmt: skip
 
+    @traced("postgres fail job", attributes=_DB)
     async def fail_job(self, job_id: str, token: int | None, reason: str) -> bool:
         """Dead-letter: state `failed` with the reason, and the failure is delivered like a result.
         With a token, only if that attempt still holds the job."""
@@ -326,6 +341,7 @@ class JobStore:
         )  # fmt: skip
         return [DueDelivery(_job(row), row["delivery_attempts"]) for row in rows]
 
+    @traced("postgres record delivery", attributes=_DB)
     async def record_delivery(
         self,
         job_id: str,

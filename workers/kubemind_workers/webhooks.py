@@ -20,6 +20,7 @@ import time
 import httpx
 
 from kubemind.errors import InvalidInput
+from kubemind.tracing import SpanKind, inject, remote_parent, span
 from kubemind_workers.callback_urls import CallbackPolicy
 from kubemind_workers.metrics import WorkerMetrics
 from kubemind_workers.settings import CVWorkerSettings
@@ -110,6 +111,12 @@ class WebhookSender:
             logger.warning("webhook for job %s: %s: %s", due.job.id, type(exc).__name__, exc)
 
     async def deliver(self, due: DueDelivery) -> None:
+        """One attempt, in a span continuing the submitting request's trace."""
+        attributes = {"http.request.method": "POST", "kubemind.job_id": due.job.id, "kubemind.webhook_attempt": due.attempt}
+        with span("webhook POST", SpanKind.CLIENT, attributes, remote_parent(due.job.trace_context)):
+            await self._deliver(due)
+
+    async def _deliver(self, due: DueDelivery) -> None:
         job, attempt = due.job, due.attempt
         assert self._client is not None
         body = webhook_body(job)
@@ -117,7 +124,7 @@ class WebhookSender:
         error: str | None = None
         try:
             await self.policy.check(job.callback_url)
-            headers = {"content-type": "application/json", **signed_headers(self.settings.webhook_secret, job.id, body)}
+            headers = {"content-type": "application/json", **signed_headers(self.settings.webhook_secret, job.id, body), **inject()}
             response = await self._client.post(job.callback_url, content=body, headers=headers)
             status_code = response.status_code
             if not 200 <= status_code < 300:

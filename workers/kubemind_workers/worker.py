@@ -25,6 +25,14 @@ from kubemind.errors import KubemindError
 from kubemind.oip_client import OIPClient, RetryPolicy
 from kubemind.settings import parse_settings
 from kubemind.telemetry import configure_logging
+from kubemind.tracing import (
+    SpanKind,
+    configure_tracing,
+    link_to,
+    remote_parent,
+    shutdown_tracing,
+    span,
+)
 from kubemind_workers.batching import PreparedJob, group, prepare, split_outputs, stack_inputs
 from kubemind_workers.brokers import Broker, Message, open_broker
 from kubemind_workers.callback_urls import CallbackPolicy
@@ -97,6 +105,16 @@ class CVWorker:
 
     # -- one micro-batch --------------------------------------------------------------------------
     async def process(self, batch: Sequence[Message]) -> None:
+        """One micro-batch, in one consumer span: the child of its first message's producer and
+        linked to the others' (a span has one parent; a batch serves many traces)."""
+        parents = [remote_parent(message.trace_context) for message in batch]
+        attributes = {"messaging.destination.name": self.settings.topic, "messaging.batch.message_count": len(batch),
+                      "kubemind.job_id": batch[0].job_id}  # fmt: skip
+        links = [link for parent in parents[1:] for link in link_to(parent)]
+        with span(f"process {self.settings.topic}", SpanKind.CONSUMER, attributes, parents[0], links):
+            await self._process(batch)
+
+    async def _process(self, batch: Sequence[Message]) -> None:
         settled: list[Message] = []  # dead-lettered: never acked again
         claims = await self.store.claim_many([message.job_id for message in batch], self.name)
         jobs: list[tuple[Message, PreparedJob]] = []
@@ -233,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(CVWorkerSettings, argv, prog="python -m kubemind_workers.worker")
     configure_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(run_worker(settings))
+    provider = configure_tracing("kubemind-worker")
+    try:
+        asyncio.run(run_worker(settings))
+    finally:
+        shutdown_tracing(provider)
     return 0
 
 

@@ -30,6 +30,7 @@ from kubemind.errors import BackendUnavailable, InvalidInput, InvalidSettings
 from kubemind.model import KubemindModel
 from kubemind.protocol.pipeline import Route, RouteCall, ServerRoute, json_response
 from kubemind.telemetry import RequestRecord
+from kubemind.tracing import SpanKind, inject, remote_parent, span
 from kubemind_workers.brokers import Broker, open_broker
 from kubemind_workers.callback_urls import CallbackPolicy
 from kubemind_workers.errors import BrokerUnavailable, JobNotFound
@@ -42,6 +43,10 @@ logger = logging.getLogger("kubemind.workers.writer")
 IDEMPOTENCY_HEADER = "idempotency-key"
 RELAY_BATCH = 100
 MAX_IDEMPOTENCY_KEY = 200
+
+
+def _messaging(topic: str, job_id: str) -> dict[str, str]:
+    return {"messaging.destination.name": topic, "messaging.message.id": job_id, "kubemind.job_id": job_id}
 
 
 class OutboxRelay:
@@ -74,7 +79,9 @@ class OutboxRelay:
         async with self.store.unpublished(RELAY_BATCH, self.timeout) as batch:
             for message in batch.messages:
                 try:
-                    await self.broker.publish(message.job_id, message.payload, self.timeout)
+                    parent = remote_parent(message.payload.get("trace_context"))
+                    with span(f"publish {message.topic}", SpanKind.PRODUCER, _messaging(message.topic, message.job_id), parent):
+                        await self.broker.publish(message.job_id, message.payload, self.timeout)
                 except BackendUnavailable:
                     break  # the broker is down: try again on the next tick, in order
                 published.append(message.id)
@@ -153,12 +160,14 @@ class JobWriter:
             callback_url=callback_url,
             idempotency_key=key,
             topic=self.settings.topic,
+            trace_context=inject(),
         )
         if created and outbox_id is not None:
             await self.cache.put(job.status())
             try:
-                await self.broker.publish(job.id, {"job_id": job.id, "model": job.model, "model_version": job.model_version},
-                                          self.settings.publish_timeout_seconds)  # fmt: skip
+                with span(f"publish {self.settings.topic}", SpanKind.PRODUCER, _messaging(self.settings.topic, job.id)):
+                    await self.broker.publish(job.id, {"job_id": job.id, "model": job.model, "model_version": job.model_version},
+                                              self.settings.publish_timeout_seconds)  # fmt: skip
                 await self.store.mark_published([outbox_id])
             except BackendUnavailable as exc:
                 logger.warning("job %s committed, left to the outbox relay: %s", job.id, exc)

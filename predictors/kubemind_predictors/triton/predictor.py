@@ -135,13 +135,19 @@ class TritonPredictor(KubemindModel):
         return self.connection.settings.grpc_passthrough
 
     async def forward_grpc(self, message: pb.ModelInferRequest, version: str, headers: dict[str, str]) -> bytes:
+        # Triton's name and version for the model, and its [-1, 1] shape for flattened inputs (as
+        # predict() reshapes them), only in the bytes sent: the request itself stays the client's
+        # (the payload logger records it after the call).
+        served = message.model_name, message.model_version
+        flattened = [tensor for tensor in message.inputs if tensor.name in self.spec.flattened_inputs]
         message.model_name, message.model_version = self.spec.name, ""
-        for tensor in message.inputs:
-            if tensor.name in self.spec.flattened_inputs:
-                tensor.shape.append(1)  # as predict() reshapes it: Triton's [-1, 1] BYTES input
-        reply = await self.client.forward_infer(
-            self.spec.name, message.SerializeToString(), metadata=self._forwarded_headers(headers)
-        )
+        for tensor in flattened:
+            tensor.shape.append(1)
+        payload = message.SerializeToString()
+        message.model_name, message.model_version = served
+        for tensor in flattened:
+            del tensor.shape[-1]
+        reply = await self.client.forward_infer(self.spec.name, payload, metadata=self._forwarded_headers(headers))
         # Protobuf keeps the last value of a scalar field that appears twice: appending the served name and
         # version relabels Triton's reply without parsing it.
         return reply + pb.ModelInferResponse(model_name=self.name, model_version=version).SerializeToString()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from kubemind.backend import (
     TokenLogprob,
 )
 from kubemind.errors import BackendUnavailable, InvalidInput, ModelNotReady
+from kubemind.tracing import start_span
 from kubemind_predictors.vllm.sampling import validate_sampling_fields, validate_single_sequence
 from kubemind_predictors.vllm.settings import VLLMSettings
 
@@ -263,6 +265,8 @@ class VLLMEngine:
             TokensPrompt(prompt_token_ids=prompt_token_ids), sampling_params, request_id
         )
         started = False
+        span = start_span("vllm generate", attributes={"gen_ai.request.id": request_id,
+                                                        "gen_ai.usage.input_tokens": len(prompt_token_ids)})  # fmt: skip
         try:
             while True:
                 try:
@@ -270,8 +274,12 @@ class VLLMEngine:
                 except StopAsyncIteration:
                     break
                 except Exception as exc:
+                    if span is not None:
+                        span.record_exception(exc)
                     raise engine_error(exc, before_first_output=not started) from exc
                 started = True
+                if span is not None and output.finished:
+                    _engine_timings(span, output.metrics)
                 yield GenerationStep(
                     request_id=request_id,
                     prompt_token_count=len(prompt_token_ids),
@@ -279,6 +287,8 @@ class VLLMEngine:
                     finished=bool(output.finished),
                 )
         finally:
+            if span is not None:
+                span.end()
             with contextlib.suppress(Exception):
                 await outputs.aclose()
 
@@ -322,6 +332,25 @@ def engine_error(exc: Exception, *, before_first_output: bool) -> Exception:
         # logit_bias, a stop string it cannot use): the request is at fault.
         return InvalidInput(str(exc))
     return exc
+
+
+def _engine_timings(span: Any, stats: Any) -> None:
+    """The engine's own timestamps of a finished request as span events (queued, scheduled =
+    prefill starts, first token = decode starts, last token) and durations. The engine core
+    stamps them with the monotonic clock, which on Linux is the same in both processes."""
+    if stats is None or not stats.queued_ts:
+        return
+    to_wall_ns = time.time() - time.monotonic()
+    for name, stamp in (("queued", stats.queued_ts), ("prefill", stats.scheduled_ts),
+                        ("decode", stats.first_token_ts), ("last_token", stats.last_token_ts)):  # fmt: skip
+        if stamp:
+            span.add_event(name, timestamp=int((stamp + to_wall_ns) * 1e9))
+    span.set_attributes({
+        "gen_ai.latency.time_in_queue": max(0.0, stats.scheduled_ts - stats.queued_ts),
+        "gen_ai.latency.time_in_model_prefill": max(0.0, stats.first_token_ts - stats.scheduled_ts),
+        "gen_ai.latency.time_in_model_decode": max(0.0, stats.last_token_ts - stats.first_token_ts),
+        "gen_ai.usage.output_tokens": int(stats.num_generation_tokens),
+    })
 
 
 def _sequence_delta(sequence: Any) -> SequenceDelta:

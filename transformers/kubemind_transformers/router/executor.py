@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from kubemind.errors import BackendTimeout, InvalidInput, KubemindError
 from kubemind.telemetry import RequestRecord, current_record
+from kubemind.tracing import span
 from kubemind_transformers.router.adapters import adapter_context, step_prompt, step_tensors
 from kubemind_transformers.router.conditions import exists
 from kubemind_transformers.router.graph import Graph, Node, Step
@@ -200,11 +201,13 @@ class GraphExecutor:
         run.running.add(step.name)
         started = time.perf_counter()
         try:
-            if bounded:
-                async with asyncio.timeout(limit):
-                    outcome = await self._call(run, step, data, address, limit, final)
-            else:
-                outcome = await self._call(run, step, data, address, run.deadline - time.monotonic(), final)
+            with span(f"step {step.name}", attributes={"kubemind.step": step.name, "kubemind.service": step.service,
+                                                        "server.address": address, "kubemind.step_protocol": step.options.protocol}):  # fmt: skip
+                if bounded:
+                    async with asyncio.timeout(limit):
+                        outcome = await self._call(run, step, data, address, limit, final)
+                else:
+                    outcome = await self._call(run, step, data, address, run.deadline - time.monotonic(), final)
         except asyncio.CancelledError:
             run.cancelled.add(step.name)  # the graph's deadline, or a failed sibling in an Ensemble
             raise

@@ -21,6 +21,7 @@ from kubemind.codecs import JSON_HEADER_LENGTH, array_from_json, array_to_bytes
 from kubemind.errors import BackendTimeout, BackendUnavailable, KubemindError
 from kubemind.oip_client import OIPClient, RetryPolicy
 from kubemind.telemetry import REQUEST_ID
+from kubemind.tracing import client_span, outbound
 from kubemind_transformers.router.graph import Step
 from kubemind_transformers.router.messages import Message, text_message
 
@@ -151,15 +152,17 @@ async def _send(
     """POST to the step's service: a transport failure or timeout becomes 503/504, an answer
     other than 200 the service's own status and message. With `stream`, the body is left
     unread for the caller (who closes it)."""
-    request = clients.http.build_request(
-        "POST", _http_base(call.address) + path, content=content, headers=dict(headers), timeout=call.timeout
-    )
-    try:
-        response = await clients.http.send(request, stream=stream)
-    except httpx.TimeoutException:
-        raise BackendTimeout(f"no answer within {call.timeout:g} s") from None
-    except httpx.TransportError as exc:
-        raise BackendUnavailable(f"cannot reach {call.address}: {exc}") from None
+    url = _http_base(call.address) + path
+    with client_span(f"POST {path}", {"http.request.method": "POST", "url.full": url}) as current:
+        request = clients.http.build_request("POST", url, content=content, headers=outbound(headers), timeout=call.timeout)
+        try:
+            response = await clients.http.send(request, stream=stream)
+        except httpx.TimeoutException:
+            raise BackendTimeout(f"no answer within {call.timeout:g} s") from None
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"cannot reach {call.address}: {exc}") from None
+        if current is not None:
+            current.set_attribute("http.response.status_code", response.status_code)
     if response.status_code != 200:
         error = await response.aread()
         await response.aclose()

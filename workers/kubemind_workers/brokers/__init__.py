@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from kubemind.tracing import TRACE_HEADERS
 from kubemind_workers.settings import JobPlumbingSettings
 
 
@@ -23,6 +24,8 @@ class Message:
     payload: dict[str, Any]
     handle: Any = field(repr=False, default=None)
     """The broker's own delivery object (aio-pika IncomingMessage, aiokafka ConsumerRecord)."""
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """The producer's trace context, from the message headers (kubemind.tracing)."""
 
 
 class Broker(Protocol):
@@ -35,7 +38,8 @@ class Broker(Protocol):
         """Whether a publish can succeed now (the writer answers 503 when not)."""
 
     async def publish(self, job_id: str, payload: dict[str, Any], timeout: float) -> None:
-        """Publish and wait for the broker's confirmation; BackendUnavailable when it cannot."""
+        """Publish and wait for the broker's confirmation; BackendUnavailable when it cannot.
+        The current trace context goes in the message headers (kubemind.tracing.inject)."""
 
     async def next_batch(self, max_size: int, max_wait: float) -> list[Message]:
         """Up to max_size messages: waits for the first, then at most max_wait for the rest."""
@@ -50,6 +54,19 @@ class Broker(Protocol):
 
     async def drop_connection(self) -> None:
         """Tests only: vanish without acknowledging, so the broker redelivers to another worker."""
+
+
+def trace_headers(headers: Any) -> dict[str, str]:
+    """The trace-context entries of a message's headers (str or bytes values, a mapping or a
+    list of pairs)."""
+    if not headers:
+        return {}
+    pairs = headers.items() if hasattr(headers, "items") else headers
+    picked = {}
+    for key, value in pairs:
+        if str(key).lower() in TRACE_HEADERS:
+            picked[str(key).lower()] = value.decode() if isinstance(value, bytes) else str(value)
+    return picked
 
 
 ItemT = TypeVar("ItemT")
@@ -94,4 +111,4 @@ def open_broker(settings: JobPlumbingSettings, *, consumer: bool, prefetch: int 
     )
 
 
-__all__ = ["Broker", "Message", "collect_batch", "open_broker"]
+__all__ = ["Broker", "Message", "collect_batch", "open_broker", "trace_headers"]

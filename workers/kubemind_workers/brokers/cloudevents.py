@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kubemind.errors import BackendUnavailable
-from kubemind_workers.brokers import Message, collect_batch
+from kubemind_workers.brokers import Message, collect_batch, trace_headers
 
 logger = logging.getLogger("kubemind.workers.cloudevents")
 
@@ -78,7 +78,12 @@ class CloudEventsIngress:
         answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.add(answer)
         try:
-            await self._received.put(Message(job_id, payload, answer))
+            # Knative forwards the W3C headers; a CloudEvent may carry them as its distributed
+            # tracing extension instead (ce-traceparent in binary mode).
+            context = trace_headers(request.headers) or trace_headers(
+                {key[3:]: value for key, value in request.headers.items() if key.startswith("ce-")}
+            )
+            await self._received.put(Message(job_id, payload, answer, context))
             status = await asyncio.wait_for(asyncio.shield(answer), ANSWER_TIMEOUT_SECONDS)
         except TimeoutError:
             status = 503

@@ -17,7 +17,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from kubemind.errors import BackendUnavailable
-from kubemind_workers.brokers import Message
+from kubemind.tracing import inject
+from kubemind_workers.brokers import Message, trace_headers
 
 logger = logging.getLogger("kubemind.workers.kafka")
 
@@ -103,7 +104,8 @@ class KafkaBroker:
             raise BackendUnavailable(f"Kafka at {self.bootstrap} is not connected")
         try:
             async with asyncio.timeout(timeout):
-                await self._producer.send_and_wait(self.topic, json.dumps(payload).encode(), key=job_id.encode())
+                headers = [(key, value.encode()) for key, value in inject().items()]
+                await self._producer.send_and_wait(self.topic, json.dumps(payload).encode(), key=job_id.encode(), headers=headers)
         except (KafkaError, TimeoutError, OSError) as exc:
             raise BackendUnavailable(f"Kafka did not confirm job {job_id}: {type(exc).__name__}: {exc}") from None
         self._healthy_at = time.monotonic()
@@ -122,7 +124,7 @@ class KafkaBroker:
         messages = []
         for record in batch:
             payload = json.loads(record.value)
-            messages.append(Message(str(payload["job_id"]), payload, record))
+            messages.append(Message(str(payload["job_id"]), payload, record, trace_headers(record.headers)))
         return messages
 
     async def _check_topic(self) -> None:
@@ -157,3 +159,45 @@ class KafkaBroker:
 
     async def drop_connection(self) -> None:
         await self.stop()
+
+
+class KafkaEventSink:
+    """The payload logger's Kafka sink (kubemind.payload_logger): CloudEvents in the Kafka
+    protocol binding's binary mode, keyed by request id, a batch produced at once."""
+
+    def __init__(self, bootstrap: str, topic: str, timeout: float):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.timeout = timeout
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout * 1000))
+        try:
+            await self._producer.start()
+        except (KafkaError, OSError) as exc:
+            # Not fatal: the server serves anyway, and every event sent meanwhile is a counted drop.
+            logger.warning("payload sink: Kafka at %s not reachable yet: %s", self.bootstrap, exc)
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def send(self, events: Sequence[Any]) -> list[str | None]:
+        if self._producer is None:
+            return ["sink_error"] * len(events)
+        try:
+            sent = [await self._producer.send(self.topic, event.body, key=event.id.encode(), headers=event.kafka_headers())
+                    for event in events]  # fmt: skip
+        except (KafkaError, OSError):
+            return ["sink_error"] * len(events)
+        outcomes: list[str | None] = []
+        for future in sent:
+            try:
+                await future
+                outcomes.append(None)
+            except (KafkaError, OSError):
+                outcomes.append("sink_error")
+        return outcomes

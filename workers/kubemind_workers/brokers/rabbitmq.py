@@ -15,7 +15,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from kubemind.errors import BackendUnavailable
-from kubemind_workers.brokers import Message, collect_batch
+from kubemind.tracing import inject
+from kubemind_workers.brokers import Message, collect_batch, trace_headers
 
 logger = logging.getLogger("kubemind.workers.rabbitmq")
 
@@ -88,6 +89,7 @@ class RabbitMQBroker:
                 message_id=job_id,
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers=dict(inject()),
             )
             async with asyncio.timeout(timeout):
                 await self._channel.default_exchange.publish(message, routing_key=self.topic)
@@ -104,7 +106,7 @@ class RabbitMQBroker:
     @staticmethod
     def _message(incoming: AbstractIncomingMessage) -> Message:
         payload = json.loads(incoming.body)
-        return Message(str(payload.get("job_id") or incoming.message_id), payload, incoming)
+        return Message(str(payload.get("job_id") or incoming.message_id), payload, incoming, trace_headers(incoming.headers))
 
     async def ack(self, messages: Sequence[Message]) -> None:
         for message in messages:

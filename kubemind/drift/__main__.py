@@ -1,0 +1,5 @@
+import sys
+
+from kubemind.drift.service import main
+
+sys.exit(main())

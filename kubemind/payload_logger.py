@@ -1,0 +1,348 @@
+"""The payload logger: every inference request and response as a CloudEvent, KServe-compatible.
+
+KServe's agent sidecar does this for an InferenceService with a `logger` spec (`mode`, `url`);
+kubemind's pipeline does it in-process, for every route, with the same events: binary-mode
+CloudEvents whose body is the payload as sent, `Ce-Id` the request id (shared by the request's
+and the response's event), `Ce-Type` `org.kubeflow.serving.inference.request` / `.response`,
+`Ce-Source`, `Ce-Specversion`, `Ce-Time`, and KServe's extensions `Ce-Inferenceservicename`,
+`Ce-Namespace`, `Ce-Component`, `Ce-Endpoint` — so receivers written for KServe (its message
+dumper, Knative brokers, kubemind's drift service) read them unchanged. kubemind adds
+`Ce-Modelname`, `Ce-Modelversion`, `Ce-Kubemindroute` (which route, so a reader knows the body's
+shape) and, when tracing, the distributed-tracing extension `Ce-Traceparent`.
+
+Unlike KServe's (kserve#6193), it never blocks and never loses silently: a request only puts its
+events on a bounded in-memory queue (`put_nowait`); a background sender drains it in batches.
+Every event ends in exactly one of `kubemind_payload_events_sent_total` or
+`kubemind_payload_events_dropped_total{reason}`: `queue_full` (the sink is slower than the
+traffic), `sink_error` (it refused or was unreachable), `timeout`, `shutdown` (still queued when
+the server stopped and the drain ran out of time). Sampled-out requests are counted apart
+(`kubemind_payload_events_sampled_out_total`): they were never meant to be sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from kubemind.errors import InvalidSettings
+from kubemind.settings import ComponentSettings
+from kubemind.telemetry import RequestRecord
+from kubemind.tracing import inject
+
+logger = logging.getLogger("kubemind.payload_logger")
+
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+SPEC_VERSION = "1.0"
+SHUTDOWN_DRAIN_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class PayloadEvent:
+    """One CloudEvent in binary mode: its attributes (as `ce-` headers, lower-case) and body."""
+
+    attributes: dict[str, str]
+    body: bytes
+    content_type: str
+
+    @property
+    def id(self) -> str:
+        return self.attributes["id"]
+
+    def http_headers(self) -> dict[str, str]:
+        """The binary-mode HTTP binding: one `Ce-<attribute>` header per attribute."""
+        return {"Content-Type": self.content_type, **{f"Ce-{name.capitalize()}": value for name, value in self.attributes.items()}}
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        """The binary-mode Kafka binding: `ce_<attribute>` headers, `content-type`."""
+        return [("content-type", self.content_type.encode()), *((f"ce_{k}", v.encode()) for k, v in self.attributes.items())]
+
+
+class EventSink(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, events: Sequence[PayloadEvent]) -> list[str | None]:
+        """Deliver `events`; per event None (delivered) or the drop reason."""
+        ...
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection to the sink, one request at a time.
+
+    A minimal client rather than httpx: posting an event costs httpx about a millisecond of CPU
+    on the server's own event loop, more than serving the `simple` request it logs; this writes
+    the request line, headers and body in one write and reads the status, headers and body."""
+
+    def __init__(self, host: str, port: int, tls: bool, path: str, timeout: float):
+        self.host, self.port, self.tls, self.path, self.timeout = host, port, tls, path, timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def post(self, event: PayloadEvent) -> str | None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._post(event)
+        except TimeoutError:
+            self.close()
+            return "timeout"
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.close()
+            return "sink_error"
+
+    async def _post(self, event: PayloadEvent) -> str | None:
+        if self._writer is None or self._reader is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls or None)
+        head = [f"POST {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(event.body)}"]
+        head += [f"{name}: {value}" for name, value in event.http_headers().items()]
+        self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + event.body)
+        status = int((await self._reader.readline()).split(b" ", 2)[1])
+        length, chunked, close = 0, False, False
+        while (line := await self._reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding" and "chunked" in value:
+                chunked = True
+            elif name == "connection" and value == "close":
+                close = True
+        if chunked:
+            while (size := int((await self._reader.readline()).split(b";")[0], 16)) > 0:
+                await self._reader.readexactly(size + 2)
+            await self._reader.readline()
+        elif length:
+            await self._reader.readexactly(length)
+        if close:
+            self.close()
+        return None if 200 <= status < 300 else "sink_error"
+
+    def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+
+
+class HttpSink:
+    """POSTs each event to the URL (binary mode), a batch's events over CONNECTIONS keep-alive
+    connections at once."""
+
+    CONNECTIONS = 4
+
+    def __init__(self, url: str, timeout: float):
+        parts = urlsplit(url)
+        tls = parts.scheme == "https"
+        host, port = parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.url = url
+        self._connections = [_Connection(host, port, tls, path, timeout) for _ in range(self.CONNECTIONS)]
+
+    async def start(self) -> None:
+        pass  # connections open on first use (and again after a failure)
+
+    async def stop(self) -> None:
+        for connection in self._connections:
+            connection.close()
+
+    async def send(self, events: Sequence[PayloadEvent]) -> list[str | None]:
+        outcomes: list[str | None] = [None] * len(events)
+
+        async def drain(connection: _Connection, indexes: range) -> None:
+            for index in indexes:
+                outcomes[index] = await connection.post(events[index])
+
+        lanes = self._connections[: len(events)]
+        await asyncio.gather(*(drain(c, range(i, len(events), len(lanes))) for i, c in enumerate(lanes)))
+        return outcomes
+
+
+def open_sink(url: str, timeout: float) -> EventSink:
+    scheme = urlsplit(url).scheme
+    if scheme in ("http", "https"):
+        return HttpSink(url, timeout)
+    if scheme == "kafka":
+        # aiokafka is imported in one module, the jobs' Kafka broker; this extra needs kubemind[jobs].
+        from kubemind_workers.brokers.kafka import KafkaEventSink
+
+        parts = urlsplit(url)
+        topic = parts.path.strip("/")
+        if not parts.netloc or not topic:
+            raise InvalidSettings(f"--log_url {url!r}: expected kafka://host:port/topic")
+        return KafkaEventSink(parts.netloc, topic, timeout)
+    raise InvalidSettings(f"--log_url {url!r}: the payload logger sends to http(s):// or kafka:// URLs")
+
+
+def sampled(request_id: str, rate: float) -> bool:
+    """Whether a request is logged: a function of its id, so its request and response events
+    are both logged or both not (and every hop of a request agrees)."""
+    if rate >= 1.0:
+        return True
+    return (zlib.crc32(request_id.encode()) & 0xFFFFFFFF) < rate * 2**32
+
+
+class PayloadMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.sent = Counter(
+            "kubemind_payload_events_sent", "Payload CloudEvents the sink accepted, by type.", ["type"], registry=registry
+        )
+        self.dropped = Counter(
+            "kubemind_payload_events_dropped",
+            "Payload CloudEvents not delivered, by reason (queue_full, sink_error, timeout, shutdown).",
+            ["reason"],
+            registry=registry,
+        )
+        self.sampled_out = Counter(
+            "kubemind_payload_events_sampled_out", "Payload CloudEvents not made: the request was not sampled.", registry=registry
+        )
+        self.queued = Gauge("kubemind_payload_queue_depth", "Payload CloudEvents waiting for the sink.", registry=registry)
+
+
+class PayloadLogger:
+    """Made by the pipeline; started and stopped with the server. Off when `log_url` is empty."""
+
+    def __init__(self, settings: ComponentSettings, registry: CollectorRegistry):
+        self.settings = settings
+        self.enabled = bool(settings.log_url)
+        self.log_requests = settings.log_mode in ("all", "request")
+        self.log_responses = settings.log_mode in ("all", "response")
+        self.metrics = PayloadMetrics(registry)
+        self.source = settings.source_uri
+        self._queue: asyncio.Queue[PayloadEvent] = asyncio.Queue(settings.log_queue_size)
+        self._sink: EventSink | None = open_sink(settings.log_url, settings.log_timeout_seconds) if self.enabled else None
+        self._task: asyncio.Task[None] | None = None
+        self._sending = False
+
+    async def start(self, own_url: str) -> None:
+        if self._sink is None:
+            return
+        self.source = self.settings.source_uri or own_url
+        await self._sink.start()
+        self._task = asyncio.create_task(self._send_forever())
+
+    async def stop(self) -> None:
+        """Deliver what is queued (at most SHUTDOWN_DRAIN_SECONDS), count the rest as dropped."""
+        if self._task is None or self._sink is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_DRAIN_SECONDS):
+                while not self._queue.empty() or self._sending:
+                    await asyncio.sleep(0.01)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        left = self._queue.qsize()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        if left:
+            self.metrics.dropped.labels("shutdown").inc(left)
+            logger.warning("payload logger: %d events still queued at shutdown were dropped", left)
+        self.metrics.queued.set(0)
+        await self._sink.stop()
+
+    # -- the request path: never waits ------------------------------------------------------------
+    def request(self, record: RequestRecord, body: bytes, content_type: str) -> None:
+        if self.enabled and self.log_requests:
+            self._put(record, REQUEST_TYPE, body, content_type)
+
+    def response(self, record: RequestRecord, body: bytes, content_type: str) -> None:
+        if self.enabled and self.log_responses:
+            self._put(record, RESPONSE_TYPE, body, content_type)
+
+    def _put(self, record: RequestRecord, event_type: str, body: bytes, content_type: str) -> None:
+        if not sampled(record.request_id, self.settings.log_sample_rate):
+            self.metrics.sampled_out.inc()
+            return
+        event = PayloadEvent(self._attributes(record, event_type), body, content_type or "application/json")
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.metrics.dropped.labels("queue_full").inc()
+            return
+        self.metrics.queued.inc()
+
+    def _attributes(self, record: RequestRecord, event_type: str) -> dict[str, str]:
+        settings = self.settings
+        attributes = {
+            "id": record.request_id,
+            "specversion": SPEC_VERSION,
+            "type": event_type,
+            "source": self.source,
+            "time": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "inferenceservicename": settings.inference_service or record.model,
+            "namespace": settings.namespace,
+            "component": settings.component,
+            "endpoint": settings.endpoint,
+            "modelname": record.model,
+            "modelversion": record.version,
+            "kubemindroute": record.endpoint,
+        }
+        traceparent = inject(None).get("traceparent") if record.span is not None else None
+        if traceparent:
+            attributes["traceparent"] = traceparent
+        return attributes
+
+    # -- the sender -------------------------------------------------------------------------------
+    async def _send_forever(self) -> None:
+        assert self._sink is not None
+        size = self.settings.log_batch_size
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._sending = True
+            try:
+                outcomes = await self._deliver(batch)
+            finally:
+                self._sending = False
+                self.metrics.queued.dec(len(batch))
+            for event, reason in zip(batch, outcomes, strict=True):
+                if reason is None:
+                    self.metrics.sent.labels("request" if event.attributes["type"] == REQUEST_TYPE else "response").inc()
+                else:
+                    self.metrics.dropped.labels(reason).inc()
+
+    async def _deliver(self, batch: Sequence[PayloadEvent]) -> Sequence[str | None]:
+        assert self._sink is not None
+        try:
+            async with asyncio.timeout(self.settings.log_timeout_seconds * 2):
+                return await self._sink.send(batch)
+        except TimeoutError:
+            return ["timeout"] * len(batch)
+        except Exception as exc:  # a sink's own failure must not stop the sender
+            logger.warning("payload sink: %s: %s", type(exc).__name__, exc)
+            return ["sink_error"] * len(batch)
+
+
+GRPC_REQUEST_CONTENT_TYPE = "application/x-protobuf; messageType=inference.ModelInferRequest"
+GRPC_RESPONSE_CONTENT_TYPE = "application/x-protobuf; messageType=inference.ModelInferResponse"
+
+
+def log_grpc_payloads(payloads: PayloadLogger, record: RequestRecord, request: Any, reply: Any | None) -> None:
+    """A gRPC ModelInfer's events: the v2 protobuf messages as sent (serialised only when on)."""
+    payloads.request(record, request.SerializeToString(), GRPC_REQUEST_CONTENT_TYPE)
+    if reply is not None:  # a passthrough reply (forward_grpc) is serialised already
+        body = reply if isinstance(reply, bytes) else reply.SerializeToString()
+        payloads.response(record, body, GRPC_RESPONSE_CONTENT_TYPE)
+
+
+__all__ = [
+    "GRPC_REQUEST_CONTENT_TYPE",
+    "GRPC_RESPONSE_CONTENT_TYPE",
+    "REQUEST_TYPE",
+    "RESPONSE_TYPE",
+    "PayloadEvent",
+    "PayloadLogger",
+    "log_grpc_payloads",
+    "sampled",
+]

@@ -1,0 +1,233 @@
+"""The payload logger with a real HTTP receiver: every request and response of the `simple`
+server arrives as a binary-mode CloudEvent with KServe's Ce-* headers; a dead sink leaves
+requests unaffected and every lost event counted."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from kubemind.payload_logger import GRPC_REQUEST_CONTENT_TYPE, REQUEST_TYPE, RESPONSE_TYPE, sampled
+from kubemind.processes import ServerProcess, free_port, running_server
+from tests.component.jobs_fixtures import TansuBroker, simple_body
+
+REST_REQUESTS = 20
+GRPC_REQUESTS = 5
+
+
+@dataclass(frozen=True)
+class Event:
+    headers: dict[str, str]
+    body: bytes
+
+
+class EventReceiver:
+    """Records every POST (a CloudEvents sink, as KServe's message dumper is)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with receiver.lock:
+                    receiver.events.append(Event({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(202)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, count: int, timeout: float = 60) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.events) >= count:
+                    return list(self.events)
+            time.sleep(0.05)
+        raise AssertionError(f"{len(self.events)} of {count} events arrived")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[EventReceiver]:
+    listening = EventReceiver()
+    yield listening
+    listening.close()
+
+
+def _logged_server(tmp_path: Path, url: str, *extra: str) -> contextlib.AbstractContextManager[ServerProcess]:
+    args = ["--model_name", "simple", "--log_url", url, "--inference_service", "simple-isvc", "--namespace", "models",
+            "--component", "predictor", "--endpoint", "default", *extra]  # fmt: skip
+    return running_server("kubemind_predictors.simple", args, tmp_path / "server.log")
+
+
+def _counters(server: ServerProcess) -> dict[str, float]:
+    text = httpx.get(f"{server.http_url}/metrics", timeout=10).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith("kubemind_payload_"):
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    key = sample.name + "".join(f"[{v}]" for v in sample.labels.values())
+                    found[key] = sample.value
+    return found
+
+
+def _wait_counted(server: ServerProcess, made: int, timeout: float = 60) -> dict[str, float]:
+    """The counters once every event made is either sent or dropped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counters = _counters(server)
+        settled = sum(v for k, v in counters.items() if k.startswith(("kubemind_payload_events_sent_total", "kubemind_payload_events_dropped_total")))
+        if settled >= made or time.monotonic() > deadline:
+            return counters
+        time.sleep(0.1)
+
+
+def test_every_request_and_response_arrives_as_a_kserve_cloudevent(receiver: EventReceiver, tmp_path: Path) -> None:
+    ids = [f"req-{uuid.uuid4().hex[:12]}" for _ in range(REST_REQUESTS)]
+    with _logged_server(tmp_path, receiver.url) as server:
+        replies = {}
+        for seed, request_id in enumerate(ids):
+            reply = httpx.post(f"{server.http_url}/v2/models/simple/infer", json=simple_body(seed), headers={"x-request-id": request_id}, timeout=10)
+            assert reply.status_code == 200
+            replies[request_id] = reply.json()
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            for index in range(GRPC_REQUESTS):
+                request = pb.ModelInferRequest(model_name="simple")
+                for name in ("INPUT0", "INPUT1"):
+                    request.inputs.add(name=name, datatype="INT32", shape=[1, 16]).contents.int_contents.extend(range(16))
+                stub.ModelInfer(request, metadata=(("x-request-id", f"grpc-{index}"),), timeout=10)
+        events = receiver.wait_for(2 * (REST_REQUESTS + GRPC_REQUESTS))
+        counters = _wait_counted(server, 2 * (REST_REQUESTS + GRPC_REQUESTS))
+
+    by_id: dict[str, dict[str, Event]] = {}
+    for event in events:
+        headers = event.headers
+        assert headers["ce-specversion"] == "1.0"
+        assert headers["ce-source"] == f"{server.http_url}/"
+        assert (headers["ce-inferenceservicename"], headers["ce-namespace"], headers["ce-component"], headers["ce-endpoint"]) == (
+            "simple-isvc", "models", "predictor", "default")  # fmt: skip
+        assert headers["ce-time"].endswith("Z")
+        by_id.setdefault(headers["ce-id"], {})[headers["ce-type"]] = event
+    assert set(by_id) == {*ids, *(f"grpc-{i}" for i in range(GRPC_REQUESTS))}
+    for seed, request_id in enumerate(ids):
+        pair = by_id[request_id]
+        assert set(pair) == {REQUEST_TYPE, RESPONSE_TYPE}
+        assert json.loads(pair[REQUEST_TYPE].body) == simple_body(seed)
+        assert json.loads(pair[RESPONSE_TYPE].body) == replies[request_id]
+        assert pair[REQUEST_TYPE].headers["content-type"].startswith("application/json")
+        assert pair[REQUEST_TYPE].headers["ce-kubemindroute"] == "infer"
+    grpc_request = by_id["grpc-0"][REQUEST_TYPE]
+    assert grpc_request.headers["content-type"] == GRPC_REQUEST_CONTENT_TYPE
+    assert pb.ModelInferRequest.FromString(grpc_request.body).model_name == "simple"
+    assert counters["kubemind_payload_events_sent_total[request]"] == REST_REQUESTS + GRPC_REQUESTS
+    assert counters["kubemind_payload_events_sent_total[response]"] == REST_REQUESTS + GRPC_REQUESTS
+    assert not any(k.startswith("kubemind_payload_events_dropped_total") and v for k, v in counters.items())
+
+
+def test_a_dead_sink_drops_counted_events_and_requests_are_unaffected(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/"  # nothing listens there
+    with _logged_server(tmp_path, dead, "--log_queue_size", "4", "--log_mode", "request", "--log_timeout_seconds", "1") as server:
+        statuses = [
+            httpx.post(f"{server.http_url}/v2/models/simple/infer", json=simple_body(seed), timeout=10).status_code
+            for seed in range(REST_REQUESTS)
+        ]
+        counters = _wait_counted(server, REST_REQUESTS)
+
+    assert statuses == [200] * REST_REQUESTS
+    dropped = {k: v for k, v in counters.items() if k.startswith("kubemind_payload_events_dropped_total")}
+    # Requests only (log_mode request), each lost for a reason: refused by the sink, or the
+    # queue was full behind it.
+    assert sum(dropped.values()) == REST_REQUESTS
+    assert dropped.get("kubemind_payload_events_dropped_total[sink_error]", 0) > 0
+    assert counters.get("kubemind_payload_events_sent_total[request]", 0) == 0
+
+
+def test_sampling_keeps_a_request_and_its_response_together() -> None:
+    ids = [uuid.uuid4().hex for _ in range(4000)]
+    kept = [i for i in ids if sampled(i, 0.25)]
+    assert 0.2 < len(kept) / len(ids) < 0.3
+    assert kept == [i for i in ids if sampled(i, 0.25)]  # the same answer for the response event
+    assert all(sampled(i, 1.0) for i in ids) and not any(sampled(i, 0.0) for i in ids)
+
+
+def test_a_kafka_sink_gets_the_events_in_the_kafka_binding(tmp_path: Path) -> None:
+    """kafka://host:port/topic: each event a record keyed by request id, ce_* headers."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    broker = TansuBroker().start(tmp_path / "tansu.log")
+    try:
+
+        async def create_topic() -> None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+            await admin.start()
+            try:
+                await admin.create_topics([NewTopic("payloads", num_partitions=1, replication_factor=1)])
+            finally:
+                await admin.close()
+
+        asyncio.run(create_topic())
+        with _logged_server(tmp_path, f"kafka://{broker.bootstrap}/payloads") as server:
+            for seed in range(3):
+                reply = httpx.post(f"{server.http_url}/v2/models/simple/infer", json=simple_body(seed), headers={"x-request-id": f"k-{seed}"}, timeout=10)
+                assert reply.status_code == 200
+            counters = _wait_counted(server, 6)
+
+        async def consume() -> list[tuple[bytes, dict[str, bytes], bytes]]:
+            consumer = AIOKafkaConsumer("payloads", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", group_id="check")
+            await consumer.start()
+            try:
+                records: list[tuple[bytes, dict[str, bytes], bytes]] = []
+                while len(records) < 6:
+                    batch = await consumer.getmany(timeout_ms=5000)
+                    assert batch, f"{len(records)} of 6 records"
+                    records += [(r.key, dict(r.headers), r.value) for part in batch.values() for r in part]
+                return records
+            finally:
+                await consumer.stop()
+
+        records = asyncio.run(consume())
+    finally:
+        broker.stop()
+
+    assert counters["kubemind_payload_events_sent_total[request]"] == 3
+    assert {key for key, _, _ in records} == {b"k-0", b"k-1", b"k-2"}
+    for key, headers, value in records:
+        assert headers["ce_id"] == key and headers["ce_specversion"] == b"1.0"
+        assert headers["ce_type"] in (REQUEST_TYPE.encode(), RESPONSE_TYPE.encode())
+        assert headers["ce_inferenceservicename"] == b"simple-isvc" and headers["content-type"].startswith(b"application/json")
+        if headers["ce_type"] == REQUEST_TYPE.encode():
+            assert json.loads(value) == simple_body(int(key.decode()[2:]))
