@@ -255,7 +255,8 @@ class OIPClient:
             raise BackendUnavailable(f"the client for {self.url} is not started")
         self.in_flight += 1
         try:
-            reply: bytes = await self._call(model, self._model_infer_raw, message, timeout, metadata)
+            with client_span(f"ModelInfer {model}", self._span_attributes("ModelInfer", model)):
+                reply: bytes = await self._call(model, self._model_infer_raw, message, timeout, outbound_metadata(metadata))
         finally:
             self.in_flight -= 1
         return reply
