@@ -18,7 +18,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubemind.errors import InvalidSettings
@@ -86,6 +86,11 @@ class ComponentSettings(BaseSettings):
 
     executor_workers: int = Field(default=8, gt=0)
     """Threads of the server's default executor (tokenizing, decoding, CPU-bound model work)."""
+
+    revision: str = Field(default="", validation_alias=AliasChoices("revision", "K_REVISION"))
+    """The revision this replica belongs to, a label on the request metrics so release gates
+    can compare a canary with its primary. Knative sets K_REVISION in every pod; `kubemind up`
+    sets it per revision."""
 
 
 SettingsT = TypeVar("SettingsT", bound=ComponentSettings)

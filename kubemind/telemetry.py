@@ -44,18 +44,21 @@ def propagated_headers(headers: Iterable[tuple[str, str]], allow: frozenset[str]
 class ServerMetrics:
     """The Prometheus metrics of one kubemind server."""
 
-    def __init__(self) -> None:
+    def __init__(self, revision: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.revision = revision
+        """The revision this server runs (Knative's K_REVISION): release gates compare the
+        primary's and the candidate's requests and latency by it."""
         self.requests = Counter(
             "kubemind_requests",
-            "Requests served, by model, endpoint, protocol and status code.",
-            ["model", "endpoint", "protocol", "code"],
+            "Requests served, by model, endpoint, protocol, status code and revision.",
+            ["model", "endpoint", "protocol", "code", "revision"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "kubemind_request_duration_seconds",
             "Time from request received to reply encoded.",
-            ["model", "endpoint", "protocol"],
+            ["model", "endpoint", "protocol", "revision"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -135,8 +138,8 @@ def finish_request(metrics: ServerMetrics, record: RequestRecord, log_requests: 
     """Account for a finished request in metrics and the access log; returns its duration (s)."""
     duration = time.perf_counter() - record.started
     model = record.model or "-"
-    metrics.requests.labels(model, record.endpoint, record.protocol, str(record.status)).inc()
-    metrics.latency.labels(model, record.endpoint, record.protocol).observe(duration)
+    metrics.requests.labels(model, record.endpoint, record.protocol, str(record.status), metrics.revision).inc()
+    metrics.latency.labels(model, record.endpoint, record.protocol, metrics.revision).observe(duration)
     for stage, ns in record.stages_ns.items():
         metrics.stage_latency.labels(model, stage).observe(ns / 1e9)
     if log_requests:

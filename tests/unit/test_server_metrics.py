@@ -37,3 +37,17 @@ def test_model_collectors_go_on_the_server_registry_once_and_not_the_global_one(
     assert REGISTRY.get_sample_value("kubemind_triton_pending_requests", {"model": "simple"}) is None
     # A second server in the same process has its own registry: no duplicate-timeseries error.
     ServerMetrics().register_model_collectors([ModelWith(shared)])
+
+
+def test_request_metrics_carry_the_revision_knative_sets(monkeypatch) -> None:
+    from kubemind.settings import ComponentSettings
+    from kubemind.telemetry import RequestRecord, finish_request
+
+    monkeypatch.setenv("K_REVISION", "simple-predictor-00002")
+    settings = ComponentSettings()
+    assert settings.revision == "simple-predictor-00002"
+    metrics = ServerMetrics(settings.revision)
+    finish_request(metrics, RequestRecord("rest", "infer", model="simple"), log_requests=False)
+    labels = {"model": "simple", "endpoint": "infer", "protocol": "rest", "revision": "simple-predictor-00002"}
+    assert metrics.registry.get_sample_value("kubemind_requests_total", {**labels, "code": "200"}) == 1
+    assert metrics.registry.get_sample_value("kubemind_request_duration_seconds_count", labels) == 1
