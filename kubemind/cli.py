@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("kubemind.manifests.validate_cli", "validate kustomize overlays and manifests"),
     "size": ("kubemind.manifests.size_cli", "memory requests and limits for a model"),
     "jobs": ("kubemind_workers.cli", "async jobs: verify a webhook signature"),
+    "rollout": ("kubemind.release.cli", "release control: run, status, pause, resume, promote, abort a rollout"),
     "audit": ("kubemind.audit.cli", "the tamper-evident audit log: verify its chain, show who did what"),
 }
 

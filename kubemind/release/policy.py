@@ -18,6 +18,7 @@ from kubemind.manifests.crd_catalog import PACKAGED_CRDS, load_catalog
 from kubemind.manifests.problems import ManifestObject, format_path
 from kubemind.manifests.schemas import check_schema
 from kubemind.release import promql
+from kubemind.release.errors import PolicyRejected
 
 GROUP = "kubemind.io"
 VERSION = "v1alpha1"
@@ -101,14 +102,6 @@ def render(template: str, **values: Any) -> str:
     return string.Template(template).substitute({k: str(v) for k, v in values.items()})
 
 
-class PolicyRejected(Exception):
-    """Raised by `parse_policy`; `problems` are (field path, message)."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
-        self.problems = problems
-
-
 @functools.lru_cache(maxsize=1)
 def _catalog() -> Any:
     return load_catalog(PACKAGED_CRDS / "kubemind")
@@ -165,7 +158,7 @@ def gate_problems(body: dict[str, Any], check_promql: bool = True) -> list[tuple
 def parse_policy(body: dict[str, Any], check_promql: bool = True) -> Policy:
     problems = policy_problems(body, check_promql)
     if problems:
-        raise PolicyRejected(problems)
+        raise PolicyRejected.of(problems)
     metadata, spec = body.get("metadata") or {}, body["spec"]
     analysis, shadow = spec["analysis"], spec.get("shadow")
     return Policy(

@@ -168,6 +168,12 @@ class MlflowRegistry:
             lambda: self.client.set_registered_model_alias(name, alias, version),
         )
 
+    def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self._call(
+            f"tag {name}/{version} {key}={value}",
+            lambda: self.client.set_model_version_tag(name, version, key, value),
+        )
+
     # -- lookup ---------------------------------------------------------------------------------
     def alias_version(self, name: str, alias: str) -> str | None:
         """The version `name@alias` names now; None when the alias or the model does not exist

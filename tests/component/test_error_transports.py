@@ -16,6 +16,7 @@ from kubemind import errors, runtimes
 from kubemind.local.up import gateway as up_gateway
 from kubemind.local.up import specs as up_specs
 from kubemind.model import KubemindModel, TensorSpec
+from kubemind.release import errors as release_errors
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
 from kubemind_registry import errors as registry_errors
@@ -57,6 +58,9 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     up_specs.NotRunnableLocally,
     up_specs.SpecsRejected,
     up_gateway.GatewayError,
+    release_errors.PolicyRejected,
+    release_errors.PrometheusUnavailable,
+    release_errors.KubernetesApiError,
 ]
 
 

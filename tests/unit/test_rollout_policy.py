@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from kubemind.cli import main
-from kubemind.release.policy import PolicyRejected, parse_policy
+from kubemind.release.errors import PolicyRejected
+from kubemind.release.policy import parse_policy
 from kubemind.release.promql import promtool
 
 GOOD: dict[str, Any] = {
