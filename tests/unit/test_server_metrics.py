@@ -51,3 +51,21 @@ def test_request_metrics_carry_the_revision_knative_sets(monkeypatch) -> None:
     labels = {"model": "simple", "endpoint": "infer", "protocol": "rest", "revision": "simple-predictor-00002"}
     assert metrics.registry.get_sample_value("kubemind_requests_total", {**labels, "code": "200"}) == 1
     assert metrics.registry.get_sample_value("kubemind_request_duration_seconds_count", labels) == 1
+
+
+def test_a_classifier_s_top_classes_are_counted_by_revision() -> None:
+    from kubemind.telemetry import CURRENT_RECORD, RequestRecord, count_predictions, finish_request
+
+    metrics = ServerMetrics("cv-predictor-00003")
+    record = RequestRecord("rest", "infer", model="cv")
+    token = CURRENT_RECORD.set(record)
+    try:
+        count_predictions(["281", "281", "7"])
+    finally:
+        CURRENT_RECORD.reset(token)
+    count_predictions(["outside a request: ignored"])
+    finish_request(metrics, record, log_requests=False)
+    sample = metrics.registry.get_sample_value
+    labels = {"model": "cv", "revision": "cv-predictor-00003"}
+    assert sample("kubemind_prediction_class_total", {**labels, "class": "281"}) == 2
+    assert sample("kubemind_prediction_class_total", {**labels, "class": "7"}) == 1
