@@ -138,7 +138,7 @@ class Controller:
             return self._hold(isvc, state, candidate, primary, verdict.reason)
         if verdict.outcome == FAIL:
             state.failures += 1
-            self._record(isvc, "rollout.analysis", state, state, verdict, f"failed interval {state.failures}"
+            self._record(isvc, "rollout.analysis", state, state, verdict.values, f"failed interval {state.failures}"
                          f" of failureLimit {policy.failure_limit}: {verdict.reason}")
             if state.failures >= policy.failure_limit:
                 return self.rollback(isvc, state, f"failureLimit {policy.failure_limit} reached: {verdict.reason}",

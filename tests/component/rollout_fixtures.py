@@ -15,6 +15,7 @@ import yaml
 from kubemind.audit import audit_log
 from kubemind.audit.settings import AuditSettings
 from kubemind.release.controller import Controller, RolloutState
+from kubemind.release.errors import KubernetesApiError
 from kubemind.release.kube import KubeApi
 from kubemind.release.settings import ReleaseSettings
 from tests.component.prometheus_fixtures import PrometheusServer
@@ -61,6 +62,7 @@ class Load:
         self.done = 0
         self.errors: list[str] = []
         self.by_revision: dict[str, int] = {}
+        self.stale_retries = 0
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
@@ -68,7 +70,7 @@ class Load:
         with httpx.Client(timeout=30) as client:
             while not self.stop.is_set():
                 try:
-                    answer = client.post(f"{self.url}/v2/models/simple/infer", json=BODY)
+                    answer = self._post_once_more_on_a_stale_connection(client)
                     revision = answer.headers.get("x-kubemind-revision", "?")
                     self.by_revision[revision] = self.by_revision.get(revision, 0) + 1
                     if answer.status_code != 200:
@@ -77,6 +79,18 @@ class Load:
                 except httpx.HTTPError as exc:
                     self.errors.append(repr(exc))
                 time.sleep(0.005)
+
+    def _post_once_more_on_a_stale_connection(self, client: httpx.Client) -> httpx.Response:
+        # As tests/component/test_up.py's Background: an nginx worker retired by a reload closes
+        # its idle keep-alive connections, and a request sent on one at that instant sees the
+        # connection closed before any byte of an answer. Pools retry that once.
+        try:
+            return client.post(f"{self.url}/v2/models/simple/infer", json=BODY)
+        except httpx.RemoteProtocolError as exc:
+            if "without sending a response" not in str(exc):
+                raise
+            self.stale_retries += 1
+            return client.post(f"{self.url}/v2/models/simple/infer", json=BODY)
 
     def finish(self) -> None:
         self.stop.set()
@@ -122,8 +136,16 @@ class ControllerThread:
         self.controller.close()
 
 
-def isvc(api: KubeApi) -> dict[str, Any]:
-    return api.get_isvc("kubemind", "simple")
+def isvc(api: KubeApi, attempts: int = 5) -> dict[str, Any]:
+    """The InferenceService; a failed read is retried (the controller itself holds on one)."""
+    for attempt in range(attempts):
+        try:
+            return api.get_isvc("kubemind", "simple")
+        except KubernetesApiError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
 
 
 def state_of(api: KubeApi) -> RolloutState | None:
@@ -154,3 +176,15 @@ def new_revision(api: KubeApi, extra_args: tuple[str, ...], version: str, canary
         "canaryTrafficPercent": canary, "containers": [{**container, "args": args}]}}})
 
 
+
+
+def wait_for_rolled_out(api: KubeApi, revision: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The predictor's status once `up` has rolled `revision` out (it reconciles after a patch)."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = predictor_status(api)
+        if status.get("latestRolledoutRevision") == revision:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"{revision} not rolled out after {timeout}s: {status}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,6 +23,7 @@ from tests.component.rollout_fixtures import (
     new_revision,
     predictor_status,
     state_of,
+    wait_for_rolled_out,
     wait_for_state,
     write_rollout_overlay,
 )
@@ -71,8 +71,9 @@ def test_a_good_candidate_is_promoted_with_no_failed_request(rig: Rig) -> None:
     finally:
         load.finish()
     assert load.errors == [] and load.done > 100, load.errors[:5]
-    status = predictor_status(rig.api)
-    assert status["latestRolledoutRevision"] == state.candidate != primary
+    assert load.stale_retries <= 3, load.stale_retries
+    assert state.candidate != primary
+    wait_for_rolled_out(rig.api, state.candidate)
     assert "canaryTrafficPercent" not in rig.api.get_isvc("kubemind", "simple")["spec"]["predictor"]
     # Both revisions served during the rollout; the candidate passed its gates on real samples.
     assert load.by_revision.get(state.candidate, 0) > 0 and load.by_revision.get(primary, 0) > 0
@@ -83,9 +84,14 @@ def test_a_good_candidate_is_promoted_with_no_failed_request(rig: Rig) -> None:
 
 def test_an_erroring_candidate_is_rolled_back_within_the_failure_limit(rig: Rig) -> None:
     primary = predictor_status(rig.api)["latestRolledoutRevision"]
-    new_revision(rig.api, ("--error_percent=50",), version="3")
-    started = wait_for_state(rig.api, lambda s: s.candidate != primary and s.phase == CANARY, "started")
-    state = wait_for_state(rig.api, lambda s: s.phase == ROLLED_BACK, "rolled back", timeout=120)
+    load = Load(rig.gateway)  # the candidate's share of it fails half the time: the evidence
+    try:
+        new_revision(rig.api, ("--error_percent=50",), version="3")
+        started = wait_for_state(rig.api, lambda s: s.candidate != primary and s.phase == CANARY, "started")
+        state = wait_for_state(rig.api, lambda s: s.phase == ROLLED_BACK, "rolled back", timeout=120)
+    finally:
+        load.finish()
+    assert load.errors and all(error.startswith(f"500 from {started.candidate}") for error in load.errors)
     assert state.candidate == started.candidate and state.failures == 2  # failureLimit
     assert rig.api.get_isvc("kubemind", "simple")["spec"]["predictor"]["canaryTrafficPercent"] == 0
     assert "success" in state.reason and "rolled back: failureLimit 2 reached" in state.reason
@@ -101,21 +107,25 @@ def test_an_erroring_candidate_is_rolled_back_within_the_failure_limit(rig: Rig)
 
 
 def test_a_rollout_holds_while_prometheus_is_down_and_continues_after(rig: Rig) -> None:
-    new_revision(rig.api, (), version="4")
     previous = state_of(rig.api)
-    wait_for_state(rig.api, lambda s: s.candidate != (previous.candidate if previous else "") and s.phase == CANARY
-                   and s.passes_at_step >= 1, "passing its first step")
-    rig.prometheus.stop()
+    load = Load(rig.gateway)
     try:
-        held = wait_for_state(rig.api, lambda s: "cannot be reached" in s.reason, "held", timeout=60)
-        assert held.phase == CANARY and held.reason.startswith(f"held at {held.weight}%")
-        time.sleep(4)  # longer than the step's pause: without evidence it must not move on
-        still = state_of(rig.api)
-        assert still is not None and (still.phase, still.weight) == (CANARY, held.weight), still
+        new_revision(rig.api, (), version="4")
+        wait_for_state(rig.api, lambda s: s.candidate != (previous.candidate if previous else "")
+                       and s.phase == CANARY and s.passes_at_step >= 1, "passing its first step")
+        rig.prometheus.stop()
+        try:
+            held = wait_for_state(rig.api, lambda s: "cannot be reached" in s.reason, "held", timeout=60)
+            assert held.phase == CANARY and held.reason.startswith(f"held at {held.weight}%")
+            time.sleep(4)  # longer than the step's pause: without evidence it must not move on
+            still = state_of(rig.api)
+            assert still is not None and (still.phase, still.weight) == (CANARY, held.weight), still
+        finally:
+            rig.prometheus.start()
+        state = wait_for_state(rig.api, lambda s: s.phase == PROMOTED, "promoted after Prometheus returned", 180)
     finally:
-        rig.prometheus.start()
-    state = wait_for_state(rig.api, lambda s: s.phase == PROMOTED, "promoted after Prometheus returned", timeout=180)
-    assert state.candidate == held.candidate
+        load.finish()
+    assert state.candidate == held.candidate and load.errors == [], load.errors[:5]
 
 
 def test_the_audit_log_of_the_rollouts_verifies(rig: Rig) -> None:
