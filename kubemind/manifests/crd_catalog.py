@@ -84,6 +84,12 @@ class CrdCatalog:
         return self._versions.get((group, kind), {}).get(version)
 
 
+@functools.lru_cache(maxsize=4)
+def crd_documents(crd_dir: Path) -> tuple[dict[str, Any], ...]:
+    """Every CustomResourceDefinition in the folder (cached, like the catalog)."""
+    return tuple(_load_crd_documents(crd_dir))
+
+
 def _load_crd_documents(crd_dir: Path) -> list[dict[str, Any]]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the KServe CRD alone is 2 MB
     crds = []

@@ -14,6 +14,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind import errors, runtimes
 from kubemind.local.up import gateway as up_gateway
+from kubemind.local.up import kube_api as up_kube_api
 from kubemind.local.up import specs as up_specs
 from kubemind.model import KubemindModel, TensorSpec
 from kubemind.release import errors as release_errors
@@ -58,6 +59,7 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     up_specs.NotRunnableLocally,
     up_specs.SpecsRejected,
     up_gateway.GatewayError,
+    up_kube_api.ApiStatusError,
     release_errors.PolicyRejected,
     release_errors.PrometheusUnavailable,
     release_errors.KubernetesApiError,

@@ -237,8 +237,9 @@ def test_no_process_outlives_a_killed_up(tmp_path: Path) -> None:
     assert cli(tmp_path / "home", "status").stdout.strip() == "kubemind up is not running"
 
 
-def test_min_replicas_zero_starts_a_replica_on_the_first_request(tmp_path: Path) -> None:
-    up = Up(write_overlay(tmp_path / "overlay", min_replicas=0), tmp_path / "home")
+def test_min_replicas_zero_starts_a_replica_on_the_first_request_and_goes_back_to_zero_when_idle(
+        tmp_path: Path) -> None:
+    up = Up(write_overlay(tmp_path / "overlay", min_replicas=0), tmp_path / "home", "--scale_to_zero_after", "4")
     try:
         state = up.wait_ready()
         assert process_pids(state) == [] and revisions(state)[0]["wanted"] == 0
@@ -253,5 +254,12 @@ def test_min_replicas_zero_starts_a_replica_on_the_first_request(tmp_path: Path)
         http_upstream = conf.split("-http {", 1)[1].split("}", 1)[0]
         assert "scaled to zero" not in http_upstream and "max_fails=1" in http_upstream
         assert infer(client).get_response()["model_version"] == "1"
+        # Idle past --scale_to_zero_after: back to zero, and the next request wakes it again.
+        woken = process_pids(up.state())
+        up.wait_for(lambda s: process_pids(s) == [], "scaled back to zero")
+        assert all(wait_dead(pid) for pid in woken)
+        assert "idle for" in up.text() and "scaled to zero" in up.text()
+        assert (infer(client).as_numpy("OUTPUT0") == 2 * INPUT).all()
+        assert up.text().count("cold start") == 2
     finally:
         up.stop()

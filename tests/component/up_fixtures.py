@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 STATE_TIMEOUT = 90.0
+KUBECTL = "kubectl"
 
 
 def write_overlay(
@@ -37,12 +38,28 @@ def write_overlay(
     }))
     (folder / "namespace.yaml").write_text(yaml.safe_dump(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubemind"}}))
+    (folder / "simple.yaml").write_text(yaml.safe_dump(simple_service(
+        versions=versions, min_replicas=min_replicas, canary=canary, extra_args=extra_args, storage_uri=storage_uri)))
+    return folder
+
+
+def simple_service(
+    name: str = "simple",
+    *,
+    versions: str = "1",
+    min_replicas: int = 2,
+    canary: int | None = None,
+    extra_args: tuple[str, ...] = (),
+    storage_uri: str | None = None,
+    image: str = "kubemind/core",
+) -> dict[str, Any]:
+    """An InferenceService on kubemind's reference predictor (the overlay's `images:` tags its image)."""
     predictor: dict[str, Any] = {
         "minReplicas": min_replicas,
         "containers": [{
             "name": "kserve-container",
-            "image": "kubemind/core",
-            "args": ["kubemind_predictors.simple", "--model_name=simple", f"--versions={versions}",
+            "image": image,
+            "args": ["kubemind_predictors.simple", f"--model_name={name}", f"--versions={versions}",
                      "--http_port=8080", *extra_args],
         }],
     }
@@ -50,13 +67,12 @@ def write_overlay(
         predictor["canaryTrafficPercent"] = canary
     if storage_uri:
         predictor["storageUri"] = storage_uri
-    (folder / "simple.yaml").write_text(yaml.safe_dump({
+    return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"name": "simple", "namespace": "kubemind"},
+        "metadata": {"name": name, "namespace": "kubemind"},
         "spec": {"predictor": predictor},
-    }))
-    return folder
+    }
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,6 +165,30 @@ class Up:
     def base_url(self) -> str:
         """The gateway's path route to the service, as tritonclient.http takes it (host:port/path)."""
         return f"127.0.0.1:{self.state()['gateway']['http_port']}/serving/kubemind/simple"
+
+    # -- its Kubernetes API ------------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        """The kubeconfig `up` wrote for its Kubernetes API ($KUBEMIND_HOME/up/kubeconfig)."""
+        return Path(self.state()["api"]["kubeconfig"])
+
+    @property
+    def api_url(self) -> str:
+        """http://127.0.0.1:PORT of the Kubernetes API."""
+        return str(self.state()["api"]["url"])
+
+    def kube_client(self) -> Any:
+        """A `kubernetes.client.ApiClient` for the API, from the kubeconfig as a user would load it;
+        wrap it in `kubernetes.client.CustomObjectsApi`."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def kubectl(self, *argv: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """The real kubectl against the API (its discovery cache in this `up`'s home)."""
+        return subprocess.run([KUBECTL, "--kubeconfig", str(self.kubeconfig), "--cache-dir",
+                               str(self.home / "kubectl-cache"), *argv],
+                              capture_output=True, text=True, timeout=timeout, check=False)
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -23,6 +23,18 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
               "proxy-connection", "content-length", "host"}
 
 
+def read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request's body, sent with a content-length or chunked."""
+    if handler.headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
+        while (size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+        handler.rfile.readline()
+        return b"".join(chunks)
+    return handler.rfile.read(int(handler.headers.get("content-length") or 0))
+
+
 class Activator:
     def __init__(self, report: Callable[[str], None], timeout: float = 600.0):
         self.report = report
@@ -47,6 +59,11 @@ class Activator:
         with self._lock:
             self._wanted.discard(revision)
             self._ready[revision] = http_port
+
+    def mark_cold(self, revision: str) -> None:
+        """Scaled back to zero: the next request wakes it again."""
+        with self._lock:
+            self._ready.pop(revision, None)
 
     def mark_failed(self, revision: str) -> None:
         """The waiting requests get 503 now instead of at the timeout."""
@@ -90,7 +107,7 @@ class Activator:
 
             def _forward(self) -> None:
                 revision = self.headers.get(REVISION_HEADER, "")
-                body = self._body()
+                body = read_request_body(self)
                 port = activator._wait_for(revision) if revision else None
                 if port is None:
                     self._answer(503, f'{{"error": "{revision or "no revision"} did not become ready;'
@@ -106,16 +123,6 @@ class Activator:
                     return
                 kept = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP | {"content-encoding"}}
                 self._answer(reply.status_code, reply.content, kept)
-
-            def _body(self) -> bytes:
-                if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                    chunks = []
-                    while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                return self.rfile.read(int(self.headers.get("content-length") or 0))
 
             def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)

@@ -31,6 +31,11 @@ def register_up(subparsers: Any, name: str, help_text: str) -> None:
     parser.add_argument("overlay", nargs="?", default="local", help="overlay name or kustomize folder")
     parser.add_argument("--http_port", type=int, default=8080, help="gateway REST port (0: a free one)")
     parser.add_argument("--grpc_port", type=int, default=8081, help="gateway gRPC port (0: a free one)")
+    parser.add_argument("--api_port", type=int, default=0,
+                        help="port of the Kubernetes API on 127.0.0.1 (0: a free one); a kubeconfig for it is"
+                        " written to $KUBEMIND_HOME/up/kubeconfig")
+    parser.add_argument("--scale_to_zero_after", type=float, default=60.0,
+                        help="seconds without a request before a minReplicas 0 revision is scaled back to zero")
     parser.add_argument("--watch_interval", type=float, default=2.0, help="seconds between re-renders")
     parser.add_argument("--cache_dir", type=Path, default=None,
                         help="node cache for models:/ URIs (default: $KUBEMIND_HOME, ~/.kubemind)")
@@ -74,7 +79,7 @@ def up(args: argparse.Namespace) -> int:
         if default_refs:
             allowed.extend(load_allow_list(default_refs))
         nginx_binary()
-        for port in (args.http_port, args.grpc_port):
+        for port in (args.http_port, args.grpc_port, args.api_port):
             check_port_free(port)
     except PortInUse as exc:
         print(f"kubemind up: {exc}; pass --http_port 0 --grpc_port 0 for free ports", file=sys.stderr)
@@ -86,12 +91,16 @@ def up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     runner = Runner(overlay, args.http_port, args.grpc_port, args.cache_dir, allowed,
-                    report=lambda line: print(line, flush=True), istio=args.istio)
+                    report=lambda line: print(line, flush=True), istio=args.istio, api_port=args.api_port,
+                    scale_to_zero_after=args.scale_to_zero_after)
     try:
         print(f"kubemind up: {overlay}", flush=True)
         runner.load()
         print(f"kubemind up: gateway REST http://127.0.0.1:{runner.http_port}  gRPC 127.0.0.1:{runner.grpc_port}"
               f"  (nginx pid {runner.gateway.pid}); logs: {runner.home / 'logs'}", flush=True)
+        if runner.api is not None:
+            print(f"kubemind up: Kubernetes API {runner.api.url}; kubeconfig {runner.kubeconfig}"
+                  f" (kubectl --kubeconfig {runner.kubeconfig} get inferenceservices)", flush=True)
         runner.run(stop, args.watch_interval)
         return 0
     except SpecsRejected as exc:

@@ -87,6 +87,17 @@ class Replica:
         self.ready = False
         self.restart_at = now + delay
 
+    def activity(self) -> tuple[float, float] | None:
+        """(requests answered so far, requests in flight) from the server's own metrics; None
+        when it does not answer."""
+        if self.server is None or not self.ready:
+            return None
+        try:
+            text = httpx.get(f"{self.server.http_url}/metrics", timeout=0.5).text
+        except httpx.HTTPError:
+            return None
+        return _metric_sum(text, "kubemind_requests_total"), _metric_sum(text, "kubemind_requests_in_flight")
+
     def _answers_ready(self) -> bool:
         assert self.server is not None
         try:
@@ -102,6 +113,18 @@ class Replica:
         self.ready = False
 
 
+def _metric_sum(exposition: str, name: str) -> float:
+    """The sum over every label set of one metric in a Prometheus text exposition."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+            try:
+                total += float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                continue
+    return total
+
+
 @dataclass
 class Revision:
     """The replicas of one ComponentPlan."""
@@ -113,6 +136,10 @@ class Revision:
     (for minReplicas 0, at the first request)."""
     activated: bool = False
     """A scaled-to-zero revision whose replica is ready and in the gateway's routes."""
+    served: float = -1.0
+    """Requests its replicas had answered at the last idle check."""
+    idle_since: float = 0.0
+    """When its replicas last answered or held a request (scale to zero counts from here)."""
 
     @property
     def name(self) -> str:

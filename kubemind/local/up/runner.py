@@ -9,6 +9,10 @@ only once `minReplicas` of its replicas are ready:
 - a revision that no longer gets traffic is stopped after the reload that takes it out.
 The loop runs on the main thread because the replicas' die-with-parent signal follows the
 thread that started them.
+
+What it reconciles from is the ObjectStore: the overlay's renders and the Kubernetes API's
+writes (kubectl, the `kubernetes` client) both land there, and the loop applies the store
+whenever its generation moves, then writes each InferenceService's KServe status back.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ from kubemind.local.up.gateway import (
     RevisionRoute,
     ServiceRoute,
 )
+from kubemind.local.up.kube_api import KubeApi, write_kubeconfig
+from kubemind.local.up.kube_objects import ObjectKey, ObjectStore, object_key
+from kubemind.local.up.kube_resources import GROUP
+from kubemind.local.up.kube_status import inference_service_status
 from kubemind.local.up.policy import GatewayPolicy, gateway_policy
 from kubemind.local.up.replicas import Replica, Revision
 from kubemind.local.up.specs import (
@@ -37,13 +45,14 @@ from kubemind.local.up.specs import (
     ComponentPlan,
     ServicePlan,
     SpecsRejected,
+    check_cluster,
     plan_services,
     render_specs,
     validate_specs,
 )
-from kubemind.local.up.state import up_home, write_state
+from kubemind.local.up.state import kubeconfig_path, up_home, write_state
 from kubemind.local.up.storage import local_model_dir
-from kubemind.manifests.problems import ManifestObject
+from kubemind.manifests.problems import ManifestObject, Problem
 from kubemind.manifests.references import Allowed
 from kubemind.processes import free_port
 
@@ -51,6 +60,10 @@ Report = Callable[[str], None]
 # Retired revisions get this long after the reload that takes them out of rotation, for the
 # requests the old nginx workers still hold.
 DRAIN_SECONDS = 2.0
+# Knative's default stable window: a minReplicas 0 revision idle this long goes back to zero.
+SCALE_TO_ZERO_SECONDS = 60.0
+# How often the replicas of a minReplicas 0 revision are asked whether they served anything.
+IDLE_CHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -61,6 +74,8 @@ class ComponentState:
     revisions: dict[str, Revision] = field(default_factory=dict)
     traffic: dict[str, int] = field(default_factory=dict)
     rolled_out: str | None = None
+    previous_rolled_out: str | None = None
+    """The rolled-out revision before `rolled_out` (KServe's previousRolledoutRevision)."""
     problem: str | None = None
 
     def desired_traffic(self) -> tuple[dict[str, int], str | None]:
@@ -83,6 +98,8 @@ class Runner:
         allowed_refs: Iterable[Allowed] = (),
         report: Report = print,
         istio: Sequence[Path] = (),
+        api_port: int = 0,
+        scale_to_zero_after: float = SCALE_TO_ZERO_SECONDS,
     ):
         self.overlay = overlay
         # The Istio objects the gateway's policies come from (the local rate limit), rendered
@@ -103,6 +120,15 @@ class Runner:
         self.components: dict[str, ComponentState] = {}
         self.retiring: list[tuple[float, Revision]] = []
         self.announced_ready = False
+        self.store = ObjectStore()
+        self.applied_generation = -1
+        self.observed: dict[ObjectKey, int] = {}
+        """Each InferenceService's metadata.generation the running processes come from."""
+        self.api_port = api_port
+        self.scale_to_zero_after = scale_to_zero_after
+        self.next_idle_check = 0.0
+        self.api: KubeApi | None = None
+        self.kubeconfig = kubeconfig_path()
 
     def _folder(self, *parts: str) -> Path:
         folder = self.home.joinpath(*parts)
@@ -115,8 +141,21 @@ class Runner:
         rendered = render_specs(self.paths)
         objects = validate_specs(rendered, self.allowed_refs)
         self.fingerprint = rendered.fingerprint
-        self._apply(objects)
-        write_state(self.state())
+        self.store.sync_rendered(objects)
+        self._apply_store()
+        self.api = KubeApi(self.store, self.check_change, self.api_port)
+        self.api.start()
+        write_kubeconfig(self.kubeconfig, self.api.url, self._default_namespace())
+        state = self.state()
+        self._publish_status(state)
+        write_state(state)
+
+    def check_change(self, objects: list[ManifestObject]) -> list[Problem]:
+        """What `kubemind validate` finds in the objects a write through the API would leave."""
+        return check_cluster(objects, self.allowed_refs)
+
+    def _default_namespace(self) -> str:
+        return next((plan.namespace for plan in self.services.values()), "default")
 
     def run(self, stop: threading.Event, watch_interval: float = 2.0) -> None:
         next_watch = time.monotonic() + watch_interval
@@ -125,16 +164,26 @@ class Runner:
             for component in self.components.values():
                 for revision in component.revisions.values():
                     revision.poll()
-            self._settle()
             now = time.monotonic()
             if now >= next_watch:
                 self._watch()
                 next_watch = time.monotonic() + watch_interval
+            if self.store.generation != self.applied_generation:
+                self._apply_store()
+            self._settle()
+            if now >= self.next_idle_check:
+                self._scale_idle_to_zero(now)
+                self.next_idle_check = now + IDLE_CHECK_SECONDS
+            state = self.state()
+            self._publish_status(state)
             if now >= next_state:
-                write_state(self.state())
+                write_state(state)
                 next_state = now + 1.0
 
     def stop(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+            self.kubeconfig.unlink(missing_ok=True)
         self.gateway.stop()
         self.activator.stop()
         for component in self.components.values():
@@ -156,7 +205,24 @@ class Runner:
             self.report("kubemind up: change refused, the running specs stay:\n" + format_problems(exc))
             return
         self.report(f"kubemind up: {self.overlay} changed; reconciling")
+        self.store.sync_rendered(objects)
+
+    def _apply_store(self) -> None:
+        """Reconcile to what the store holds now (the overlay's objects and the API's writes)."""
+        self.applied_generation = self.store.generation  # before reading: a later write re-applies
+        objects = self.store.objects()
+        self.observed = {object_key(o.body): int(o.body.get("metadata", {}).get("generation", 0))
+                         for o in objects if o.kind == "InferenceService"}
         self._apply(objects)
+
+    def _publish_status(self, state: dict[str, Any]) -> None:
+        """Each InferenceService's KServe status, into the store (an event only on a change)."""
+        for service in state["services"]:
+            key = (GROUP, "InferenceService", service["namespace"], service["name"])
+            current = self.store.get(key)
+            if current is not None:
+                self.store.set_status(key, inference_service_status(
+                    service, self.observed.get(key, 0), current.get("status")))
 
     # -- reconcile ---------------------------------------------------------------------------
     def _apply(self, objects: list[ManifestObject]) -> None:
@@ -263,6 +329,36 @@ class Runner:
                     revision.activated = woke = True
         return woke
 
+    def _scale_idle_to_zero(self, now: float) -> None:
+        """A woken minReplicas 0 revision that answered nothing for `scale_to_zero_after` seconds
+        goes back to zero (Knative's scale to zero): routed to the activator again, then stopped."""
+        idle: list[Revision] = []
+        for state in self.components.values():
+            for revision in state.revisions.values():
+                if revision.plan.min_replicas > 0 or not revision.activated or not revision.replicas:
+                    continue
+                samples = [replica.activity() for replica in revision.replicas]
+                if any(sample is None for sample in samples):
+                    revision.idle_since = now  # starting or restarting: not idle
+                    continue
+                served = sum(sample[0] for sample in samples if sample)
+                in_flight = sum(sample[1] for sample in samples if sample)
+                if in_flight or served != revision.served:
+                    revision.served, revision.idle_since = served, now
+                elif now - revision.idle_since >= self.scale_to_zero_after:
+                    idle.append(revision)
+        if not idle:
+            return
+        stopping = []
+        for revision in idle:
+            self.report(f"kubemind up: {revision.name}: idle for {now - revision.idle_since:.0f}s; scaled to zero")
+            stopping += revision.replicas
+            revision.replicas, revision.activated, revision.served = [], False, -1.0
+            self.activator.mark_cold(revision.name)
+        self._reload()  # the activator answers first; the replicas stop once nginx no longer routes to them
+        for replica in stopping:
+            replica.stop()
+
     def _settle(self, force: bool = False) -> None:
         """Move traffic to revisions that became ready; reload the gateway when routes change."""
         changed = self._activate() or force
@@ -277,6 +373,8 @@ class Runner:
                 if traffic != state.traffic:
                     state.traffic, changed = traffic, True
                 if latest.ready:
+                    if state.rolled_out not in (None, rolled_out):
+                        state.previous_rolled_out = state.rolled_out
                     state.rolled_out = rolled_out
             for name in [n for n in state.revisions if n not in state.traffic and n != state.plan.revision]:
                 self.retiring.append((time.monotonic() + DRAIN_SECONDS, state.revisions.pop(name)))
@@ -335,6 +433,8 @@ class Runner:
                 components.append({
                     "component": name,
                     "rolled_out": state.rolled_out,
+                    "previous_rolled_out": state.previous_rolled_out,
+                    "traffic": dict(state.traffic),
                     "latest": state.plan.revision,
                     "problem": state.problem,
                     "address": {"http": f"127.0.0.1:{state.http_port}", "grpc": f"127.0.0.1:{state.grpc_port}"},
@@ -358,6 +458,7 @@ class Runner:
             "gateway": {"pid": self.gateway.pid, "http_port": self.http_port, "grpc_port": self.grpc_port,
                         "generation": self.generation, "folder": str(self.gateway.folder)},
             "logs": str(self.home / "logs"),
+            "api": {"url": self.api.url, "kubeconfig": str(self.kubeconfig)} if self.api else None,
             "services": services,
         }
 

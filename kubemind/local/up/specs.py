@@ -130,10 +130,16 @@ def render_specs(paths: Sequence[Path]) -> Rendered:
 def validate_specs(rendered: Rendered, allowed_refs: Iterable[Allowed] = ()) -> list[ManifestObject]:
     """The objects, once they pass `kubemind validate`'s checks; SpecsRejected carries the
     problems exactly as `kubemind validate` prints them."""
-    problems = rendered.problems or check_objects(rendered.objects, default_crd_dir(), allowed_refs=allowed_refs)
+    problems = rendered.problems or check_cluster(rendered.objects, allowed_refs)
     if problems:
         raise SpecsRejected.of(problems)
     return rendered.objects
+
+
+def check_cluster(objects: list[ManifestObject], allowed_refs: Iterable[Allowed] = ()) -> list[Problem]:
+    """`kubemind validate`'s checks: for an overlay's render, and for the objects a write
+    through `kubemind up`'s Kubernetes API would leave."""
+    return check_objects(objects, default_crd_dir(), allowed_refs=allowed_refs)
 
 
 def plan_services(objects: list[ManifestObject]) -> list[ServicePlan]:

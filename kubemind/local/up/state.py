@@ -21,6 +21,11 @@ def state_path() -> Path:
     return up_home() / "state.json"
 
 
+def kubeconfig_path() -> Path:
+    """The kubeconfig a running `kubemind up` writes for its Kubernetes API."""
+    return up_home() / "kubeconfig"
+
+
 def write_state(state: dict[str, Any]) -> None:
     path = state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
