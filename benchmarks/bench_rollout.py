@@ -57,7 +57,7 @@ def main() -> None:
         up = Up(write_rollout_overlay(work / "overlay" / "local", prometheus.url), work / "home")
         controller = targets = None
         try:
-            up.wait_ready()
+            up.wait_for(lambda s: s["ready"], "ready", timeout=300)
             targets = Targets(up, prometheus)
             api = KubeApi(str(up.kubeconfig))
             controller = ControllerThread(up.kubeconfig, work / "home", prometheus.url)

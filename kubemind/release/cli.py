@@ -11,6 +11,9 @@ import threading
 from typing import Any
 
 from kubemind.errors import KubemindError
+from kubemind.release.errors import KubernetesApiError
+
+CONFLICT_RETRIES = 5
 
 COMMANDS = {
     "run": "run the rollout of NAME in the foreground until it is promoted or rolled back",
@@ -57,7 +60,14 @@ def _run(command: str) -> Any:
             print(f"kubemind rollout: error: {exc}", file=sys.stderr)
             return 1
         try:
-            return _command(controller, command, args)
+            for attempt in range(CONFLICT_RETRIES):
+                try:
+                    return _command(controller, command, args)
+                except KubernetesApiError as exc:
+                    # 409: the controller wrote in between; decide again from the new version.
+                    if exc.code != 409 or attempt == CONFLICT_RETRIES - 1:
+                        raise
+            return 1
         except KubemindError as exc:
             print(f"kubemind rollout: error: {exc}", file=sys.stderr)
             return 1

@@ -138,13 +138,15 @@ class Controller:
             return self._hold(isvc, state, candidate, primary, verdict.reason)
         if verdict.outcome == FAIL:
             state.failures += 1
-            self._record(isvc, "rollout.analysis", state, state, verdict.values, f"failed interval {state.failures}"
-                         f" of failureLimit {policy.failure_limit}: {verdict.reason}")
+            failed = ("rollout.analysis", verdict.values,
+                      f"failed interval {state.failures} of failureLimit {policy.failure_limit}: {verdict.reason}")
             if state.failures >= policy.failure_limit:
                 return self.rollback(isvc, state, f"failureLimit {policy.failure_limit} reached: {verdict.reason}",
-                                     verdict.values)
-            return self._patch_state(isvc, state, verdict, f"failed interval {state.failures}/{policy.failure_limit}"
-                                     f" at {state.weight}%: {verdict.reason}")
+                                     verdict.values, first=failed)
+            self._patch_state(isvc, state, verdict, f"failed interval {state.failures}/{policy.failure_limit}"
+                              f" at {state.weight}%: {verdict.reason}")
+            self._record(isvc, failed[0], state, state, failed[1], failed[2])  # once the patch holds
+            return state
         assert verdict.outcome == PASS
         state.passes_at_step += 1
         return self._advance(isvc, policy, state, verdict, now)
@@ -186,31 +188,34 @@ class Controller:
             self._move_alias(isvc, policy.move_alias)
         return moved
 
-    def rollback(self, isvc: dict[str, Any], state: RolloutState, reason: str, values: Any = None) -> RolloutState:
+    def rollback(self, isvc: dict[str, Any], state: RolloutState, reason: str, values: Any = None,
+                 first: tuple[str, Any, str] | None = None) -> RolloutState:
+        """`first`: the failed interval that reached the limit, recorded once the rollback is patched."""
         before = RolloutState(**asdict(state))
         state.phase, state.weight, state.outcome = ROLLED_BACK, 0, ROLLED_BACK
-        return self._move(isvc, "rollout.rollback", before, state, 0, f"rolled back: {reason}", values)
+        return self._move(isvc, "rollout.rollback", before, state, 0, f"rolled back: {reason}", values, first)
 
     def set_paused(self, name: str, paused: bool) -> None:
         isvc = self.api.get_isvc(self.settings.namespace, name)
-        self.api.patch_isvc(self.settings.namespace, name,
-                            {"metadata": {"annotations": {PAUSED_ANNOTATION: "true" if paused else None}}})
+        self._patch(isvc, {"metadata": {"annotations": {PAUSED_ANNOTATION: "true" if paused else None}}})
         state = RolloutState.from_annotations((isvc.get("metadata") or {}).get("annotations") or {})
         self._record(isvc, "rollout.pause" if paused else "rollout.resume", state, state, None,
                      "paused by an operator" if paused else "resumed by an operator")
 
     # -- patches and records --------------------------------------------------------------------------
     def _move(self, isvc: dict[str, Any], action: str, before: RolloutState | None, state: RolloutState,
-              weight: int | None, reason: str, values: Any) -> RolloutState:
+              weight: int | None, reason: str, values: Any, first: tuple[str, Any, str] | None = None) -> RolloutState:
         """Patch the traffic (`weight` None removes the split: promotion) with the new state."""
         state.reason = reason
         name = isvc["metadata"]["name"]
-        self.api.patch_isvc(self.settings.namespace, name, {
+        self._patch(isvc, {
             "metadata": {"annotations": {STATE_ANNOTATION: state.to_json(), REASON_ANNOTATION: reason}},
             "spec": {"predictor": {"canaryTrafficPercent": weight}},
         })
         self.last_reason[name] = reason
         logger.info("%s: %s", name, reason)
+        if first is not None:
+            self._record(isvc, first[0], before, before, first[1], first[2])
         self._record(isvc, action, before, state, values, reason)
         self._tag(isvc, state)
         return state
@@ -219,16 +224,27 @@ class Controller:
                      reason: str) -> RolloutState:
         state.reason = reason
         name = isvc["metadata"]["name"]
-        self.api.patch_isvc(self.settings.namespace, name, {
-            "metadata": {"annotations": {STATE_ANNOTATION: state.to_json(), REASON_ANNOTATION: reason}}})
+        annotations = {STATE_ANNOTATION: state.to_json(), REASON_ANNOTATION: reason}
+        current = isvc["metadata"].get("annotations") or {}
+        if any(current.get(key) != value for key, value in annotations.items()):
+            self._patch(isvc, {"metadata": {"annotations": annotations}})
         if self.last_reason.get(name) != reason:
             logger.info("%s: %s", name, reason)
         self.last_reason[name] = reason
         return state
 
+    def _patch(self, isvc: dict[str, Any], patch: dict[str, Any]) -> None:
+        """A merge patch conditional on the resourceVersion this decision was made from: a
+        concurrent write (an operator's abort, another controller) makes it fail with 409, and
+        the next look decides again from what is there now."""
+        metadata = isvc["metadata"]
+        patch = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": metadata["resourceVersion"]}}
+        self.api.patch_isvc(self.settings.namespace, metadata["name"], patch)
+
     def _hold(self, isvc: dict[str, Any], state: RolloutState | None, candidate: str, primary: str | None,
               reason: str) -> RolloutState:
-        held = state or RolloutState(candidate, primary, CANARY, weight=_current_weight(isvc))
+        held = state if state is not None and state.candidate == candidate else \
+            RolloutState(candidate, primary, CANARY, weight=_current_weight(isvc))
         name = isvc["metadata"]["name"]
         reason = f"held at {_current_weight(isvc)}%: {reason}"
         changed = self.last_reason.get(name) != reason

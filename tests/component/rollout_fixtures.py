@@ -156,7 +156,7 @@ def predictor_status(api: KubeApi) -> dict[str, Any]:
     return dict(((isvc(api).get("status") or {}).get("components") or {}).get("predictor") or {})
 
 
-def wait_for_state(api: KubeApi, condition: Any, what: str, timeout: float = 120.0) -> RolloutState:
+def wait_for_state(api: KubeApi, condition: Any, what: str, timeout: float = 180.0) -> RolloutState:
     deadline = time.monotonic() + timeout
     state = None
     while time.monotonic() < deadline:
