@@ -29,6 +29,7 @@ from tests.component.rollout_fixtures import (
     Targets,
     new_revision,
     predictor_status,
+    state_of,
     wait_for_state,
     write_rollout_overlay,
 )
@@ -74,10 +75,11 @@ def main() -> None:
             errors_after_promotions = len(load.errors)
             for _ in range(ROLLOUTS):
                 version += 1
-                primary = predictor_status(api)["latestRolledoutRevision"]
+                previous = state_of(api)
                 new_revision(api, ("--delay_seconds=0.3",), version=str(version))
-                state = wait_for_state(api, lambda s, p=primary: s.phase == ROLLED_BACK and s.primary == p,
-                                       "rolled back", 300)
+                state = wait_for_state(api, lambda s, b=previous: s.phase == ROLLED_BACK and b is not None
+                                       and s.candidate != b.candidate, "rolled back", 300)
+                primary = state.primary or ""
                 while _primary_share(up, primary) != 100:
                     time.sleep(0.05)
                 back = time.time()
