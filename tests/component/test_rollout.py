@@ -30,7 +30,6 @@ from tests.component.rollout_fixtures import (
 )
 from tests.component.up_fixtures import Up, cli
 
-
 READY_TIMEOUT = 300.0
 
 
