@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jobs": ("kubemind_workers.cli", "async jobs: verify a webhook signature"),
     "observability": ("kubemind.observability.cli", "generate SLO alert rules, PrometheusRules and dashboards"),
     "drift": ("kubemind.drift.cli", "drift reports: reference vs current per feature, as HTML"),
+    "rollout": ("kubemind.release.cli", "release control: run, status, pause, resume, promote, abort a rollout"),
+    "audit": ("kubemind.audit.cli", "the tamper-evident audit log: verify its chain, show who did what"),
 }
 
 

@@ -96,7 +96,7 @@ class KubemindServer:
         self.repository = ModelRepository()
         for model in self.models:
             self.repository.update(model)
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(settings.revision)
         self.metrics.register_model_collectors(self.models)
         self.service = InferenceService(self.repository, settings.server_name)
         self.pipeline = Pipeline(self.service, self.metrics, settings)

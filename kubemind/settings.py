@@ -18,7 +18,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubemind.errors import InvalidSettings
@@ -134,6 +134,10 @@ class ComponentSettings(BaseSettings):
 
     endpoint: str = ""
     """The endpoint on the events (Ce-Endpoint: default or canary)."""
+    revision: str = Field(default="", validation_alias=AliasChoices("revision", "K_REVISION"))
+    """The revision this replica belongs to, a label on the request metrics so release gates
+    can compare a canary with its primary. Knative sets K_REVISION in every pod; `kubemind up`
+    sets it per revision."""
 
 
 SettingsT = TypeVar("SettingsT", bound=ComponentSettings)

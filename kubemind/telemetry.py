@@ -47,19 +47,29 @@ def propagated_headers(headers: Iterable[tuple[str, str]], allow: frozenset[str]
 class ServerMetrics:
     """The Prometheus metrics of one kubemind server."""
 
-    def __init__(self) -> None:
+    def __init__(self, revision: str = "") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.revision = revision
+        """The revision this server runs (Knative's K_REVISION): release gates compare the
+        primary's and the candidate's requests and latency by it."""
         self.requests = Counter(
             "kubemind_requests",
-            "Requests served, by model, endpoint, protocol and status code.",
-            ["model", "endpoint", "protocol", "code"],
+            "Requests served, by model, endpoint, protocol, status code and revision.",
+            ["model", "endpoint", "protocol", "code", "revision"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "kubemind_request_duration_seconds",
             "Time from request received to reply encoded.",
-            ["model", "endpoint", "protocol"],
+            ["model", "endpoint", "protocol", "revision"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "kubemind_prediction_class",
+            "Top-1 classes predicted, by model and revision: the model-quality gate compares a"
+            " candidate's class histogram with its primary's (PSI).",
+            ["model", "class", "revision"],
             registry=self.registry,
         )
         self.stage_latency = Histogram(
@@ -106,6 +116,8 @@ class RequestRecord:
     status: int = 200
     error: str = ""
     batch: int = 1
+    predicted: list[str] = field(default_factory=list)
+    """Top-1 class of each item a classifier answered (see `count_predictions`)."""
     executions: int = 1
     """Model executions this request accounts for: 0 for a request that rode in a batch another
     request's record already counts (dynamic batching), so execution_count stays Triton's."""
@@ -138,14 +150,23 @@ def current_record() -> RequestRecord | None:
     return CURRENT_RECORD.get()
 
 
+def count_predictions(classes: Iterable[str]) -> None:
+    """A classifier reports the top-1 class of each item it answered, for the request metrics."""
+    record = current_record()
+    if record is not None:
+        record.predicted.extend(classes)
+
+
 def finish_request(metrics: ServerMetrics, record: RequestRecord, log_requests: bool) -> float:
     """Account for a finished request in metrics and the access log; returns its duration (s)."""
     duration = time.perf_counter() - record.started
     model = record.model or "-"
-    metrics.requests.labels(model, record.endpoint, record.protocol, str(record.status)).inc()
-    metrics.latency.labels(model, record.endpoint, record.protocol).observe(duration)
+    metrics.requests.labels(model, record.endpoint, record.protocol, str(record.status), metrics.revision).inc()
+    metrics.latency.labels(model, record.endpoint, record.protocol, metrics.revision).observe(duration)
     for stage, ns in record.stages_ns.items():
         metrics.stage_latency.labels(model, stage).observe(ns / 1e9)
+    for predicted in record.predicted:
+        metrics.predictions.labels(model, predicted, metrics.revision).inc()
     if log_requests:
         entry: dict[str, Any] = {
             "ts": time.time(),

@@ -87,6 +87,7 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("predictor-pyfunc"),
     ImageSpec("transformer-image"),
     ImageSpec("worker-cv"),
+    ImageSpec("rollout-controller"),
     ImageSpec("predictor-triton"),
     # torch's CPU build comes from this machine's local wheel, not PyTorch's index.
     ImageSpec("predictor-vllm-cpu", local_build_args={"TORCH_INDEX_URL": ""}),

@@ -18,6 +18,7 @@ from kubemind.manifests.knative_config import check_knative_config
 from kubemind.manifests.kserve_webhooks import check_runtime_priorities
 from kubemind.manifests.problems import ManifestObject, Problem
 from kubemind.manifests.references import Allowed, check_references
+from kubemind.manifests.rollout_policies import check_rollout_policy
 from kubemind.manifests.scaling_targets import check_scaling_targets
 from kubemind.manifests.schemas import check_schema
 
@@ -130,6 +131,7 @@ def check_objects(
         problems.extend(check_knative_config(obj, crd_dir))
         problems.extend(check_component_args(obj, runtimes.get(obj.source, {})))
         problems.extend(check_graph_routes(obj))
+        problems.extend(check_rollout_policy(obj))
     problems.extend(check_runtime_priorities(objects))
     problems.extend(check_references(objects, allowed_refs))
     problems.extend(check_scaling_targets(objects))

@@ -182,7 +182,23 @@ class MlflowRegistry:
             lambda: self.client.set_registered_model_alias(name, alias, version),
         )
 
+    def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self._call(
+            f"tag {name}/{version} {key}={value}",
+            lambda: self.client.set_model_version_tag(name, version, key, value),
+        )
+
     # -- lookup ---------------------------------------------------------------------------------
+    def alias_version(self, name: str, alias: str) -> str | None:
+        """The version `name@alias` names now; None when the alias or the model does not exist
+        (what the audit log records as an alias move's `before`)."""
+        try:
+            model = self._call(f"look up {name}", lambda: self.client.get_registered_model(name))
+        except ModelVersionNotFound:
+            return None
+        version = (model.aliases or {}).get(alias)
+        return str(version) if version is not None else None
+
     def get_version(self, uri: ModelUri) -> VersionInfo:
         if uri.alias is not None:
             alias = uri.alias

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from kubemind import audit
 from kubemind.errors import InvalidInput
 from kubemind_registry.mlflow_store import MlflowRegistry
 from kubemind_registry.resolve import resolve
@@ -244,10 +245,24 @@ def write_pins(
     check_overlay(root, env)
     pins = resolve_pins(registry, root, env, requested)
     path = pins_path(root, env)
+    before = {isvc: ref for isvc, (ref, _) in read_refs(path).items()}
+    before_versions = _pinned_versions(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write(path, render_pins(env, pins))
     _write(component_path(root, env), render_component(env, has_pins=True))
+    for pin in pins:
+        audit.record("models.pin", {"kind": "InferenceService", "name": pin.isvc, "namespace": pin.namespace,
+                                    "overlay": env}, home=registry.settings.home, model=pin.name, version=pin.version,
+                     before={"ref": before.get(pin.isvc), "version": before_versions.get(pin.isvc)},
+                     after={"ref": pin.ref_uri, "version": pin.version, "digest": pin.digest})
     return path, pins
+
+
+def _pinned_versions(path: Path) -> dict[str, str | None]:
+    if not path.is_file():
+        return {}
+    return {doc["metadata"]["name"]: doc["metadata"].get("annotations", {}).get("kubemind.io/model-version")
+            for doc in yaml.safe_load_all(path.read_text()) if doc}
 
 
 def _write(path: Path, text: str) -> None:

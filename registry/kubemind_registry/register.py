@@ -8,6 +8,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from kubemind import audit
 from kubemind.errors import InvalidInput
 from kubemind_registry.manifest import MANIFEST_FILE, FileEntry, build_manifest
 from kubemind_registry.mlflow_store import MlflowRegistry
@@ -76,11 +77,17 @@ def register_model(
         tags={k: v for k, v in tags.items() if k != SIGNATURE_TAG},
     )
     version = registry.create_version(name, source, run_id, tags)
+    audit.record("models.register", {"kind": "RegisteredModel", "name": name}, home=registry.settings.home,
+                 model=name, version=version, after={"source": source, "digest": manifest.digest, "flavor": flavor})
     if alias:
-        registry.set_alias(name, alias, version)
+        set_alias(registry, name, alias, version)
     return resolve(registry, ModelUri(name=name, version=version))
 
 
 def set_alias(registry: MlflowRegistry, name: str, alias: str, version: str) -> ModelRef:
+    before = registry.alias_version(name, alias)
     registry.set_alias(name, alias, version)
+    audit.record("models.alias", {"kind": "RegisteredModelAlias", "name": f"{name}@{alias}"},
+                 home=registry.settings.home, model=name, version=version, before=before, after=version)
     return resolve(registry, ModelUri(name=name, alias=alias))
+

@@ -17,6 +17,7 @@ from kubemind.local.up import gateway as up_gateway
 from kubemind.local.up import kube_api as up_kube_api
 from kubemind.local.up import specs as up_specs
 from kubemind.model import KubemindModel, TensorSpec
+from kubemind.release import errors as release_errors
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
 from kubemind_registry import errors as registry_errors
@@ -60,6 +61,9 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     up_specs.SpecsRejected,
     up_gateway.GatewayError,
     up_kube_api.ApiStatusError,
+    release_errors.PolicyRejected,
+    release_errors.PrometheusUnavailable,
+    release_errors.KubernetesApiError,
 ]
 
 

@@ -117,7 +117,7 @@ async def server() -> AsyncIterator[KubemindServer]:
 
 def _count(server: KubemindServer, endpoint: str, code: str) -> float:
     value = server.metrics.registry.get_sample_value(
-        "kubemind_requests_total", {"model": "echo", "endpoint": endpoint, "protocol": "rest", "code": code}
+        "kubemind_requests_total", {"model": "echo", "endpoint": endpoint, "protocol": "rest", "code": code, "revision": ""}
     )
     return value or 0.0
 
@@ -189,7 +189,7 @@ async def test_grpc_infer_echoes_the_request_id_and_counts(server: KubemindServe
     assert reply.raw_output_contents[0] == b"\x02\x00\x00\x00hi"
     assert trailing["x-request-id"] == "grpc-1"
     counted = server.metrics.registry.get_sample_value(
-        "kubemind_requests_total", {"model": "echo", "endpoint": "ModelInfer", "protocol": "grpc", "code": "200"}
+        "kubemind_requests_total", {"model": "echo", "endpoint": "ModelInfer", "protocol": "grpc", "code": "200", "revision": ""}
     )
     assert counted == 1
 

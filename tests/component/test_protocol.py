@@ -271,10 +271,10 @@ def test_metrics_count_requests_and_stage_latency(http: httpx.Client) -> None:
     http.post("/v2/models/simple/infer", json=golden_json())
     http.post("/v2/models/simple/infer", json={"inputs": [tensor()]})
     text = http.get("/metrics").text
-    assert 'kubemind_requests_total{code="200",endpoint="infer",model="simple",protocol="rest"}' in text
-    assert 'kubemind_requests_total{code="400",endpoint="infer",model="simple",protocol="rest"}' in text
+    assert 'kubemind_requests_total{code="200",endpoint="infer",model="simple",protocol="rest",revision=""}' in text
+    assert 'kubemind_requests_total{code="400",endpoint="infer",model="simple",protocol="rest",revision=""}' in text
     assert 'kubemind_stage_duration_seconds_count{model="simple",stage="decode"}' in text
-    assert 'kubemind_request_duration_seconds_bucket{endpoint="infer",le="0.001",model="simple",protocol="rest"}' in text
+    assert 'kubemind_request_duration_seconds_bucket{endpoint="infer",le="0.001",model="simple",protocol="rest",revision=""}' in text
 
 
 # -- binding and lifecycle --------------------------------------------------------------------------

@@ -32,5 +32,13 @@ def test_register_resolve_initialize_on_the_embedded_store(
     assert initializer_main(["models:/local-clf@champion", str(dest)]) == 0
     assert read_served_model(dest).digest == registered["digest"]
     assert (dest / "model.onnx").read_bytes() == (model / "model.onnx").read_bytes()
-    assert sorted(p.name for p in home.iterdir()) == ["artifacts", "mlflow.db"]
+    assert sorted(p.name for p in home.iterdir()) == ["artifacts", "audit", "mlflow.db"]
+    # Who registered what and moved the alias is in the audit log, and its chain verifies.
+    capsys.readouterr()
+    assert kubemind_main(["audit", "show", "--model", "local-clf", "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [(r["action"], r["version"], r["before"], r["after"] if r["action"] == "models.alias" else None)
+            for r in shown] == [("models.register", "1", None, None), ("models.alias", "1", None, "1")]
+    assert shown[0]["after"]["digest"] == registered["digest"] and shown[0]["actor"]["name"]
+    assert kubemind_main(["audit", "verify"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kubemind-home", "model", "models"]

@@ -37,3 +37,35 @@ def test_model_collectors_go_on_the_server_registry_once_and_not_the_global_one(
     assert REGISTRY.get_sample_value("kubemind_triton_pending_requests", {"model": "simple"}) is None
     # A second server in the same process has its own registry: no duplicate-timeseries error.
     ServerMetrics().register_model_collectors([ModelWith(shared)])
+
+
+def test_request_metrics_carry_the_revision_knative_sets(monkeypatch) -> None:
+    from kubemind.settings import ComponentSettings
+    from kubemind.telemetry import RequestRecord, finish_request
+
+    monkeypatch.setenv("K_REVISION", "simple-predictor-00002")
+    settings = ComponentSettings()
+    assert settings.revision == "simple-predictor-00002"
+    metrics = ServerMetrics(settings.revision)
+    finish_request(metrics, RequestRecord("rest", "infer", model="simple"), log_requests=False)
+    labels = {"model": "simple", "endpoint": "infer", "protocol": "rest", "revision": "simple-predictor-00002"}
+    assert metrics.registry.get_sample_value("kubemind_requests_total", {**labels, "code": "200"}) == 1
+    assert metrics.registry.get_sample_value("kubemind_request_duration_seconds_count", labels) == 1
+
+
+def test_a_classifier_s_top_classes_are_counted_by_revision() -> None:
+    from kubemind.telemetry import CURRENT_RECORD, RequestRecord, count_predictions, finish_request
+
+    metrics = ServerMetrics("cv-predictor-00003")
+    record = RequestRecord("rest", "infer", model="cv")
+    token = CURRENT_RECORD.set(record)
+    try:
+        count_predictions(["281", "281", "7"])
+    finally:
+        CURRENT_RECORD.reset(token)
+    count_predictions(["outside a request: ignored"])
+    finish_request(metrics, record, log_requests=False)
+    sample = metrics.registry.get_sample_value
+    labels = {"model": "cv", "revision": "cv-predictor-00003"}
+    assert sample("kubemind_prediction_class_total", {**labels, "class": "281"}) == 2
+    assert sample("kubemind_prediction_class_total", {**labels, "class": "7"}) == 1

@@ -21,6 +21,7 @@ Kubernetes Status error (404, 405, 409, 415, 422), never a hang.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import secrets
 import threading
@@ -76,8 +77,8 @@ class ApiStatusError(KubemindError):
 
 
 def _not_found(resource: Resource, name: str) -> ApiStatusError:
-    return ApiStatusError(f'{resource.plural}.{GROUP} "{name}" not found', HTTPStatus.NOT_FOUND, "NotFound",
-                          {"name": name, "group": GROUP, "kind": resource.plural})
+    return ApiStatusError(f'{resource.plural}.{resource.group} "{name}" not found', HTTPStatus.NOT_FOUND,
+                          "NotFound", {"name": name, "group": resource.group, "kind": resource.plural})
 
 
 def _no_route() -> ApiStatusError:
@@ -99,19 +100,19 @@ class Target:
 
     def key(self) -> ObjectKey:
         assert self.name is not None
-        return GROUP, self.resource.kind, self.namespace or "", self.name
+        return self.resource.group, self.resource.kind, self.namespace or "", self.name
 
 
 def parse_target(path: str) -> Target:
     """/apis/serving.kserve.io/VERSION[/namespaces/NS]/PLURAL[/NAME[/status]]"""
     parts = [part for part in path.split("/") if part]
-    if parts[:2] != ["apis", GROUP] or len(parts) < 4:
+    if len(parts) < 4 or parts[0] != "apis" or parts[1] not in resources.GROUPS:
         raise _no_route()
-    version, rest = parts[2], parts[3:]
+    group, version, rest = parts[1], parts[2], parts[3:]
     namespace = None
     if rest[0] == "namespaces" and len(rest) >= 3:
         namespace, rest = rest[1], rest[2:]
-    resource = resources.find_resource(version, rest[0])
+    resource = resources.find_resource(version, rest[0], group)
     if resource is None or len(rest) > 3 or (namespace is not None and not resource.namespaced):
         raise _no_route()
     name = rest[1] if len(rest) > 1 else None
@@ -269,6 +270,10 @@ class ApiHandler(BaseHTTPRequestHandler):
             f"/apis/{GROUP}": resources.api_group,
             "/openapi/v3": resources.openapi_v3_root,
         }
+        for group in resources.GROUPS[1:]:
+            documents[f"/apis/{group}"] = lambda g=group: resources.api_group(g)  # type: ignore[misc]
+            for version in resources.versions(group):
+                documents[f"/apis/{group}/{version}"] = functools.partial(resources.api_resource_list, version, group)
         for version in resources.versions():
             documents[f"/apis/{GROUP}/{version}"] = lambda v=version: resources.api_resource_list(v)  # type: ignore[misc]
             documents[f"/openapi/v3/apis/{GROUP}/{version}"] = lambda v=version: resources.openapi_v3_group(v)  # type: ignore[misc]
@@ -324,7 +329,7 @@ class ApiHandler(BaseHTTPRequestHandler):
             if query.get("watch", "").lower() in ("1", "true"):
                 self._watch(target, query, labels, fields)
                 return
-            items, version = self.api.store.list_objects(GROUP, target.resource.kind, target.namespace)
+            items, version = self.api.store.list_objects(target.resource.group, target.resource.kind, target.namespace)
             items = [self._as_version(target, item) for item in items if matches(item, labels, fields)]
             if self._wants_table():
                 self._json(HTTPStatus.OK, resources.table(target.resource, items, str(version)))
@@ -378,7 +383,7 @@ class ApiHandler(BaseHTTPRequestHandler):
 
         try:
             if since == 0:  # no resourceVersion: the current objects first, as ADDED
-                items, since = store.list_objects(GROUP, target.resource.kind, target.namespace)
+                items, since = store.list_objects(target.resource.group, target.resource.kind, target.namespace)
                 for item in items:
                     if matches(item, labels, fields):
                         send("ADDED", self._as_version(target, item))
@@ -391,7 +396,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                     since = event.resource_version
                     obj = event.object
                     group, kind, namespace, _ = object_key(obj)
-                    if (group, kind) != (GROUP, target.resource.kind):
+                    if (group, kind) != (target.resource.group, target.resource.kind):
                         continue
                     if target.namespace is not None and namespace != target.namespace:
                         continue

@@ -1,7 +1,8 @@
 """What the local Kubernetes API serves, from the CRDs kubemind ships: discovery and tables.
 
-Every served version of every `serving.kserve.io` CRD is listed, readable and watchable, with
-its short names and printer columns, so `kubectl get isvc` prints the columns a cluster prints.
+Every served version of every `serving.kserve.io` CRD, and kubemind's own `kubemind.io` ones
+(the RolloutPolicy the release controller reads), is listed, readable and watchable, with its
+short names and printer columns, so `kubectl get isvc` prints the columns a cluster prints.
 Only InferenceServices take writes: they are what the local runner runs and the release
 controller drives; the rest come from the overlay and are read-only here (405).
 """
@@ -20,6 +21,8 @@ from typing import Any
 from kubemind.manifests.crd_catalog import crd_documents, default_crd_dir
 
 GROUP = "serving.kserve.io"
+# kubemind's own kinds, read-only here: the release controller reads RolloutPolicies.
+GROUPS = (GROUP, "kubemind.io")
 WRITABLE_KINDS = frozenset({"InferenceService"})
 KUBERNETES_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kubemind-up", "platform": "linux/amd64"}
 WRITE_VERBS = ["create", "delete", "patch", "update"]
@@ -66,14 +69,14 @@ def served_resources(crd_dir: Path | None = None) -> tuple[Resource, ...]:
     found = []
     for crd in crd_documents(crd_dir or default_crd_dir()):
         spec = crd.get("spec", {})
-        if spec.get("group") != GROUP:
+        if spec.get("group") not in GROUPS:
             continue
         names = spec.get("names", {})
         for version in spec.get("versions", []):
             if not version.get("served", False):
                 continue
             found.append(Resource(
-                group=GROUP, version=str(version["name"]), kind=str(names["kind"]), plural=str(names["plural"]),
+                group=str(spec["group"]), version=str(version["name"]), kind=str(names["kind"]), plural=str(names["plural"]),
                 singular=str(names.get("singular") or names["kind"].lower()),
                 short_names=tuple(names.get("shortNames") or ()),
                 namespaced=spec.get("scope", "Namespaced") == "Namespaced",
@@ -83,13 +86,15 @@ def served_resources(crd_dir: Path | None = None) -> tuple[Resource, ...]:
     return tuple(sorted(found, key=lambda r: (r.version, r.plural)))
 
 
-def find_resource(version: str, plural: str) -> Resource | None:
-    return next((r for r in served_resources() if r.version == version and r.plural == plural), None)
+def find_resource(version: str, plural: str, group: str = GROUP) -> Resource | None:
+    return next((r for r in served_resources()
+                 if r.group == group and r.version == version and r.plural == plural), None)
 
 
-def versions() -> list[str]:
-    """Served versions, preferred (the newest) first."""
-    return sorted({r.version for r in served_resources()}, key=lambda v: (not v.startswith("v1beta"), v))
+def versions(group: str = GROUP) -> list[str]:
+    """Served versions of a group, preferred (the newest) first."""
+    return sorted({r.version for r in served_resources() if r.group == group},
+                  key=lambda v: (not v.startswith("v1beta"), v))
 
 
 # -- discovery documents ----------------------------------------------------------------------
@@ -110,23 +115,27 @@ def namespace(name: str, creation: str) -> dict[str, Any]:
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
 
 
-def api_group() -> dict[str, Any]:
-    listed = [{"groupVersion": f"{GROUP}/{v}", "version": v} for v in versions()]
-    return {"kind": "APIGroup", "apiVersion": "v1", "name": GROUP, "versions": listed, "preferredVersion": listed[0]}
+def api_group(group: str = GROUP) -> dict[str, Any]:
+    listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions(group)]
+    return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": listed, "preferredVersion": listed[0]}
 
 
 def api_group_list() -> dict[str, Any]:
-    group = api_group()
-    group.pop("kind")
-    group.pop("apiVersion")
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]}
+    groups = []
+    for name in GROUPS:
+        group = api_group(name)
+        group.pop("kind")
+        group.pop("apiVersion")
+        groups.append(group)
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
-def api_resource_list(version: str) -> dict[str, Any] | None:
-    resources = [entry for r in served_resources() if r.version == version for entry in r.discovery()]
+def api_resource_list(version: str, group: str = GROUP) -> dict[str, Any] | None:
+    resources = [entry for r in served_resources() if r.group == group and r.version == version
+                 for entry in r.discovery()]
     if not resources:
         return None
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{GROUP}/{version}",
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}",
             "resources": resources}
 
 

@@ -290,7 +290,9 @@ class Runner:
             revision.args = tuple(self._replica_args(plan))
         logs = self._folder("logs", f"{plan.namespace}.{plan.service}")
         index = len(revision.replicas)
-        replica = Replica(plan.revision, index, plan.module, revision.args, dict(plan.env),
+        # K_REVISION as Knative sets it: the replica's metrics carry its revision (release gates).
+        env = {**dict(plan.env), "K_REVISION": plan.revision}
+        replica = Replica(plan.revision, index, plan.module, revision.args, env,
                           logs / f"{plan.revision}-{index}.log", plan.ready_timeout, self.report)
         replica.start()
         revision.replicas.append(replica)

@@ -14,7 +14,8 @@ from kubemind_predictors.simple.settings import SimpleSettings
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(SimpleSettings, argv, prog="python -m kubemind_predictors.simple")
     models: list[KubemindModel] = [
-        SimpleModel(settings.model_name, tuple(settings.versions), settings.max_batch_size, settings.delay_seconds)
+        SimpleModel(settings.model_name, tuple(settings.versions), settings.max_batch_size, settings.delay_seconds,
+                    settings.error_percent)
     ]
     if settings.string_model:
         models += [SimpleStringModel(max_batch_size=settings.max_batch_size), SimpleIdentityModel()]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import numpy as np
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind.codecs import NumpyOutput
-from kubemind.errors import InvalidInput
+from kubemind.errors import InternalError, InvalidInput
 from kubemind.model import KubemindModel, TensorSpec
 
 ELEMENTS = 16
@@ -18,12 +19,14 @@ class SimpleModel(KubemindModel):
     """INPUT0, INPUT1: INT32 [-1, 16] -> OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1."""
 
     def __init__(
-        self, name: str = "simple", versions: tuple[str, ...] = ("1",), max_batch_size: int = 8, delay_seconds: float = 0.0
+        self, name: str = "simple", versions: tuple[str, ...] = ("1",), max_batch_size: int = 8, delay_seconds: float = 0.0,
+        error_percent: float = 0.0,
     ):
         tensors = [TensorSpec(n, "INT32", (-1, ELEMENTS)) for n in ("INPUT0", "INPUT1")]
         outputs = [TensorSpec(n, "INT32", (-1, ELEMENTS)) for n in ("OUTPUT0", "OUTPUT1")]
         super().__init__(name, versions=versions, inputs=tensors, outputs=outputs, max_batch_size=max_batch_size)
         self.delay_seconds = delay_seconds
+        self.error_percent = error_percent
 
     def load(self) -> bool:
         self.ready = True
@@ -32,6 +35,8 @@ class SimpleModel(KubemindModel):
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
+        if self.error_percent and random.uniform(0, 100) < self.error_percent:
+            raise InternalError("simple: a failure injected by --error_percent")
         first = payload.get_input_by_name("INPUT0").as_numpy()
         second = payload.get_input_by_name("INPUT1").as_numpy()
         # INT32 arithmetic wraps on overflow, as Triton's simple model does.

@@ -29,3 +29,7 @@ class SimpleSettings(ComponentSettings):
     delay_seconds: float = Field(default=0.0, ge=0)
     """Seconds each request waits before it is answered (the event loop stays free): a slower
     model for fault tests and benchmarks (the router's step deadlines, its Ensemble timing)."""
+
+    error_percent: float = Field(default=0.0, ge=0, le=100)
+    """Test-only: the share of requests (percent) answered with an internal error, a broken
+    candidate for the release controller's tests and benchmark."""

@@ -19,6 +19,7 @@ from kubemind.errors import V1, InvalidInput
 from kubemind.model import KubemindModel, TensorSpec
 from kubemind.oip_client import OIPClient, RetryPolicy, Tensor
 from kubemind.protocol.pipeline import Route, RouteCall
+from kubemind.telemetry import count_predictions
 from kubemind_transformers.image.labels import ImageNetLabels, top_k
 from kubemind_transformers.image.preprocessing import ImagePreprocessor
 from kubemind_transformers.image.settings import ImageTransformerSettings
@@ -112,6 +113,7 @@ class ImageTransformer(KubemindModel):
             raise InvalidInput("missing input 'image'")
         items = list(images.as_numpy().reshape(-1))
         indices, probabilities = await self.classify(items, headers, payload.id or "")
+        count_predictions(str(int(c)) for c in indices[:, 0])
         names = np.array(self.labels.names, dtype=np.object_)[indices]
         labels = np.vectorize(lambda name: name.encode("utf-8"), otypes=[np.object_])(names)
         return InferResponse(
