@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("kubemind.manifests.validate_cli", "validate kustomize overlays and manifests"),
     "size": ("kubemind.manifests.size_cli", "memory requests and limits for a model"),
     "jobs": ("kubemind_workers.cli", "async jobs: verify a webhook signature"),
+    "rag": ("kubemind_transformers.rag.cli", "retrieval-augmented generation: build a Milvus index of a corpus"),
+    "features": ("kubemind_transformers.rag.features_cli", "the Feast feature repository: apply, materialize"),
 }
 
 

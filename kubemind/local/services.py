@@ -24,7 +24,10 @@ class LocalService:
     ready_timeout: float = 60.0
     env: tuple[tuple[str, str], ...] = ()
     forwards_to: str | None = None
-    """A transformer's predictor: that service's gRPC address is passed as --predictor_host."""
+    """A transformer's predictor: that service's address is passed with `forward_flag`."""
+    forward_flag: tuple[str, str] = ("--predictor_host", "grpc")
+    """(flag, "grpc" or "http"): how the predictor's address is passed (its gRPC host:port, or
+    its http:// URL)."""
     graph_services: tuple[tuple[str, str, str], ...] = ()
     """A router's steps: (serviceName in the graph, local service, "grpc" or "http"), passed as
     --service_hosts with that service's address."""
