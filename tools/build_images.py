@@ -86,6 +86,7 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("predictor-onnx"),
     ImageSpec("predictor-pyfunc"),
     ImageSpec("transformer-image"),
+    ImageSpec("transformer-rag"),
     ImageSpec("worker-cv"),
     ImageSpec("predictor-triton"),
     # torch's CPU build comes from this machine's local wheel, not PyTorch's index.

@@ -112,7 +112,8 @@ class OnnxEmbedder:
 
 
 class TritonEmbedder:
-    """The Triton predictor's `minilm` over v2 gRPC (BYTES [n] -> FP32 [n, 384])."""
+    """Triton's `minilm` model over v2 gRPC (BYTES [n, 1] -> FP32 [n, 384], Triton's own
+    signature): the `embedder` InferenceService (stock tritonserver) on a cluster."""
 
     def __init__(self, address: str, version: str, timeout: float = 10.0, model: str = MINILM):
         self.identity = EmbedderIdentity(MINILM, version, MINILM_DIMENSION)
@@ -121,7 +122,7 @@ class TritonEmbedder:
         self._client.connect()
 
     async def embed(self, texts: list[str]) -> np.ndarray:
-        array = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
+        array = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(-1, 1)
         outputs = await self._client.infer(self.model, [Tensor("text", "BYTES", array)])
         return np.ascontiguousarray(outputs[0].array, dtype=np.float32)
 
