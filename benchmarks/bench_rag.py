@@ -54,7 +54,7 @@ async def closed_loop(call: Callable[[str], Awaitable[Any]], questions: list[str
 
 
 async def measure(index_dir: Path, repo: Any) -> None:
-    from kubemind_transformers.rag.features import OnlineFeatures
+    from kubemind_transformers.rag.features import USER_FEATURES, OnlineFeatures
     from kubemind_transformers.rag.index import build_embedder, open_store
     from kubemind_transformers.rag.metrics import RagMetrics
     from kubemind_transformers.rag.retrieval import Retriever
@@ -104,8 +104,14 @@ async def measure(index_dir: Path, repo: Any) -> None:
         result = await loop.run_in_executor(None, lambda: client.hybrid_search(
             "docs", requests, RRFRanker(60), limit=20, output_fields=["id", "source", "corpus", "title", "position", "text"]))  # fmt: skip
         sources = sorted({item["entity"]["source"] for item in result[0]})
-        await loop.run_in_executor(None, lambda: features._store.get_online_features(
-            features=["document_features:quality_score"], entity_rows=[{"source": s} for s in sources]).to_dict())  # fmt: skip
+
+        def lookups() -> None:  # the same two lookups the transformer makes: the user, the documents
+            features._store.get_online_features(features=[f"user_features:{name}" for name in USER_FEATURES],
+                                                entity_rows=[{"user_id": "alice"}]).to_dict()
+            features._store.get_online_features(features=["document_features:quality_score"],
+                                                entity_rows=[{"source": s} for s in sources]).to_dict()
+
+        await loop.run_in_executor(None, lookups)  # fmt: skip
 
     async def ours(question: str) -> None:
         await retriever.retrieve(question, user="alice")
@@ -114,7 +120,7 @@ async def measure(index_dir: Path, repo: Any) -> None:
         await ours(questions[0])
         await raw(questions[0])
     print(f"\nretrieval latency in ms ({REQUESTS} requests, closed loop; kubemind = embed + hybrid search + "
-          "features + re-rank; raw = one embed + pymilvus hybrid_search + Feast get_online_features)")
+          "features + re-rank; raw = one embed + pymilvus hybrid_search + Feast get_online_features for the user and the documents)")
     print(f"{'c':>3}{'raw p50':>10}{'raw p99':>10}{'ours p50':>10}{'ours p99':>10}{'ratio':>8}   result")
     for concurrency in CONCURRENCIES:
         raw_latency = await closed_loop(raw, questions, concurrency)

@@ -31,7 +31,7 @@ def test_filters_are_quoted_and_unknown_fields_named() -> None:
     with pytest.raises(InvalidInput, match="unknown filter field 'author'") as error:
         filter_expression({"author": "guido"})
     assert error.value.param == "filter"
-    with pytest.raises(InvalidInput, match="filter.position: must be a int"):
+    with pytest.raises(InvalidInput, match=r"filter\.position: must be a int"):
         filter_expression({"position": "first"})
 
 
