@@ -73,7 +73,7 @@ def rag(tmp_path_factory: pytest.TempPathFactory, llm: ServerProcess, feature_re
     index_dir = copy_demo_index(folder / "index")
     args = ["--index_dir", str(index_dir), "--llm_url", llm.http_url, "--feature_repo", str(feature_repo.path),
             "--max_tokens", "48", "--max_question_tokens", "64"]  # fmt: skip
-    process = start_server("kubemind_transformers.rag", args, folder / "server.log", ready_timeout=240.0)
+    process = start_server("kubemind_transformers.rag", args, folder / "server.log", ready_timeout=600.0)
     yield process
     process.stop()
 

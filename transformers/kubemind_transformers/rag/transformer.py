@@ -76,6 +76,9 @@ class RagTransformer(KubemindModel):
             options=StepOptions(protocol="openai-chat", model=settings.llm_model, timeout_seconds=settings.llm_timeout_seconds,
                                 parameters={"max_tokens": settings.max_tokens}),
         )  # fmt: skip
+        # KServe's Model sets engine False; True makes the server run start_engine() in the
+        # background (and stop_engine() at the end): Milvus, Feast and the embedder open there.
+        self.engine = True
         self.manifest: IndexManifest | None = None
         self.retriever: Retriever | None = None
         self._store: ChunkStore | None = None
@@ -116,8 +119,6 @@ class RagTransformer(KubemindModel):
             features = OnlineFeatures(repo)
         self._store = store
         self.retriever = Retriever(settings, embedder, store, features, self.metrics)
-
-    engine = True  # the server runs start_engine() in the background and watches it
 
     def stop_engine(self) -> None:
         if self._store is not None:
