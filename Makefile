@@ -13,7 +13,9 @@ install:
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The rag service's Feast features (features/, SQLite) are applied and materialized first.
 serve: install
+	$(VENV)/bin/kubemind features apply && $(VENV)/bin/kubemind features materialize
 	$(VENV)/bin/kubemind serve
 
 # The local overlay's InferenceServices behind nginx (kubemind up). Not yet `make serve`: on a

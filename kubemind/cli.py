@@ -29,6 +29,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "drift": ("kubemind.drift.cli", "drift reports: reference vs current per feature, as HTML"),
     "rollout": ("kubemind.release.cli", "release control: run, status, pause, resume, promote, abort a rollout"),
     "audit": ("kubemind.audit.cli", "the tamper-evident audit log: verify its chain, show who did what"),
+    "rag": ("kubemind_transformers.rag.cli", "retrieval-augmented generation: build a Milvus index of a corpus"),
+    "features": ("kubemind_transformers.rag.features_cli", "the Feast feature repository: apply, materialize"),
 }
 
 

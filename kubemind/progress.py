@@ -1,5 +1,5 @@
-"""Progress bars for long steps (register's upload, the initializer's download): tqdm on
-stderr, and only when stderr is a terminal, so logs, pipes and CI output stay clean."""
+"""Progress bars for long steps (register's upload, the initializer's download, `kubemind rag
+index`): tqdm on stderr, and only when stderr is a terminal, so logs, pipes and CI output stay clean."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def is_terminal(stream: IO[str]) -> bool:
 class ByteProgress:
     """A byte-counting bar that several threads may advance (parallel downloads)."""
 
+    unit = "B"
+    scaled = True
+
     def __init__(self, total: int, description: str, stream: IO[str] | None = None):
         stream = stream if stream is not None else sys.stderr
         self._lock = threading.Lock()
@@ -29,8 +32,8 @@ class ByteProgress:
         self._bar = tqdm(
             total=total,
             desc=description,
-            unit="B",
-            unit_scale=True,
+            unit=self.unit,
+            unit_scale=self.scaled,
             unit_divisor=1024,
             file=stream,
             disable=not is_terminal(stream),
@@ -65,4 +68,11 @@ class ByteProgress:
         self.close()
 
 
-__all__ = ["ByteProgress", "is_terminal"]
+class CountProgress(ByteProgress):
+    """The same bar counting items (documents indexed) instead of bytes."""
+
+    unit = " docs"
+    scaled = False
+
+
+__all__ = ["ByteProgress", "CountProgress", "is_terminal"]

@@ -141,6 +141,7 @@ class ComponentSettings(BaseSettings):
 
 
 SettingsT = TypeVar("SettingsT", bound=ComponentSettings)
+AnySettingsT = TypeVar("AnySettingsT", bound=BaseSettings)
 
 
 def _flag_type(annotation: Any) -> tuple[Any, dict[str, Any]]:
@@ -178,6 +179,13 @@ def build_parser(settings_cls: type[ComponentSettings], prog: str | None = None)
         kserve_action = copy.copy(action)
         kserve_action.default = argparse.SUPPRESS
         kserve_group._add_action(kserve_action)
+    add_settings_flags(parser, settings_cls)
+    return parser
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, settings_cls: type[BaseSettings]) -> None:
+    """One flag per settings field (defaults suppressed: only flags given override the
+    environment); also for CLI subcommands whose settings are not a server's."""
     group = parser.add_argument_group(f"{settings_cls.__name__} (env prefix {settings_cls.model_config.get('env_prefix', '')})")
     for name, field in settings_cls.model_fields.items():
         flag_type, extra = _flag_type(field.annotation)
@@ -190,7 +198,6 @@ def build_parser(settings_cls: type[ComponentSettings], prog: str | None = None)
             help=f"{field.description or ''} (default: {default!r})",
             **extra,
         )
-    return parser
 
 
 def parse_settings(
@@ -208,7 +215,7 @@ def parse_settings(
     return settings_from_values(settings_cls, given)
 
 
-def settings_from_values(settings_cls: type[SettingsT], values: dict[str, Any]) -> SettingsT:
+def settings_from_values(settings_cls: type[AnySettingsT], values: dict[str, Any]) -> AnySettingsT:
     """Build settings from already-parsed values, turning pydantic errors into InvalidSettings."""
     try:
         return settings_cls(**values)

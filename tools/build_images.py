@@ -86,6 +86,7 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("predictor-onnx"),
     ImageSpec("predictor-pyfunc"),
     ImageSpec("transformer-image"),
+    ImageSpec("transformer-rag"),
     ImageSpec("worker-cv"),
     ImageSpec("rollout-controller"),
     ImageSpec("predictor-triton"),

@@ -79,7 +79,10 @@ def serve(args: argparse.Namespace) -> int:
         for index, service in enumerate(services):
             ports = () if args.port_base == 0 else (args.port_base + 2 * index, args.port_base + 2 * index + 1)
             print(f"starting {service.name} ({service.module}) ...", flush=True)
-            forward: tuple[str, ...] = ("--predictor_host", running[service.forwards_to].grpc_address) if service.forwards_to else ()
+            forward: tuple[str, ...] = ()
+            if service.forwards_to:
+                target, (flag, transport) = running[service.forwards_to], service.forward_flag
+                forward = (flag, target.grpc_address if transport == "grpc" else target.http_url)
             if service.graph_services:
                 hosts = [
                     f"{name}={running[local].grpc_address if port == 'grpc' else running[local].http_url}"

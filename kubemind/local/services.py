@@ -24,7 +24,10 @@ class LocalService:
     ready_timeout: float = 60.0
     env: tuple[tuple[str, str], ...] = ()
     forwards_to: str | None = None
-    """A transformer's predictor: that service's gRPC address is passed as --predictor_host."""
+    """A transformer's predictor: that service's address is passed with `forward_flag`."""
+    forward_flag: tuple[str, str] = ("--predictor_host", "grpc")
+    """(flag, "grpc" or "http"): how the predictor's address is passed (its gRPC host:port, or
+    its http:// URL)."""
     graph_services: tuple[tuple[str, str, str], ...] = ()
     """A router's steps: (serviceName in the graph, local service, "grpc" or "http"), passed as
     --service_hosts with that service's address."""
@@ -134,6 +137,27 @@ def _router() -> list[LocalService]:
             graph_services=(("cv-classifier", "image", "http"), ("llm-chat", "llm-chat", "http")),
         )
     ]
+def _rag() -> list[LocalService]:
+    """RAG over the Python reference: indexed into $KUBEMIND_HOME on the first start (minutes on
+    two cores), features from the checkout's Feast repository when there is one."""
+    from kubemind_transformers.rag.features import repository_root
+    from kubemind_transformers.rag.sample_calls import rag_sample
+
+    features = repository_root()
+    feature_args = ("--feature_repo", str(features)) if (features / "data" / "registry.db").is_file() else ()
+    return [
+        LocalService(
+            "rag",
+            "kubemind_transformers.rag",
+            ("--index_corpus", "python-reference", *feature_args),
+            rag_sample,
+            ready_timeout=1200.0,
+            forwards_to="llm-chat",
+            forward_flag=("--llm_url", "http"),
+        )
+    ]
+
+
 def _jobs_sample(http_url: str, grpc_address: str) -> str:
     """Submit a job with a local listener as its callback; print the signed webhook's result."""
     from kubemind_workers.settings import CVWorkerSettings  # pydantic only: cheap
@@ -198,5 +222,6 @@ def local_services() -> list[LocalService]:
         *_triton_services(),
         _llm_chat(),
         *_router(),
+        *_rag(),
         *_jobs_services(),
     ]

@@ -25,6 +25,7 @@ COMPONENT_SETTINGS: dict[str, str] = {
     "kubemind/predictor-triton": "kubemind_predictors.triton.settings:TritonPredictorSettings",
     "kubemind/predictor-vllm": "kubemind_predictors.vllm.settings:VLLMSettings",
     "kubemind/transformer-image": "kubemind_transformers.image.settings:ImageTransformerSettings",
+    "kubemind/transformer-rag": "kubemind_transformers.rag.settings:RagSettings",
     "kubemind/worker-cv": "kubemind_workers.settings:CVWorkerSettings",
 }
 

@@ -21,6 +21,10 @@ from kubemind.release import errors as release_errors
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
 from kubemind_registry import errors as registry_errors
+from kubemind_transformers.rag import corpus as rag_corpus
+from kubemind_transformers.rag import features as rag_features
+from kubemind_transformers.rag import index as rag_index
+from kubemind_transformers.rag import store as rag_store
 from kubemind_transformers.router import conditions as router_conditions
 from kubemind_transformers.router import executor as router_executor
 from kubemind_transformers.router import graph as router_graph
@@ -64,6 +68,10 @@ ERROR_CLASSES: list[type[errors.KubemindError]] = [
     release_errors.PolicyRejected,
     release_errors.PrometheusUnavailable,
     release_errors.KubernetesApiError,
+    rag_corpus.CorpusError,
+    rag_store.MilvusUnavailable,
+    rag_features.FeastUnavailable,
+    rag_index.EmbedderMismatch,
 ]
 
 
