@@ -36,7 +36,6 @@ SERVICE = 'inferenceservice=~"$inferenceservice"'
 INFER = 'endpoint=~"infer|ModelInfer|ModelStreamInfer|generate|generate_stream|openai_.*|v1_predict|jobs_submit"'
 NOT_YET_EXPORTED = frozenset({
     "kubemind_batch_size",  # per-request batch size of the online predictors (RequestRecord.batch)
-    "kubemind_rag_stage_seconds",  # the RAG transformer's per-stage latency {stage}
     "kubemind_rollout_canary_weight_percent",  # the rollout controller's canary traffic share
     "kubemind_rollout_gate_value",  # each PromQL gate's last value {gate}
     "kubemind_rollout_gate_threshold",  # ... and the threshold it is held to {gate}
