@@ -157,6 +157,7 @@ class ChunkStore:
 
     def all_chunks(self, batch: int = 1000, fields: Sequence[str] = (*OUTPUT_FIELDS, DENSE)) -> list[dict[str, Any]]:
         """Every row (with its dense vector by default: the exact-search baseline and tests)."""
+        self.load()  # a query iterator needs the collection loaded, and a reopened one is released
         iterator = self._client.query_iterator(self.collection, batch_size=batch, filter="", output_fields=list(fields))
         rows: list[dict[str, Any]] = []
         try:
