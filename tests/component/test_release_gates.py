@@ -28,7 +28,7 @@ def policy(**analysis: object) -> dict[str, object]:
         "metadata": {"name": "p", "namespace": "kubemind"},
         "spec": {
             "canary": {"steps": [{"weight": 50}]},
-            "analysis": {"intervalSeconds": 1, "windowSeconds": 5, "minSamples": 10, **analysis},
+            "analysis": {"intervalSeconds": 1, "windowSeconds": 15, "minSamples": 10, **analysis},
             "gates": [{"name": "success", "metric": "successRate", "min": 0.95},
                       {"name": "p90", "metric": "latency", "quantile": 0.9, "max": 0.2},
                       {"name": "p90-vs-primary", "metric": "latency", "quantile": 0.9, "maxRatio": 5}],
