@@ -104,8 +104,8 @@ def run_perf_analyzer(
     with report.open() as handle:
         row = next(csv.DictReader(handle))
     infer_per_s = float(row["Inferences/Second"])
-    # perf_analyzer reports the whole run's request count only in its text output; the CPU figure
-    # divides by the requests of every trial (warm-up trials included), which it prints per trial.
+    # The CSV has rates only; the text output's "Request count" is the requests of the measured
+    # windows (all three trials: --stability-percentage 1000 accepts the first three).
     requests = sum(int(line.split()[-1]) for line in completed.stdout.splitlines() if "Request count:" in line)
     cpu_ms = (cpu_after - cpu_before) * 1000 / max(requests, 1)
     return infer_per_s, float(row["p50 latency"]) / 1000, float(row["p99 latency"]) / 1000, cpu_ms

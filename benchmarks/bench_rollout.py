@@ -21,17 +21,13 @@ from datetime import datetime
 from pathlib import Path
 
 from kubemind.release.controller import PROMOTED, ROLLED_BACK
-from kubemind.release.kube import KubeApi
-from tests.component.prometheus_fixtures import PrometheusServer
 from tests.component.rollout_fixtures import (
-    ControllerThread,
     Load,
-    Targets,
     new_revision,
     predictor_status,
+    running_rig,
     state_of,
     wait_for_state,
-    write_rollout_overlay,
 )
 from tests.component.up_fixtures import Up
 
@@ -51,64 +47,47 @@ def _primary_share(up: Up, primary: str) -> int:
 
 def main() -> None:
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="kubemind-bench-rollout-") as tmp:
-        work = Path(tmp)
-        prometheus = PrometheusServer(work / "prometheus")
-        prometheus.start()
-        up = Up(write_rollout_overlay(work / "overlay" / "local", prometheus.url), work / "home")
-        controller = targets = None
-        try:
-            up.wait_for(lambda s: s["ready"], "ready", timeout=300)
-            targets = Targets(up, prometheus)
-            api = KubeApi(str(up.kubeconfig))
-            controller = ControllerThread(up.kubeconfig, work / "home", prometheus.url)
-            gateway = f"http://127.0.0.1:{up.state()['gateway']['http_port']}/serving/kubemind/simple"
-            load = Load(gateway)
-            version, promotions, rollbacks = 1, [], []
-            for _ in range(ROLLOUTS):
-                version += 1
-                begin = time.monotonic()
-                before = predictor_status(api)["latestRolledoutRevision"]
-                new_revision(api, (), version=str(version))
-                wait_for_state(api, lambda s, b=before: s.phase == PROMOTED and s.candidate != b, "promoted", 300)
-                promotions.append(time.monotonic() - begin)
-            errors_after_promotions = len(load.errors)
-            for _ in range(ROLLOUTS):
-                version += 1
-                previous = state_of(api)
-                new_revision(api, ("--delay_seconds=0.3",), version=str(version))
-                state = wait_for_state(api, lambda s, b=previous: s.phase == ROLLED_BACK and b is not None
-                                       and s.candidate != b.candidate, "rolled back", 300)
-                primary = state.primary or ""
-                while _primary_share(up, primary) != 100:
-                    time.sleep(0.05)
-                back = time.time()
-                records = [json.loads(line) for line in controller.audit.lines()]
-                mine = [r for r in records if (r.get("after") or {}).get("revision") == state.candidate]
-                first_fail = next(_epoch(r["time"]) for r in mine if r["action"] == "rollout.analysis")
-                limit = next(_epoch(r["time"]) for r in mine if r["action"] == "rollout.rollback")
-                rollbacks.append((back - first_fail, back - limit))
-            load.finish()
-            print(f"\n{ROLLOUTS} promotions and {ROLLOUTS} rollbacks under load ({load.done} requests through the"
-                  f" gateway, {os.cpu_count()} CPUs shared with other work)")
-            print(f"client errors: {errors_after_promotions} during promotions,"
-                  f" {len(load.errors) - errors_after_promotions} during rollbacks (goal 0)"
-                  + (f"; first: {load.errors[0]}" if load.errors else ""))
-            print(f"promotion (new revision applied -> promoted, 2 steps x 2 s pause): median"
-                  f" {statistics.median(promotions):.1f} s, max {max(promotions):.1f} s")
-            first = [r[0] for r in rollbacks]
-            after = [r[1] for r in rollbacks]
-            print(f"first failing interval -> 100 % on the primary: median {statistics.median(first):.2f} s,"
-                  f" max {max(first):.2f} s (failureLimit 2 x {INTERVAL_SECONDS:g} s intervals)")
-            print(f"failure limit reached -> 100 % on the primary: median {statistics.median(after):.2f} s,"
-                  f" max {max(after):.2f} s (goal <= {GOAL_AFTER_LIMIT_SECONDS:g} s)")
-            verified = controller.audit.verify()
-            print(f"audit log: {verified.records} records, chain {'intact' if verified.ok else verified.problem}")
-        finally:
-            if controller is not None:
-                controller.finish()
-            if targets is not None:
-                targets.stop.set()
-            up.stop()
-            prometheus.stop()
+    with tempfile.TemporaryDirectory(prefix="kubemind-bench-rollout-") as tmp, running_rig(Path(tmp)) as rig:
+        up, api, controller = rig.up, rig.api, rig.controller
+        load = Load(rig.gateway)
+        version, promotions, rollbacks = 1, [], []
+        for _ in range(ROLLOUTS):
+            version += 1
+            begin = time.monotonic()
+            before = predictor_status(api)["latestRolledoutRevision"]
+            new_revision(api, (), version=str(version))
+            wait_for_state(api, lambda s, b=before: s.phase == PROMOTED and s.candidate != b, "promoted", 300)
+            promotions.append(time.monotonic() - begin)
+        errors_after_promotions = len(load.errors)
+        for _ in range(ROLLOUTS):
+            version += 1
+            previous = state_of(api)
+            new_revision(api, ("--delay_seconds=0.3",), version=str(version))
+            state = wait_for_state(api, lambda s, b=previous: s.phase == ROLLED_BACK and b is not None
+                                   and s.candidate != b.candidate, "rolled back", 300)
+            primary = state.primary or ""
+            while _primary_share(up, primary) != 100:
+                time.sleep(0.05)
+            back = time.time()
+            records = [json.loads(line) for line in controller.audit.lines()]
+            mine = [r for r in records if (r.get("after") or {}).get("revision") == state.candidate]
+            first_fail = next(_epoch(r["time"]) for r in mine if r["action"] == "rollout.analysis")
+            limit = next(_epoch(r["time"]) for r in mine if r["action"] == "rollout.rollback")
+            rollbacks.append((back - first_fail, back - limit))
+        load.finish()
+        print(f"\n{ROLLOUTS} promotions and {ROLLOUTS} rollbacks under load ({load.done} requests through the"
+              f" gateway, {os.cpu_count()} CPUs shared with other work)")
+        print(f"client errors: {errors_after_promotions} during promotions,"
+              f" {len(load.errors) - errors_after_promotions} during rollbacks (goal 0)"
+              + (f"; first: {load.errors[0]}" if load.errors else ""))
+        print(f"promotion (new revision applied -> promoted, 2 steps x 2 s pause): median"
+              f" {statistics.median(promotions):.1f} s, max {max(promotions):.1f} s")
+        first = [r[0] for r in rollbacks]
+        after = [r[1] for r in rollbacks]
+        print(f"first failing interval -> 100 % on the primary: median {statistics.median(first):.2f} s,"
+              f" max {max(first):.2f} s (failureLimit 2 x {INTERVAL_SECONDS:g} s intervals)")
+        print(f"failure limit reached -> 100 % on the primary: median {statistics.median(after):.2f} s,"
+              f" max {max(after):.2f} s (goal <= {GOAL_AFTER_LIMIT_SECONDS:g} s)")
+        verified = controller.audit.verify()
+        print(f"audit log: {verified.records} records, chain {'intact' if verified.ok else verified.problem}")
     print(f"\nbench_rollout took {time.monotonic() - started:.0f} s (everything stopped)")

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from kubemind import __version__
 
@@ -32,6 +33,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "rag": ("kubemind_transformers.rag.cli", "retrieval-augmented generation: build a Milvus index of a corpus"),
     "features": ("kubemind_transformers.rag.features_cli", "the Feast feature repository: apply, materialize"),
 }
+
+
+def add_command_group(subparsers: Any, name: str, help_text: str, dest: str) -> tuple[argparse.ArgumentParser, Any]:
+    """A subcommand that holds commands of its own (`kubemind models register ...`): its parser,
+    which prints its help and exits 2 when no command is given, and the subparsers to add to."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=usage)
+    return parser, parser.add_subparsers(dest=dest, metavar="COMMAND")
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:

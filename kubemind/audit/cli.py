@@ -9,17 +9,11 @@ from typing import Any
 
 from kubemind.audit.log import AuditLog, audit_log, records
 from kubemind.audit.settings import AuditSettings
+from kubemind.cli import add_command_group
 
 
 def register(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
-
-    def usage(args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    parser.set_defaults(func=usage)
-    commands = parser.add_subparsers(dest="audit_command", metavar="COMMAND")
+    parser, commands = add_command_group(subparsers, name, help_text, "audit_command")
     for command, helptext, func in (
         ("verify", "check the hash chain; name the first modified, reordered or deleted record", verify),
         ("show", "the records, oldest first: who did what to which model and version, when", show),

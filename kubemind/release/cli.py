@@ -10,6 +10,7 @@ import sys
 import threading
 from typing import Any
 
+from kubemind.cli import add_command_group
 from kubemind.errors import KubemindError
 from kubemind.release.errors import KubernetesApiError
 
@@ -26,14 +27,7 @@ COMMANDS = {
 
 
 def register(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
-
-    def usage(args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    parser.set_defaults(func=usage)
-    commands = parser.add_subparsers(dest="rollout_command", metavar="COMMAND")
+    parser, commands = add_command_group(subparsers, name, help_text, "rollout_command")
     for command, text in COMMANDS.items():
         sub = commands.add_parser(command, help=text, description=text)
         sub.add_argument("name", help="the InferenceService")

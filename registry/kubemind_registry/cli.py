@@ -12,19 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kubemind.cli import add_command_group
 from kubemind.errors import KubemindError
 from kubemind_registry.signatures import FLAVORS
 
 
 def register(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
-
-    def usage(args: argparse.Namespace) -> int:
-        parser.print_help()
-        return 2
-
-    parser.set_defaults(func=usage)
-    commands = parser.add_subparsers(dest="models_command", metavar="COMMAND")
+    parser, commands = add_command_group(subparsers, name, help_text, "models_command")
 
     reg = commands.add_parser(
         "register", help="upload a model folder with its sha256 manifest and v2 signature"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,38 @@ class ControllerThread:
         self.stop.set()
         self.thread.join(30)
         self.controller.close()
+
+
+class Rig:
+    def __init__(self, up: Up, prometheus: PrometheusServer, api: KubeApi, controller: ControllerThread):
+        self.up, self.prometheus, self.api, self.controller = up, prometheus, api, controller
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.up.state()['gateway']['http_port']}/serving/kubemind/simple"
+
+
+@contextmanager
+def running_rig(work: Path, ready_timeout: float = 300.0) -> Iterator[Rig]:
+    """Prometheus, `kubemind up` of the rollout overlay and the controller thread, all stopped
+    on the way out (the component tests and bench_rollout share it)."""
+    prometheus = PrometheusServer(work / "prometheus")
+    prometheus.start()
+    home = work / "home"
+    up = Up(write_rollout_overlay(work / "overlay" / "local", prometheus.url), home)
+    targets = controller = None
+    try:
+        up.wait_for(lambda s: s["ready"], "ready", timeout=ready_timeout)  # a loaded 2-core machine
+        targets = Targets(up, prometheus)
+        controller = ControllerThread(up.kubeconfig, home, prometheus.url)
+        yield Rig(up, prometheus, KubeApi(str(up.kubeconfig)), controller)
+    finally:
+        if controller is not None:
+            controller.finish()
+        if targets is not None:
+            targets.stop.set()
+        up.stop()
+        prometheus.stop()
 
 
 def isvc(api: KubeApi, attempts: int = 5) -> dict[str, Any]:

@@ -15,54 +15,25 @@ from collections.abc import Iterator
 import pytest
 
 from kubemind.release.controller import CANARY, PROMOTED, ROLLED_BACK
-from kubemind.release.kube import KubeApi
-from tests.component.prometheus_fixtures import PrometheusServer
 from tests.component.rollout_fixtures import (
-    ControllerThread,
     Load,
-    Targets,
+    Rig,
     new_revision,
     predictor_status,
+    running_rig,
     state_of,
     wait_for_rolled_out,
     wait_for_state,
-    write_rollout_overlay,
 )
-from tests.component.up_fixtures import Up, cli
+from tests.component.up_fixtures import cli
 
 READY_TIMEOUT = 300.0
 
 
-class Rig:
-    def __init__(self, up: Up, prometheus: PrometheusServer, api: KubeApi, controller: ControllerThread):
-        self.up, self.prometheus, self.api, self.controller = up, prometheus, api, controller
-
-    @property
-    def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.up.state()['gateway']['http_port']}/serving/kubemind/simple"
-
-
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    prometheus = PrometheusServer(tmp_path_factory.mktemp("prometheus"))
-    prometheus.start()
-    home = tmp_path_factory.mktemp("home")
-    overlay = write_rollout_overlay(tmp_path_factory.mktemp("overlay") / "local", prometheus.url)
-    up = Up(overlay, home)
-    targets = controller = None
-    try:
-        up.wait_for(lambda s: s["ready"], "ready", timeout=READY_TIMEOUT)  # a loaded 2-core machine
-        targets = Targets(up, prometheus)
-        api = KubeApi(str(up.kubeconfig))
-        controller = ControllerThread(up.kubeconfig, home, prometheus.url)
-        yield Rig(up, prometheus, api, controller)
-    finally:
-        if controller is not None:
-            controller.finish()
-        if targets is not None:
-            targets.stop.set()
-        up.stop()
-        prometheus.stop()
+    with running_rig(tmp_path_factory.mktemp("rollout"), READY_TIMEOUT) as rig:
+        yield rig
 
 
 def test_a_good_candidate_is_promoted_with_no_failed_request(rig: Rig) -> None:

@@ -46,6 +46,7 @@ from kubemind_transformers.rag.settings import IndexSettings, RagSettings
 from kubemind_transformers.rag.store import ChunkStore
 from kubemind_transformers.router.graph import Step, StepOptions
 from kubemind_transformers.router.messages import bytes_tensor
+from kubemind_transformers.router.model import last_user_message
 from kubemind_transformers.router.steps import (
     Call,
     ServiceClients,
@@ -246,13 +247,7 @@ def _grounding(retrieval: Retrieval) -> dict[str, Any]:
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidInput("messages: required, a non-empty list", param="messages")
-    user = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None)
-    if user is None:
-        raise InvalidInput("messages: no user message", param="messages")
-    content = user.get("content")
+    content = last_user_message(body).get("content")
     if isinstance(content, list):
         return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
     return content if isinstance(content, str) else ""

@@ -245,15 +245,21 @@ def generate_request(body: Any) -> Message:
     return _request(text, _image_bytes(image, "image") if image else None, parameters)
 
 
-def chat_request(body: dict[str, Any]) -> Message:
-    """The graph's request from an OpenAI chat body: the last user message's text and image."""
+def last_user_message(body: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat body's last user message (what a router or RAG answers); 400 naming
+    `messages` when there is none."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidInput("messages: required, a non-empty list", param="messages")
     user = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None)
     if user is None:
         raise InvalidInput("messages: no user message", param="messages")
-    content = user.get("content")
+    return user
+
+
+def chat_request(body: dict[str, Any]) -> Message:
+    """The graph's request from an OpenAI chat body: the last user message's text and image."""
+    content = last_user_message(body).get("content")
     texts: list[str] = []
     image: bytes | None = None
     if isinstance(content, str):
