@@ -10,7 +10,9 @@ input; many responses carrying `text_output`, the last with the `triton_final_re
 parameter. A model that streams other inputs (`InferStreamer`: the inference router, whose
 request holds an image next to the text) answers the same way when `stream` is set. Errors travel
 in `error_message` and the stream goes on. When the client goes away,
-everything still running for it is cancelled (which aborts generations in the engine).
+everything still running for it is cancelled (which aborts generations in the engine). When the
+server shuts down, what is still running at the end of the drain period ends with a "shutting
+down" error message and the call ends with OK, as REST streams end with a final error event.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from kubemind.codecs import decode_grpc_request, encode_grpc_response
 from kubemind.errors import InvalidInput, ModelNotReady, as_kubemind_error
 from kubemind.protocol import triton_extensions_pb2 as ext
 from kubemind.protocol.generate import TextGenerator
-from kubemind.protocol.pipeline import Pipeline
+from kubemind.protocol.pipeline import Pipeline, stream_ended_by_shutdown
 from kubemind.telemetry import RequestRecord
 
 ENDPOINT = "ModelStreamInfer"
@@ -155,11 +157,21 @@ class StreamInfer:
                 async for reply in self.replies(message, record):
                     await queue.put(ext.ModelStreamInferResponse(infer_response=reply.SerializeToString()))
         except Exception as exc:
-            failure = as_kubemind_error(exc)
-            record.status, record.error = int(failure.status), failure.message
-            await queue.put(ext.ModelStreamInferResponse(error_message=failure.message))
+            await self._fail(record, exc, queue)
+        except asyncio.CancelledError:
+            if not self.pipeline.draining.is_set():
+                raise  # the client went away: nobody reads the queue
+            await self._fail(record, stream_ended_by_shutdown(), queue)
         finally:
             self.pipeline.finish(record, account=True)
+
+    @staticmethod
+    async def _fail(
+        record: RequestRecord, exc: Exception, queue: asyncio.Queue[ext.ModelStreamInferResponse | None]
+    ) -> None:
+        failure = as_kubemind_error(exc)
+        record.status, record.error = int(failure.status), failure.message
+        await queue.put(ext.ModelStreamInferResponse(error_message=failure.message))
 
     async def handle(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
@@ -181,11 +193,23 @@ class StreamInfer:
             finally:
                 queue.put_nowait(None)
 
+        async def end_when_drained() -> None:
+            # Shutting down: what is still running when the drain period ends gets its final
+            # error message, then the call ends with OK before the server's grace limit cuts it.
+            await self.pipeline.draining.wait()
+            await asyncio.sleep(self.pipeline.drain_seconds_left())
+            for task in list(running):
+                task.cancel()
+            await asyncio.gather(*list(running), return_exceptions=True)
+            reader.cancel()
+
         reader = asyncio.create_task(read())
+        drain = asyncio.create_task(end_when_drained())
         try:
             while (reply := await queue.get()) is not None:
                 yield reply
         finally:
+            drain.cancel()
             reader.cancel()
             for task in list(running):
                 task.cancel()

@@ -27,6 +27,7 @@ from starlette.responses import Response, StreamingResponse
 
 from kubemind.codecs import parse_json_body
 from kubemind.errors import (
+    OPENAI,
     V2,
     BackendTimeout,
     InvalidInput,
@@ -70,6 +71,11 @@ class EventStream:
     the route's protocol shape; the stream has a total deadline and an idle timeout."""
 
     events: AsyncIterator[dict[str, Any] | str]
+
+
+SSE_DONE = "data: [DONE]\n\n"
+"""OpenAI's end-of-stream marker: the last event of every OpenAI-shaped stream, an error's too
+(stock clients read until it; vLLM sends it after an error event as well)."""
 
 
 RouteResult = dict[str, Any] | list[Any] | BaseModel | Response | EventStream
@@ -121,6 +127,11 @@ def _sse(item: dict[str, Any] | str) -> bytes:
     return b"data: " + orjson.dumps(item) + b"\n\n"
 
 
+def stream_ended_by_shutdown() -> ServerNotReady:
+    """The final error of a stream still open when the drain period ran out."""
+    return ServerNotReady("the server is shutting down: the stream was ended before it finished")
+
+
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type="application/json", headers=headers)
 
@@ -136,11 +147,18 @@ class Pipeline:
         self.payloads = PayloadLogger(settings, metrics.registry)
         self.drain_deadline: float | None = None
         """Set by `drain`: the perf_counter time by which every open stream has ended."""
+        self.draining = asyncio.Event()
+        """Set by `drain`, for streams that wait on it rather than poll (gRPC ModelStreamInfer)."""
 
     def drain(self, seconds: float) -> None:
         """Shutting down: each open stream may go on for `seconds`, then it ends with a final
         error event (ServerNotReady) instead of being cut by the server's grace limit."""
         self.drain_deadline = time.perf_counter() + seconds
+        self.draining.set()
+
+    def drain_seconds_left(self) -> float:
+        """Seconds until open streams must end (0 when not draining or past the deadline)."""
+        return 0.0 if self.drain_deadline is None else max(self.drain_deadline - time.perf_counter(), 0.0)
 
     # -- the record: begin and finish ---------------------------------------------------------------
     def begin(self, protocol: str, endpoint: str, model: str, headers: Iterable[tuple[str, str]]) -> RequestRecord:
@@ -303,7 +321,7 @@ class Pipeline:
                     yield _sse(item)
             except Exception as exc:
                 if isinstance(exc, TimeoutError) and self.drain_deadline is not None and time.perf_counter() >= self.drain_deadline:
-                    exc = ServerNotReady("the server is shutting down: the stream was ended before it finished")
+                    exc = stream_ended_by_shutdown()
                 elif isinstance(exc, TimeoutError):
                     exc = BackendTimeout(
                         f"the stream sent nothing for {idle:g} s" if left > idle else f"the stream ran past the {total:g} s deadline"
@@ -311,6 +329,8 @@ class Pipeline:
                 status, body = error_body(exc, protocol)
                 record.status, record.error = int(status), as_kubemind_error(exc).message
                 yield _sse(body)
+                if protocol == OPENAI:
+                    yield SSE_DONE.encode()
             finally:
                 with contextlib.suppress(Exception):
                     await iterator.aclose()  # type: ignore[attr-defined]
@@ -320,6 +340,7 @@ class Pipeline:
 
 
 __all__ = [
+    "SSE_DONE",
     "EventStream",
     "Pipeline",
     "Route",
@@ -328,4 +349,5 @@ __all__ = [
     "RouteResult",
     "ServerRoute",
     "json_response",
+    "stream_ended_by_shutdown",
 ]

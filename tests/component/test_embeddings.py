@@ -40,10 +40,14 @@ def test_v2_text_in_normalised_384d_vectors_out(predictor: ServerProcess) -> Non
     response = v2_embed(predictor, SENTENCES)
 
     assert response.status_code == 200, response.text
-    (output,) = response.json()["outputs"]
+    output, tokens = response.json()["outputs"]
     assert (output["name"], output["datatype"], output["shape"]) == ("embedding", "FP32", [5, 384])
     vectors = np.array(output["data"]).reshape(5, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # each text's token count from the model's tokenizer: "A man is eating food." is
+    # [CLS] a man is eating food . [SEP]
+    assert (tokens["name"], tokens["datatype"], tokens["shape"]) == ("tokens", "INT32", [5, 1])
+    assert tokens["data"][0] == 8
 
 
 def test_related_sentences_score_clearly_above_unrelated(predictor: ServerProcess) -> None:
@@ -69,6 +73,27 @@ def test_openai_client_works_unchanged(predictor: ServerProcess) -> None:
     v2_vectors = np.array(v2_embed(predictor, SENTENCES[:2]).json()["outputs"][0]["data"]).reshape(2, 384)
     np.testing.assert_allclose(vectors, v2_vectors, atol=1e-6)
     np.testing.assert_allclose(single.data[0].embedding, vectors[0], atol=1e-6)
+
+
+def test_openai_usage_counts_the_models_own_tokens(predictor: ServerProcess) -> None:
+    """`usage` is the tokenizer's count, [CLS]/[SEP] included and truncated at 256 as the model
+    sees the text, not a word count: punctuation and word pieces are tokens of their own."""
+    from tokenizers import Tokenizer
+
+    from kubemind_transformers.rag.embedder import TOKENIZER_FILE, default_onnx_dir
+
+    tokenizer = Tokenizer.from_file(str(default_onnx_dir() / TOKENIZER_FILE))  # exported with the model
+    tokenizer.enable_truncation(256)
+    tokenizer.no_padding()  # the exported file pads to 128; padding is no token of the text
+    texts = ["Quarterly revenue grew by ten percent, unexpectedly!", "antidisestablishmentarianism " * 300]
+    client = openai.OpenAI(base_url=f"{predictor.http_url}/openai/v1", api_key="unused", max_retries=0)
+
+    usage = client.embeddings.create(model="minilm", input=texts).usage
+
+    expected = [len(tokenizer.encode(text).ids) for text in texts]
+    assert expected[1] == 256  # the long text is truncated, as the model sees it
+    assert usage.prompt_tokens == usage.total_tokens == sum(expected)
+    assert usage.prompt_tokens != sum(len(text.split()) + 2 for text in texts)
 
 
 def test_openai_errors_are_client_errors(predictor: ServerProcess) -> None:

@@ -47,11 +47,15 @@ class TritonEmbeddingPredictor(TritonPredictor):
     async def _embeddings_route(self, call: RouteCall) -> dict[str, Any]:
         return await self.create_embedding(EmbeddingRequest.model_validate(call.body))
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        """FP32 [n, 384] L2-normalised embeddings."""
+    async def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """FP32 [n, 384] L2-normalised embeddings, and the texts' token count (the model's own
+        tokenizer's, [CLS] and [SEP] included)."""
         array = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(-1, 1)
-        outputs = await self.client.infer(self.spec.name, [Tensor("text", "BYTES", array)])
-        return outputs[0].array
+        outputs = await self.client.infer(
+            self.spec.name, [Tensor("text", "BYTES", array)], outputs=("embedding", "tokens")
+        )
+        by_name = {output.name: output.array for output in outputs}
+        return by_name["embedding"], int(by_name["tokens"].sum())
 
     async def create_embedding(self, request: EmbeddingRequest) -> dict[str, Any]:
         texts = [request.input] if isinstance(request.input, str) else list(request.input)
@@ -67,7 +71,7 @@ class TritonEmbeddingPredictor(TritonPredictor):
                     raise InvalidInput(
                         f"input[{index}]: is not valid Unicode text (lone surrogate at {exc.start})", param="input"
                     ) from None
-        vectors = await self.embed(texts)
+        vectors, tokens = await self.embed(texts)
         if request.dimensions is not None:
             if request.dimensions > vectors.shape[1]:
                 raise InvalidInput(f"dimensions: must be at most {vectors.shape[1]}", param="dimensions")
@@ -85,8 +89,6 @@ class TritonEmbeddingPredictor(TritonPredictor):
             }
             for index, vector in enumerate(vectors)
         ]
-        # Approximate token usage (whitespace words + [CLS]/[SEP]); the exact count lives in Triton.
-        tokens = sum(len(text.split()) + 2 for text in texts)
         return {
             "id": f"embd-{uuid.uuid4().hex}",
             "object": "list",

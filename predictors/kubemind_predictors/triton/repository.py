@@ -58,7 +58,7 @@ SHIPPED_MODELS: dict[str, TritonModelSpec] = {
         TritonModelSpec(
             name="minilm",
             inputs=(TensorSpec("text", "BYTES", (-1, 1)),),
-            outputs=(TensorSpec("embedding", "FP32", (-1, 384)),),
+            outputs=(TensorSpec("embedding", "FP32", (-1, 384)), TensorSpec("tokens", "INT32", (-1, 1))),
             max_batch_size=64,
             artifacts=(("minilm.onnx", "model.onnx"), ("minilm_tokenizer.json", "tokenizer.json")),
             dynamic_batching=True,

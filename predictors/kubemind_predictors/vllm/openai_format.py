@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 from kubemind.backend import GenerationStep, PositionLogprobs, SequenceDelta
+from kubemind.protocol.pipeline import SSE_DONE
 from kubemind_predictors.vllm.kserve_openai import (
     ChatCompletion,
     ChatCompletionChoice,
@@ -28,8 +29,6 @@ from kubemind_predictors.vllm.kserve_openai import (
     CompletionLogProbs,
     UsageInfo,
 )
-
-SSE_DONE = "data: [DONE]\n\n"
 
 
 def sse(body: str) -> str:

@@ -123,7 +123,7 @@ class TritonEmbedder:
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         array = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(-1, 1)
-        outputs = await self._client.infer(self.model, [Tensor("text", "BYTES", array)])
+        outputs = await self._client.infer(self.model, [Tensor("text", "BYTES", array)], outputs=("embedding",))
         return np.ascontiguousarray(outputs[0].array, dtype=np.float32)
 
     async def close(self) -> None:

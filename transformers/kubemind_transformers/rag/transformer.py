@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from kubemind.codecs import NumpyOutput
 from kubemind.errors import OPENAI, InvalidInput, InvalidSettings, ModelNotReady
 from kubemind.model import KubemindModel, TensorSpec
-from kubemind.protocol.pipeline import EventStream, Route, RouteCall
+from kubemind.protocol.pipeline import SSE_DONE, EventStream, Route, RouteCall
 from kubemind.telemetry import RequestRecord
 from kubemind_transformers.rag.features import FeatureRepo, OnlineFeatures
 from kubemind_transformers.rag.index import (
@@ -211,7 +211,7 @@ class RagTransformer(KubemindModel):
                 chunk = head | {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
                 yield chunk | (_grounding(retrieval) if first else {})
                 first = False
-            yield "data: [DONE]\n\n"
+            yield SSE_DONE
 
         return EventStream(chunks())
 

@@ -35,7 +35,7 @@ from kubemind.backend import Tensor
 from kubemind.codecs import NumpyOutput
 from kubemind.errors import OPENAI, InvalidInput
 from kubemind.model import KubemindModel
-from kubemind.protocol.pipeline import EventStream, Route, RouteCall
+from kubemind.protocol.pipeline import SSE_DONE, EventStream, Route, RouteCall
 from kubemind_transformers.router.executor import GraphExecutor, GraphResult
 from kubemind_transformers.router.graph import Graph
 from kubemind_transformers.router.messages import Message, bytes_tensor
@@ -177,7 +177,7 @@ class GraphModel(KubemindModel):
                 }
                 yield chunk | (extra if first else {})
                 first = False
-            yield "data: [DONE]\n\n"
+            yield SSE_DONE
 
         return EventStream(chunks())
 

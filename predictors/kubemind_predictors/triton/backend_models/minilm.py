@@ -1,7 +1,9 @@
-"""all-MiniLM-L6-v2 sentence embeddings: text BYTES [n,1] -> embedding FP32 [n,384], L2-normalised.
+"""all-MiniLM-L6-v2 sentence embeddings: text BYTES [n,1] -> embedding FP32 [n,384], L2-normalised,
+and tokens INT32 [n,1], each text's token count ([CLS] and [SEP] included, after truncation).
 
 Mean pooling and normalisation are inside the ONNX graph; tokenisation happens here so that
-clients send plain text.
+clients send plain text, and so the token counts (OpenAI's `usage`) come from here too: only the
+model's own tokenizer counts them exactly.
 """
 
 from __future__ import annotations
@@ -41,5 +43,6 @@ class TritonPythonModel:
             mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
             embedding = self.session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})[0]
             tensor = pb_utils.Tensor("embedding", np.ascontiguousarray(embedding, dtype=np.float32))
-            responses.append(pb_utils.InferenceResponse([tensor]))
+            tokens = pb_utils.Tensor("tokens", mask.sum(axis=1, dtype=np.int32).reshape(-1, 1))
+            responses.append(pb_utils.InferenceResponse([tensor, tokens]))
         return responses
