@@ -194,3 +194,47 @@ def test_zz_a_killed_engine_core_makes_the_process_exit_for_a_restart(server: Se
     log = server.log_path.read_text(errors="replace")
     assert "cannot serve any more: the vLLM engine core has died" in log
     assert not [p for p in psutil.process_iter(["pid", "ppid"]) if p.info["ppid"] == parent.pid]
+
+
+def test_sigterm_with_16_streams_in_flight_ends_each_with_a_final_event(tmp_path: Path) -> None:
+    """Stop accepting, finish or end every stream with a final event and `[DONE]`, then exit 0
+    without a traceback (the finding: 13 of 16 streams cut at the grace limit, 13 tracebacks)."""
+    import asyncio
+
+    args = ["--model_name", MODEL, "--model_dir", str(tiny_llama_dir()), "--max_model_len", "256", "--grace_period_seconds", "1", *ENGINE_ARGS]
+    process = start_server("kubemind_predictors.vllm", args, tmp_path / "server.log", env=ENGINE_ENV, ready_timeout=ENGINE_READY_TIMEOUT)
+    body = {"model": MODEL, "messages": MESSAGES, "stream": True, "max_tokens": 240, "min_tokens": 240}
+
+    async def one_stream(client: httpx.AsyncClient, started: asyncio.Event) -> list[str]:
+        events = []
+        async with client.stream("POST", CHAT, json=body) as reply:
+            assert reply.status_code == 200
+            async for line in reply.aiter_lines():
+                if line.startswith("data: "):
+                    events.append(line.removeprefix("data: "))
+                    started.set()
+        return events
+
+    async def stop_while_streaming() -> list[list[str]]:
+        async with httpx.AsyncClient(base_url=process.http_url, timeout=120) as client:
+            flags = [asyncio.Event() for _ in range(16)]
+            streams = [asyncio.create_task(one_stream(client, flag)) for flag in flags]
+            await asyncio.wait_for(asyncio.gather(*(flag.wait() for flag in flags)), timeout=300)
+            os.kill(process.process.pid, signal.SIGTERM)
+            return list(await asyncio.wait_for(asyncio.gather(*streams), timeout=120))
+
+    try:
+        streams = asyncio.run(stop_while_streaming())
+        code = process.process.wait(timeout=120)
+    finally:
+        process.stop()
+    log = process.log_path.read_text(errors="replace")
+    for events in streams:
+        assert events[-1] == "[DONE]", events[-3:]
+        last = json.loads(events[-2])
+        # a stream either finished in the drain period or ended with the shutdown's error event
+        assert last.get("choices", [{}])[0].get("finish_reason") == "length" or "shutting down" in last["error"]["message"], last
+    # 240 engine steps take seconds on a CPU: the 0.8 s drain period ends streams still running
+    assert any("error" in json.loads(events[-2]) for events in streams)
+    assert code == 0, log[-2000:]
+    assert "Traceback" not in log, log[-4000:]
