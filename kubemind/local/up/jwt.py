@@ -68,25 +68,35 @@ def parse_jwks(text: str) -> list[jwt.PyJWK]:
 class TokenChecker:
     """The RequestAuthentication rules, with their keys loaded."""
 
-    def __init__(self, rules: tuple[JwtRule, ...], jwks_files: Mapping[str, Path],
-                 report: Callable[[str], None] = print):
+    def __init__(
+        self,
+        rules: tuple[JwtRule, ...],
+        jwks_files: Mapping[str, Path],
+        report: Callable[[str], None] = print,
+    ):
         self.issuers: dict[str, Issuer] = {}
         for rule in rules:
             self.issuers[rule.issuer] = Issuer(rule, tuple(self._keys(rule, jwks_files, report)))
 
     @staticmethod
-    def _keys(rule: JwtRule, jwks_files: Mapping[str, Path], report: Callable[[str], None]) -> list[jwt.PyJWK]:
+    def _keys(
+        rule: JwtRule, jwks_files: Mapping[str, Path], report: Callable[[str], None]
+    ) -> list[jwt.PyJWK]:
         try:
             if rule.jwks:
                 return parse_jwks(rule.jwks)
             if rule.jwks_uri and rule.jwks_uri in jwks_files:
                 return parse_jwks(jwks_files[rule.jwks_uri].read_text())
         except (OSError, ValueError, KeyError, jwt.PyJWTError) as exc:
-            report(f"kubemind up: {rule.source}: its JWKS does not load ({exc}); every token of"
-                   f" {rule.issuer} fails")
+            report(
+                f"kubemind up: {rule.source}: its JWKS does not load ({exc}); every token of"
+                f" {rule.issuer} fails"
+            )
             return []
-        report(f"kubemind up: {rule.source}: no local JWKS for {rule.jwks_uri or rule.issuer} (pass --jwks"
-               f" {rule.jwks_uri}=FILE); every token of {rule.issuer} fails")
+        report(
+            f"kubemind up: {rule.source}: no local JWKS for {rule.jwks_uri or rule.issuer} (pass --jwks"
+            f" {rule.jwks_uri}=FILE); every token of {rule.issuer} fails"
+        )
         return []
 
     def principal(self, token: str) -> str:
@@ -106,15 +116,22 @@ class TokenChecker:
         for key in keys:
             try:
                 verified = jwt.decode(
-                    token, key.key, algorithms=ALGORITHMS, audience=list(issuer.rule.audiences) or None,
-                    leeway=CLOCK_SKEW_SECONDS, options={"verify_aud": bool(issuer.rule.audiences)})
+                    token,
+                    key.key,
+                    algorithms=ALGORITHMS,
+                    audience=list(issuer.rule.audiences) or None,
+                    leeway=CLOCK_SKEW_SECONDS,
+                    options={"verify_aud": bool(issuer.rule.audiences)},
+                )
             except jwt.InvalidSignatureError as exc:  # the next key may have signed it
                 failures.append(str(exc))
                 continue
             except jwt.PyJWTError as exc:
                 raise InvalidToken(str(exc)) from None
             return f"{verified['iss']}/{verified.get('sub', '')}"
-        raise InvalidToken(f"signature does not verify with the keys of {issuer.rule.issuer}: {failures[0]}")
+        raise InvalidToken(
+            f"signature does not verify with the keys of {issuer.rule.issuer}: {failures[0]}"
+        )
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -123,8 +140,9 @@ def bearer_token(authorization: str | None) -> str | None:
     return None
 
 
-def decide(policy: GatewayPolicy, checker: TokenChecker, authorization: str | None, host: str,
-           edge: bool) -> tuple[int, str]:
+def decide(
+    policy: GatewayPolicy, checker: TokenChecker, authorization: str | None, host: str, edge: bool
+) -> tuple[int, str]:
     """(status, why): 200 to let the request through, 401 or 403 as Istio answers."""
     principal = None
     token = bearer_token(authorization)
@@ -137,8 +155,10 @@ def decide(policy: GatewayPolicy, checker: TokenChecker, authorization: str | No
         host = host.lower()  # nginx's $host: no port
         for allow in policy.allow_policies:
             for rule in allow.rules:
-                if (rule.principals is None or (principal and any(istio_match(p, principal) for p in rule.principals))) \
-                        and (rule.hosts is None or any(istio_match(h.lower(), host) for h in rule.hosts)):
+                if (
+                    rule.principals is None
+                    or (principal and any(istio_match(p, principal) for p in rule.principals))
+                ) and (rule.hosts is None or any(istio_match(h.lower(), host) for h in rule.hosts)):
                     return 200, f"allowed by {allow.source}"
         return 403, "no AuthorizationPolicy rule matches" + ("" if principal else " (no token)")
     return 200, principal or "no token"
@@ -148,14 +168,18 @@ class Verifier:
     """The HTTP endpoint nginx's auth_request asks (GET with the request's headers): 200, 401 or
     403, the reason in x-kubemind-auth."""
 
-    def __init__(self, policy: GatewayPolicy, jwks_files: Mapping[str, Path], report: Callable[[str], None]):
+    def __init__(
+        self, policy: GatewayPolicy, jwks_files: Mapping[str, Path], report: Callable[[str], None]
+    ):
         self.policy = policy
         self.report = report
         self.checker = TokenChecker(policy.jwt_rules, jwks_files, report)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="jwt-verifier", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="jwt-verifier", daemon=True
+        )
         self._thread.start()
 
     def update(self, policy: GatewayPolicy, jwks_files: Mapping[str, Path]) -> None:
@@ -174,8 +198,13 @@ class Verifier:
                 return
 
             def do_GET(self) -> None:
-                status, why = decide(verifier.policy, verifier.checker, self.headers.get("authorization"),
-                                     self.headers.get(HOST_HEADER, ""), self.headers.get(EDGE_HEADER) == "1")
+                status, why = decide(
+                    verifier.policy,
+                    verifier.checker,
+                    self.headers.get("authorization"),
+                    self.headers.get(HOST_HEADER, ""),
+                    self.headers.get(EDGE_HEADER) == "1",
+                )
                 self.send_response(status)
                 self.send_header(REASON_HEADER, why.encode("ascii", "replace").decode())
                 self.send_header("content-length", "0")
