@@ -2,7 +2,7 @@
 
 Why nginx and not HAProxy: nginx 1.22 has everything the Istio objects ask for built in or one
 Debian module away (`split_clients` for the canary, `mirror` for shadow traffic, `limit_req`,
-`grpc_pass` for h2c, njs for JWT), while HAProxy 2.6 has no request mirroring.
+`grpc_pass` for h2c, `auth_request` for JWT), while HAProxy 2.6 has no request mirroring.
 
 Layout of the generated configuration:
 - one upstream per revision and protocol (`REVISION-http`, `REVISION-grpc`), its replicas
