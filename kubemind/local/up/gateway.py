@@ -235,9 +235,8 @@ def _host_servers(config: GatewayConfig, ingress_limit: list[str]) -> list[str]:
     by_hosts: dict[tuple[str, ...], list[tuple[int, HostRoute]]] = {}
     for index, route in enumerate(config.host_routes):
         by_hosts.setdefault(route.hosts, []).append((index, route))
-    for route in config.host_routes:
+    for index, route in enumerate(config.host_routes):
         if route.mirror and 0 < route.mirror_percent < 100:
-            index = config.host_routes.index(route)
             lines += [f'  split_clients "${{request_id}}" ${_mirror_variable(index)} {{  # mirrorPercentage',
                       f"    {round(route.mirror_percent, 2):g}% 1;", '    * "";', "  }"]
     authz = _auth_guard(AUTHZ_PATH) if config.verifier_port else []

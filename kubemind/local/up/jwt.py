@@ -24,6 +24,7 @@ local-only routes (`/serving/NAMESPACE/NAME`, `NAME.NAMESPACE.localhost`) stay o
 RequestAuthentication's 401 for a bad token. Keys: RSA and EC (RS*, PS*, ES*). JWKS: a rule's
 inline `jwks` (Istio's field), or for a `jwksUri` the local file `kubemind up --jwks URI=FILE`
 maps it to; a rule with neither fails every token, as Istio does when it cannot fetch a JWKS.
+The keys are read at start and whenever the RequestAuthentications change.
 """
 
 from __future__ import annotations
