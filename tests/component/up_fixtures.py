@@ -31,17 +31,24 @@ def write_overlay(
 ) -> Path:
     """A kustomize overlay with one InferenceService `simple` on kubemind's reference predictor.
     `versions` tells revisions apart: the v2 version a response names is the highest declared."""
+    return write_services_overlay(folder, simple_service(
+        versions=versions, min_replicas=min_replicas, canary=canary, extra_args=extra_args, storage_uri=storage_uri))
+
+
+def write_services_overlay(folder: Path, *services: dict[str, Any]) -> Path:
+    """A kustomize overlay of these InferenceServices (one NAME.yaml each) in namespace kubemind."""
     folder.mkdir(parents=True, exist_ok=True)
+    names = [service["metadata"]["name"] for service in services]
     (folder / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": ["namespace.yaml", "simple.yaml"],
+        "resources": ["namespace.yaml", *(f"{name}.yaml" for name in names)],
         "images": [{"name": "kubemind/core", "newName": "registry.kubemind.dev/kubemind/core", "newTag": "0.1.0"}],
     }))
     (folder / "namespace.yaml").write_text(yaml.safe_dump(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubemind"}}))
-    (folder / "simple.yaml").write_text(yaml.safe_dump(simple_service(
-        versions=versions, min_replicas=min_replicas, canary=canary, extra_args=extra_args, storage_uri=storage_uri)))
+    for name, service in zip(names, services, strict=True):
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(service))
     return folder
 
 
@@ -54,14 +61,16 @@ def simple_service(
     extra_args: tuple[str, ...] = (),
     storage_uri: str | None = None,
     image: str = "kubemind/core",
+    model_name: str | None = None,
 ) -> dict[str, Any]:
-    """An InferenceService on kubemind's reference predictor (the overlay's `images:` tags its image)."""
+    """An InferenceService on kubemind's reference predictor (the overlay's `images:` tags its image),
+    serving the model `model_name` (default: the service's name)."""
     predictor: dict[str, Any] = {
         "minReplicas": min_replicas,
         "containers": [{
             "name": "kserve-container",
             "image": image,
-            "args": ["kubemind_predictors.simple", f"--model_name={name}", f"--versions={versions}",
+            "args": ["kubemind_predictors.simple", f"--model_name={model_name or name}", f"--versions={versions}",
                      "--http_port=8080", *extra_args],
         }],
     }

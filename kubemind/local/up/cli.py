@@ -46,8 +46,23 @@ def register_up(subparsers: Any, name: str, help_text: str) -> None:
                         " (default: the checkout's external-objects.yaml)")
     parser.add_argument("--istio", type=Path, action="append", default=[], metavar="PATH",
                         help="Istio objects (a kustomize folder or YAML) whose gateway policies apply:"
-                        " the local rate limit EnvoyFilter; repeatable")
+                        " TLS of a Gateway, the local rate limit EnvoyFilter, VirtualService hosts and mirrors,"
+                        " RequestAuthentication (JWT) and AuthorizationPolicy; repeatable")
+    parser.add_argument("--jwks", action="append", default=[], metavar="URI=FILE",
+                        help="a local JWKS file for a RequestAuthentication jwksUri (Istio's inline jwks needs"
+                        " none); repeatable")
     parser.set_defaults(func=up)
+
+
+def jwks_files(pairs: list[str]) -> dict[str, Path]:
+    """--jwks URI=FILE pairs; each FILE must exist."""
+    found = {}
+    for pair in pairs:
+        uri, sep, file = pair.rpartition("=")
+        if not sep or not uri or not Path(file).is_file():
+            raise ValueError(f"--jwks {pair}: want URI=FILE with an existing JWKS file")
+        found[uri] = Path(file)
+    return found
 
 
 def register_down(subparsers: Any, name: str, help_text: str) -> None:
@@ -81,6 +96,7 @@ def up(args: argparse.Namespace) -> int:
         if default_refs:
             allowed.extend(load_allow_list(default_refs))
         nginx_binary()
+        jwks = jwks_files(args.jwks)
         for port in (args.http_port, args.grpc_port, args.api_port):
             check_port_free(port)
     except PortInUse as exc:
@@ -94,7 +110,7 @@ def up(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     runner = Runner(overlay, args.http_port, args.grpc_port, args.cache_dir, allowed,
                     report=lambda line: print(line, flush=True), istio=args.istio, api_port=args.api_port,
-                    scale_to_zero_after=args.scale_to_zero_after, https_port=args.https_port)
+                    scale_to_zero_after=args.scale_to_zero_after, https_port=args.https_port, jwks=jwks)
     try:
         print(f"kubemind up: {overlay}", flush=True)
         runner.load()

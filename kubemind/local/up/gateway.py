@@ -2,7 +2,7 @@
 
 Why nginx and not HAProxy: nginx 1.22 has everything the Istio objects ask for built in or one
 Debian module away (`split_clients` for the canary, `mirror` for shadow traffic, `limit_req`,
-`grpc_pass` for h2c, njs for JWT), while HAProxy 2.6 has no request mirroring.
+`grpc_pass` for h2c, `auth_request` for JWT), while HAProxy 2.6 has no request mirroring.
 
 Layout of the generated configuration:
 - one upstream per revision and protocol (`REVISION-http`, `REVISION-grpc`), its replicas
@@ -15,6 +15,14 @@ Layout of the generated configuration:
 - the ingress: REST by path (`/serving/NAMESPACE/NAME/...`) or by Host (`NAME.NAMESPACE.localhost`,
   `NAME.NAMESPACE.svc.cluster.local`, ...), gRPC by :authority, to each service's entry component
   (its transformer if it has one). Every response names its revision in `x-kubemind-revision`.
+- the VirtualServices' hosts (policy.py), REST only: one server each, a location per route
+  prefix; a route's `mirror` is nginx's `mirror` to an internal location proxying the copy to
+  the shadow's entry (its response is discarded by nginx), a `split_clients` per route drawing
+  `mirrorPercentage` (each request an independent draw). Mirroring is REST only.
+- JWT (jwt.py): `auth_request` to the verifier in `up` on every ingress route when a
+  RequestAuthentication applies (only requests that carry an Authorization header are asked
+  about), and on every VirtualService route when an AuthorizationPolicy does; 401 and 403 get
+  Istio's bodies.
 A change is written, checked with `nginx -t` and applied with SIGHUP: the old workers finish the
 requests they hold, so a reload drops nothing in flight.
 """
@@ -34,6 +42,7 @@ import httpx
 
 from kubemind.errors import KubemindError
 from kubemind.local.up.activator import REVISION_HEADER as ACTIVATE_HEADER
+from kubemind.local.up.jwt import DENIED, EDGE_HEADER, HOST_HEADER, UNAUTHENTICATED
 from kubemind.local.up.policy import GatewayPolicy
 from kubemind.processes import die_with_parent
 
@@ -85,6 +94,20 @@ class ServiceRoute:
 
 
 @dataclass(frozen=True)
+class HostRoute:
+    """A VirtualService route, resolved to the services `up` runs."""
+
+    hosts: tuple[str, ...]
+    prefix: str
+    entry: str
+    """ComponentRoute.key the route's requests go to."""
+    source: str
+    mirror: str | None = None
+    """ComponentRoute.key of the shadow the route's requests are copied to."""
+    mirror_percent: float = 100.0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     http_port: int
     grpc_port: int
@@ -96,6 +119,9 @@ class GatewayConfig:
     https_port: int = 0
     certificate: tuple[Path, Path] | None = None
     """(certificate, key) for the HTTPS listener, when the policy asks for TLS."""
+    host_routes: tuple[HostRoute, ...] = ()
+    verifier_port: int = 0
+    """jwt.Verifier's port, when the policy checks requests."""
 
     @property
     def https_listen(self) -> list[str]:
@@ -135,9 +161,12 @@ def _split(component: ComponentRoute) -> list[str]:
     return lines
 
 
-def _rest_location(target: str, prefix: str = "", limit: list[str] | None = None) -> list[str]:
-    lines = [f"    location {prefix or '/'}{'/' if prefix else ''} {{", *(limit or [])]
-    if prefix:
+def _rest_location(target: str, prefix: str = "", guards: list[str] | None = None, *,
+                   location: str | None = None) -> list[str]:
+    """`guards`: the rate limit, auth and mirror lines of the route. `location`: the nginx
+    location as given (no rewrite), instead of the `prefix/` the path routes strip."""
+    lines = [f"    location {location or prefix or '/'}{'/' if prefix and not location else ''} {{", *(guards or [])]
+    if prefix and not location:
         lines.append(f"      rewrite ^{prefix}(/.*)$ $1 break;")
     lines += [
         f"      add_header x-kubemind-revision ${target} always;",
@@ -152,15 +181,94 @@ def _rest_location(target: str, prefix: str = "", limit: list[str] | None = None
     return lines
 
 
-def _grpc_location(target: str, limit: list[str] | None = None) -> list[str]:
+def _grpc_location(target: str, guards: list[str] | None = None) -> list[str]:
     return [
         "    location / {",
-        *(limit or []),
+        *(guards or []),
         f"      add_header x-kubemind-revision ${target} always;",
         f"      grpc_set_header {ACTIVATE_HEADER} ${target};  # for the activator, as over REST",
         f"      grpc_pass grpc://${target}-grpc;",
         "    }",
     ]
+
+
+AUTHN_PATH = "/.kubemind/authn"
+AUTHZ_PATH = "/.kubemind/authz"
+
+
+def _auth_guard(path: str) -> list[str]:
+    return [f"      auth_request {path};",
+            "      error_page 401 @kubemind_unauthenticated;",
+            "      error_page 403 @kubemind_denied;"]
+
+
+def _auth_locations(config: GatewayConfig, edge: bool) -> list[str]:
+    """The internal locations auth_request asks (jwt.Verifier), and Istio's 401/403 answers."""
+    if not config.verifier_port:
+        return []
+    lines = [f"    location = {AUTHZ_PATH if edge else AUTHN_PATH} {{", "      internal;"]
+    if not edge:  # RequestAuthentication alone: a request without a token passes unasked
+        lines.append('      if ($http_authorization = "") { return 200; }')
+    lines += ["      proxy_pass_request_body off;",
+              '      proxy_set_header Content-Length "";',
+              '      proxy_set_header Connection "";',
+              f"      proxy_set_header {HOST_HEADER} $host;",
+              f"      proxy_set_header {EDGE_HEADER} {int(edge)};",
+              "      proxy_pass http://kubemind_verifier/check;",
+              "    }",
+              "    location @kubemind_unauthenticated {",
+              "      add_header www-authenticate 'Bearer realm=\"http://$host$request_uri\", error=\"invalid_token\"'"
+              " always;",
+              f'      return 401 "{UNAUTHENTICATED}\\n";',
+              "    }",
+              f'    location @kubemind_denied {{ return 403 "{DENIED}\\n"; }}']
+    return lines
+
+
+def _mirror_variable(index: int) -> str:
+    return f"kubemind_mirror_{index}"
+
+
+def _host_servers(config: GatewayConfig, ingress_limit: list[str]) -> list[str]:
+    """One REST server per VirtualService host set, a location per route prefix."""
+    lines: list[str] = []
+    by_hosts: dict[tuple[str, ...], list[tuple[int, HostRoute]]] = {}
+    for index, route in enumerate(config.host_routes):
+        by_hosts.setdefault(route.hosts, []).append((index, route))
+    for index, route in enumerate(config.host_routes):
+        if route.mirror and 0 < route.mirror_percent < 100:
+            lines += [f'  split_clients "${{request_id}}" ${_mirror_variable(index)} {{  # mirrorPercentage',
+                      f"    {round(route.mirror_percent, 2):g}% 1;", '    * "";', "  }"]
+    authz = _auth_guard(AUTHZ_PATH) if config.verifier_port else []
+    for hosts, routes in by_hosts.items():
+        sources = sorted({route.source for _, route in routes})
+        lines += [f"  server {{  # ingress REST, {', '.join(sources)}", f"    listen 127.0.0.1:{config.http_port};",
+                  *config.https_listen, f"    server_name {' '.join(hosts)};", *_auth_locations(config, edge=True)]
+        seen = set()
+        for index, route in routes:
+            if route.prefix in seen:
+                continue  # Istio takes the first route that matches
+            seen.add(route.prefix)
+            guards = [*authz, *ingress_limit]
+            mirror = route.mirror if route.mirror and route.mirror_percent > 0 else None
+            if mirror:
+                guards.append(f"      mirror /.kubemind/mirror/{index};")
+            lines += _rest_location(_variable(route.entry), guards=guards, location=route.prefix)
+            if mirror:
+                shadow = _variable(mirror)
+                lines += [f"    location = /.kubemind/mirror/{index} {{  # to {mirror}; nginx drops its answer",
+                          "      internal;"]
+                if route.mirror_percent < 100:
+                    lines.append(f'      if (${_mirror_variable(index)} = "") {{ return 204; }}')
+                lines += ["      proxy_set_header Host $host-shadow;  # as Envoy marks a mirrored request",
+                          f"      proxy_set_header {ACTIVATE_HEADER} ${shadow};",
+                          '      proxy_set_header Connection "";',
+                          f"      proxy_pass http://${shadow}-http$request_uri;",
+                          "    }"]
+        if "/" not in seen:
+            lines.append(f'    location / {{ return 404 "no route of {", ".join(sources)} matches $uri\n"; }}')
+        lines.append("  }")
+    return lines
 
 
 def render_config(config: GatewayConfig) -> str:
@@ -210,6 +318,12 @@ def render_config(config: GatewayConfig) -> str:
                   f"  limit_req_zone $kubemind_bucket zone=kubemind_gateway:1m rate={_rate(limit.requests_per_second)};",
                   "  limit_req_status 429;"]
         ingress_limit = [f"      limit_req zone=kubemind_gateway burst={limit.burst} nodelay;"]
+    if config.verifier_port:
+        lines += ["  upstream kubemind_verifier {  # jwt.Verifier in kubemind up",
+                  f"    server 127.0.0.1:{config.verifier_port};", "    keepalive 8;", "  }"]
+    authn = _auth_guard(AUTHN_PATH) if config.verifier_port and config.policy.jwt_rules else []
+    local_guards = [*authn, *ingress_limit]
+    local_auth = _auth_locations(config, edge=False) if authn else []
     for component in config.components:
         lines += _upstreams(component)
         lines += _split(component)
@@ -224,22 +338,25 @@ def render_config(config: GatewayConfig) -> str:
         *(line.replace(" ssl;", " ssl default_server;") for line in config.https_listen),
         f'    location = {GENERATION_PATH} {{ return 200 "{config.generation}\\n"; }}',
         "    location / { return 404 \"no InferenceService is routed at host $host path $uri\\n\"; }",
+        *local_auth,
     ]
     for service in config.services:
-        lines += _rest_location(_variable(service.entry), service.path_prefix, ingress_limit)
+        lines += _rest_location(_variable(service.entry), service.path_prefix, local_guards)
     lines.append("  }")
+    # Before the services' own host servers: a VirtualService naming one of those hosts owns it.
+    lines += _host_servers(config, ingress_limit)
     for service in config.services:
         lines += [f"  server {{  # ingress REST, {service.namespace}/{service.name} by host",
                   f"    listen 127.0.0.1:{config.http_port};", *config.https_listen,
-                  f"    server_name {' '.join(service.hosts)};",
-                  *_rest_location(_variable(service.entry), limit=ingress_limit), "  }"]
+                  f"    server_name {' '.join(service.hosts)};", *local_auth,
+                  *_rest_location(_variable(service.entry), guards=local_guards), "  }"]
     for index, service in enumerate(config.services):
         # The only service also takes gRPC calls without its :authority (a plain host:port).
         default = " default_server" if index == 0 and len(config.services) == 1 else ""
         lines += [f"  server {{  # ingress gRPC, {service.namespace}/{service.name}",
                   f"    listen 127.0.0.1:{config.grpc_port} http2{default};",
-                  f"    server_name {' '.join(service.hosts)};",
-                  *_grpc_location(_variable(service.entry), ingress_limit), "  }"]
+                  f"    server_name {' '.join(service.hosts)};", *local_auth,
+                  *_grpc_location(_variable(service.entry), local_guards), "  }"]
     if len(config.services) != 1:
         lines += ["  server {  # ingress gRPC, unknown :authority",
                   f"    listen 127.0.0.1:{config.grpc_port} http2 default_server;",

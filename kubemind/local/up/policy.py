@@ -10,6 +10,17 @@ listeners. Envoy's token bucket (max_tokens, refilled by tokens_per_fill every f
 is nginx's leaky bucket at rate = tokens_per_fill / fill_interval with burst = max_tokens and
 nodelay: up to max_tokens at once, then the refill rate; the rest is 429, as Envoy answers.
 The bucket is per gateway, as Envoy's is per gateway pod.
+
+VirtualServices: their hosts become host routes of the local gateway (REST), each http route
+with no match or a `uri.prefix` match to the service its destination names: the destination
+host itself (`NAME`, `NAME.NAMESPACE`, `NAME.NAMESPACE.svc.cluster.local`) or, when it is
+Knative's local gateway, the route's `rewrite.authority` (how istio/base routes through
+Knative). `mirror` + `mirrorPercentage` (default 100 %) make the gateway send a copy of the
+route's requests to the mirror host's service, its answers dropped, Host `HOST-shadow` as
+Envoy sends it. A mirror host that names no service `up` runs is reported and not mirrored.
+
+JWT: RequestAuthentication and ALLOW AuthorizationPolicies that select the ingress gateway
+(`istio: ingressgateway`, or no selector in istio-system) are checked by jwt.py.
 """
 
 from __future__ import annotations
@@ -39,9 +50,59 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class VirtualRoute:
+    """One http route of a VirtualService, as the local gateway serves it."""
+
+    hosts: tuple[str, ...]
+    prefix: str
+    destination: str
+    """The host naming the service the route goes to (see service_name)."""
+    namespace: str
+    """The VirtualService's namespace: short host names are relative to it."""
+    source: str
+    mirror: str | None = None
+    mirror_percent: float = 100.0
+
+
+@dataclass(frozen=True)
+class JwtRule:
+    """One jwtRules entry of a RequestAuthentication."""
+
+    issuer: str
+    audiences: tuple[str, ...]
+    jwks: str | None
+    """Istio's inline JWKS (a JSON string), when the rule has one instead of a jwksUri."""
+    jwks_uri: str | None
+    source: str
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """One rule of an ALLOW AuthorizationPolicy: it matches a request whose principal matches
+    one of `principals` (any request, without) to one of `hosts` (any host, without)."""
+
+    principals: tuple[str, ...] | None
+    hosts: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class AllowPolicy:
+    rules: tuple[AllowRule, ...]
+    source: str
+
+
+@dataclass(frozen=True)
 class GatewayPolicy:
     rate_limit: RateLimit | None = None
     tls: Tls | None = None
+    routes: tuple[VirtualRoute, ...] = ()
+    jwt_rules: tuple[JwtRule, ...] = ()
+    allow_policies: tuple[AllowPolicy, ...] = ()
+
+    @property
+    def checks_requests(self) -> bool:
+        """Some requests need the JWT check (jwt.py)."""
+        return bool(self.jwt_rules or self.allow_policies)
 
 
 # Istio's TLS versions -> nginx's ssl_protocols names (TLS_AUTO: Envoy's default, 1.2).
@@ -53,7 +114,92 @@ def gateway_policy(objects: list[ManifestObject]) -> GatewayPolicy:
     tls = next((tls for obj in objects if obj.kind == "Gateway" and obj.group == "networking.istio.io"
                 for tls in _https(obj)), None)
     # Several filters in a row: the strictest one decides.
-    return GatewayPolicy(min(limits, key=lambda limit: limit.requests_per_second) if limits else None, tls)
+    return GatewayPolicy(
+        min(limits, key=lambda limit: limit.requests_per_second) if limits else None, tls,
+        routes=tuple(route for obj in objects if _is_istio(obj, "VirtualService") for route in _routes(obj)),
+        jwt_rules=tuple(rule for obj in objects if _is_istio(obj, "RequestAuthentication") and _at_gateway(obj)
+                        for rule in _jwt_rules(obj)),
+        allow_policies=tuple(_allow_policy(obj) for obj in objects if _is_istio(obj, "AuthorizationPolicy")
+                             and _at_gateway(obj) and obj.body.get("spec", {}).get("action", "ALLOW") == "ALLOW"),
+    )
+
+
+KNATIVE_LOCAL_GATEWAY = "knative-local-gateway.istio-system.svc.cluster.local"
+
+
+def _is_istio(obj: ManifestObject, kind: str) -> bool:
+    return obj.kind == kind and obj.group.endswith("istio.io")
+
+
+def _at_gateway(obj: ManifestObject) -> bool:
+    """The policy selects the ingress gateway (or, in the root namespace, every workload)."""
+    selector = obj.body.get("spec", {}).get("selector")
+    if not selector:
+        return obj.body.get("metadata", {}).get("namespace") == "istio-system"
+    return (selector.get("matchLabels") or {}).get("istio") == "ingressgateway"
+
+
+def _routes(obj: ManifestObject) -> list[VirtualRoute]:
+    spec = obj.body.get("spec", {})
+    namespace = str(obj.body.get("metadata", {}).get("namespace", "default"))
+    hosts = tuple(str(host) for host in spec.get("hosts") or [])
+    found = []
+    for http in spec.get("http") or []:
+        matches = http.get("match") or [{}]
+        prefixes = [str((match.get("uri") or {}).get("prefix", "/")) for match in matches
+                    if set(match) <= {"uri"} and set(match.get("uri") or {"prefix": "/"}) == {"prefix"}]
+        destinations = http.get("route") or []
+        if not prefixes or not destinations:
+            continue  # header, exact or regex matches and redirects: not routed locally
+        destination = str((destinations[0].get("destination") or {}).get("host", ""))
+        authority = (http.get("rewrite") or {}).get("authority")
+        if destination == KNATIVE_LOCAL_GATEWAY and authority:
+            destination = str(authority)
+        mirror = (http.get("mirror") or {}).get("host")
+        percent = float((http.get("mirrorPercentage") or {}).get("value", 100.0))
+        for prefix in prefixes:
+            found.append(VirtualRoute(hosts, prefix, destination, namespace, f"VirtualService/{namespace}/{obj.name}",
+                                      str(mirror) if mirror else None, percent))
+    return found
+
+
+def service_name(host: str, namespace: str) -> tuple[str, str]:
+    """(namespace, name) of the Kubernetes Service a host names, relative to `namespace`."""
+    for suffix in (".svc.cluster.local", ".svc"):
+        host = host.removesuffix(suffix)
+    name, _, host_namespace = host.partition(".")
+    return (host_namespace or namespace), name
+
+
+def _jwt_rules(obj: ManifestObject) -> list[JwtRule]:
+    found = []
+    for rule in obj.body.get("spec", {}).get("jwtRules") or []:
+        found.append(JwtRule(str(rule.get("issuer", "")), tuple(str(a) for a in rule.get("audiences") or []),
+                             rule.get("jwks"), rule.get("jwksUri"), obj.label))
+    return found
+
+
+def _allow_policy(obj: ManifestObject) -> AllowPolicy:
+    rules = []
+    for rule in obj.body.get("spec", {}).get("rules") or []:
+        principals = [str(p) for source in rule.get("from") or []
+                      for p in (source.get("source") or {}).get("requestPrincipals") or []]
+        hosts = [str(h) for target in rule.get("to") or [] for h in (target.get("operation") or {}).get("hosts") or []]
+        rules.append(AllowRule(tuple(principals) if rule.get("from") else None,
+                               tuple(hosts) if rule.get("to") else None))
+    return AllowPolicy(tuple(rules), obj.label)
+
+
+def istio_match(pattern: str, value: str) -> bool:
+    """Istio's string match for hosts and principals: exact, `*`, `prefix*` or `*suffix`
+    (hosts case-insensitively: the caller lowers them)."""
+    if pattern == "*":
+        return bool(value)
+    if pattern.endswith("*"):
+        return value.startswith(pattern[:-1])
+    if pattern.startswith("*"):
+        return value.endswith(pattern[1:])
+    return value == pattern
 
 
 def _https(obj: ManifestObject) -> list[Tls]:

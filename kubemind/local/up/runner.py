@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +31,17 @@ from kubemind.local.up.certs import local_certificate
 from kubemind.local.up.gateway import (
     ComponentRoute,
     GatewayConfig,
+    HostRoute,
     Nginx,
     RevisionRoute,
     ServiceRoute,
 )
+from kubemind.local.up.jwt import Verifier
 from kubemind.local.up.kube_api import KubeApi, write_kubeconfig
 from kubemind.local.up.kube_objects import ObjectKey, ObjectStore, object_key
 from kubemind.local.up.kube_resources import GROUP
 from kubemind.local.up.kube_status import inference_service_status
-from kubemind.local.up.policy import GatewayPolicy, gateway_policy
+from kubemind.local.up.policy import GatewayPolicy, VirtualRoute, gateway_policy, service_name
 from kubemind.local.up.replicas import Replica, Revision
 from kubemind.local.up.specs import (
     POD_MODEL_DIR,
@@ -102,6 +104,7 @@ class Runner:
         api_port: int = 0,
         scale_to_zero_after: float = SCALE_TO_ZERO_SECONDS,
         https_port: int = 8443,
+        jwks: Mapping[str, Path] | None = None,
     ):
         self.overlay = overlay
         # The Istio objects the gateway's policies come from (the local rate limit), rendered
@@ -109,6 +112,11 @@ class Runner:
         self.paths = [overlay, *istio]
         self.fingerprint = ""
         self.gateway_policy = GatewayPolicy()
+        self.jwks = dict(jwks or {})
+        """jwksUri -> local JWKS file, for RequestAuthentications without an inline jwks."""
+        self.verifier: Verifier | None = None
+        self.virtual_routes: list[tuple[VirtualRoute, str, str | None]] = []
+        """Each VirtualService route with the keys of its service and of its mirror's."""
         self.allowed_refs = list(allowed_refs)
         self.cache_dir = cache_dir
         self.report = report
@@ -190,6 +198,8 @@ class Runner:
             self.kubeconfig.unlink(missing_ok=True)
         self.gateway.stop()
         self.activator.stop()
+        if self.verifier is not None:
+            self.verifier.stop()
         for component in self.components.values():
             for revision in component.revisions.values():
                 revision.stop()
@@ -233,6 +243,11 @@ class Runner:
         plans = plan_services(objects)
         self.gateway_policy = gateway_policy(objects)
         self.services = {f"{p.namespace}/{p.name}": p for p in plans}
+        self.virtual_routes = self._virtual_routes(self.gateway_policy.routes)
+        if self.gateway_policy.checks_requests and self.verifier is None:
+            self.verifier = Verifier(self.gateway_policy, self.jwks, self.report)
+        elif self.verifier is not None:
+            self.verifier.update(self.gateway_policy, self.jwks)
         wanted: set[str] = set()
         for service in plans:
             if service.problem:
@@ -250,6 +265,23 @@ class Runner:
                 revision.stop()
         self.announced_ready = False
         self._settle(force=True)
+
+    def _virtual_routes(self, routes: Iterable[VirtualRoute]) -> list[tuple[VirtualRoute, str, str | None]]:
+        """The routes whose destination is a service `up` runs, with their mirror's when it is one."""
+        found = []
+        for route in routes:
+            service = "/".join(service_name(route.destination, route.namespace))
+            if service not in self.services:
+                self.report(f"kubemind up: {route.source}: {route.destination} is not an InferenceService `up`"
+                            f" runs; {', '.join(route.hosts)} not routed")
+                continue
+            mirror = "/".join(service_name(route.mirror, route.namespace)) if route.mirror else None
+            if mirror is not None and mirror not in self.services:
+                self.report(f"kubemind up: {route.source}: mirror {route.mirror} is not an InferenceService `up`"
+                            " runs; not mirrored")
+                mirror = None
+            found.append((route, service, mirror))
+        return found
 
     def _state(self, plan: ComponentPlan) -> ComponentState:
         state = self.components.get(plan.key)
@@ -411,9 +443,15 @@ class Runner:
         services = tuple(
             ServiceRoute(p.name, p.namespace, p.components[p.entry].key)
             for p in self.services.values() if p.components and p.components[p.entry].key in routed)
+        entries = {f"{s.namespace}/{s.name}": s.entry for s in services}
+        host_routes = tuple(
+            HostRoute(route.hosts, route.prefix, entries[service], route.source,
+                      entries.get(mirror) if mirror else None, route.mirror_percent)
+            for route, service, mirror in self.virtual_routes if service in entries)
         self.gateway.apply(GatewayConfig(self.http_port, self.grpc_port, self.generation,
                                          tuple(components), services, self.gateway.folder, self.gateway_policy,
-                                         self.https_port, self.certificate))
+                                         self.https_port, self.certificate, host_routes,
+                                         self.verifier.port if self.verifier else 0))
 
     def _route(self, revision: Revision, percent: int) -> RevisionRoute:
         if revision.plan.min_replicas == 0 and not revision.activated:
