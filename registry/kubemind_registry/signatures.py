@@ -17,7 +17,11 @@ from kubemind.datatypes import from_mlflow_column, from_onnx, from_triton, v2_na
 from kubemind.errors import InvalidInput
 from kubemind_registry.served import Signature, TensorSignature
 
-FLAVORS = ("hf-llm", "onnx", "triton-repo", "sentence-transformers", "pyfunc")
+FLAVORS = ("hf-llm", "onnx", "triton-repo", "sentence-transformers", "pyfunc", "rag-index")
+
+# A retrieval index (`kubemind rag index`): its manifest, written by the indexer, read by the RAG
+# transformer. Named here, not imported: the registry does not depend on the transformers.
+INDEX_MANIFEST = "index.json"
 
 # flavor -> (framework tag, default task tag)
 FLAVOR_TAGS = {
@@ -26,6 +30,7 @@ FLAVOR_TAGS = {
     "triton-repo": ("triton", "inference"),
     "sentence-transformers": ("sentence-transformers", "feature-extraction"),
     "pyfunc": ("mlflow", "inference"),
+    "rag-index": ("milvus", "retrieval"),
 }
 
 # Text in, text out: the names KServe's and Triton's generate endpoints use.
@@ -53,7 +58,28 @@ def infer_signature(model_dir: Path, flavor: str) -> Signature:
         return _triton_signature(model_dir)
     if flavor == "pyfunc":
         return _pyfunc_signature(model_dir)
+    if flavor == "rag-index":
+        return _rag_index_signature(model_dir)
     raise InvalidInput(f"unknown flavor {flavor!r}; choose one of {', '.join(FLAVORS)}")
+
+
+def _rag_index_signature(model_dir: Path) -> Signature:
+    """An index has no tensors of its own (the RAG transformer queries it), so its signature is
+    empty; registering checks that the folder is an index whose manifest names its embedder, the
+    one thing the transformer checks before it serves from it."""
+    path = model_dir / INDEX_MANIFEST
+    if not path.is_file():
+        raise InvalidInput(
+            f"{model_dir}: holds no {INDEX_MANIFEST}; build the index with `kubemind rag index --index_dir {model_dir}`"
+        )
+    try:
+        embedder = json.loads(path.read_text())["embedder"]
+        name, version, dimension = str(embedder["name"]), str(embedder["version"]), int(embedder["dimension"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{path}: not an index manifest (it must name its embedder): {exc!r}") from None
+    if not (name and version and dimension > 0):
+        raise InvalidInput(f"{path}: the embedder's name, version and dimension must be set")
+    return Signature()
 
 
 def _onnx_signature(model_dir: Path) -> Signature:

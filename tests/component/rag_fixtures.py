@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from pydoc_data.topics import topics
 
 from kubemind_predictors.vllm.convert import cache_root
 from kubemind_transformers.rag import corpus
 from kubemind_transformers.rag.embedder import default_onnx_dir, graph_version
 from kubemind_transformers.rag.index import build_embedder, build_index, open_store
 from kubemind_transformers.rag.settings import IndexSettings
+from kubemind_transformers.rag.store import ChunkStore
 
 # (question, the Python reference topic that answers it)
 LABELLED_QUESTIONS: list[tuple[str, str]] = [
@@ -85,6 +88,24 @@ def cached_demo_index() -> Path:
 
     asyncio.run(build())
     return target
+
+
+def topic_corpus(folder: Path, keys: Iterable[str]) -> Path:
+    """A corpus folder of a few Python reference topics (one .md file each): seconds to index."""
+    folder.mkdir()
+    for key in keys:
+        (folder / f"{key}.md").write_text(topics[key])
+    return folder
+
+
+def stored_ids(index_dir: Path) -> set[str]:
+    """The chunk ids in an index folder's Milvus Lite collection."""
+    settings = IndexSettings(index_dir=str(index_dir))
+    store = ChunkStore(settings.resolved_milvus_uri(), settings.collection)
+    try:
+        return store.ids()
+    finally:
+        store.close()
 
 
 def copy_demo_index(destination: Path) -> Path:

@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from pydoc_data.topics import topics
 
 import pytest
 
 from kubemind.cli import main
-from kubemind_transformers.rag.settings import IndexSettings
-from kubemind_transformers.rag.store import ChunkStore
+from tests.component.rag_fixtures import stored_ids, topic_corpus
 
 TOPICS = ("assert", "break", "continue", "pass")
 
 
 def corpus(folder: Path) -> Path:
-    folder.mkdir()
-    for key in TOPICS:
-        (folder / f"{key}.md").write_text(topics[key])
-    return folder
+    return topic_corpus(folder, TOPICS)
 
 
 def index(capsys: pytest.CaptureFixture[str], folder: Path, index_dir: Path, *extra: str) -> tuple[int, str, str]:
@@ -29,15 +24,6 @@ def index(capsys: pytest.CaptureFixture[str], folder: Path, index_dir: Path, *ex
                  "--chunk_overlap", "50", *extra])  # fmt: skip
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def stored_ids(index_dir: Path) -> set[str]:
-    settings = IndexSettings(index_dir=str(index_dir))
-    store = ChunkStore(settings.resolved_milvus_uri(), settings.collection)
-    try:
-        return store.ids()
-    finally:
-        store.close()
 
 
 def test_reindexing_the_same_corpus_embeds_nothing_and_keeps_the_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
