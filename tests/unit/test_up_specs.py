@@ -71,6 +71,18 @@ def test_a_model_runs_on_its_runtime_with_the_runtimes_local_flags_first() -> No
     assert plan.storage_uri == "models:/llm/3" and plan.min_replicas == 0
 
 
+def test_a_custom_transformers_storage_uri_variable_is_its_storage_as_kserve_reads_it() -> None:
+    """KServe runs the storage initializer for a custom container that sets STORAGE_URI (the RAG
+    transformer's registered index); `up` initializes it into the node cache the same way."""
+    transformer = container("kubemind/transformer-rag", "--index_dir=/mnt/models")
+    transformer["containers"][0]["env"] = [{"name": "STORAGE_URI", "value": "models:/docs-index@champion"}]
+    [service] = plan_services([isvc(container("kubemind/core", "kubemind_predictors.simple"), transformer), STORAGE])
+    assert service.problem is None
+    plan = service.components["transformer"]
+    assert plan.storage_uri == "models:/docs-index@champion" and plan.args[-1] == "--index_dir=/mnt/models"
+    assert service.components["predictor"].storage_uri is None
+
+
 def test_the_revision_changes_with_the_spec_but_not_with_the_traffic_split() -> None:
     spec = container("kubemind/core", "kubemind_predictors.simple", "--versions=1")
     assert revision_name("s", "predictor", spec) == revision_name("s", "predictor", {**spec, "canaryTrafficPercent": 20})

@@ -197,6 +197,10 @@ def _plan_component(
     image = str(container.get("image", ""))
     env = {str(e["name"]): str(e["value"]) for e in container.get("env") or []
            if isinstance(e, dict) and isinstance(e.get("value"), str)}
+    if not isinstance(model, dict):
+        # KServe's custom containers (a transformer, a custom predictor) ask for the storage
+        # initializer through their container's STORAGE_URI variable.
+        storage_uri = env.get("STORAGE_URI") or storage_uri
     args = [expand_arg(str(arg), service, env) for arg in container.get("args") or []]
     command = container.get("command")
     entry = entry_point(image, args, command if isinstance(command, list) else None)
