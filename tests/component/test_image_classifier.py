@@ -8,6 +8,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,6 +17,7 @@ from orjson import dumps as orjson_dumps
 from PIL import Image
 
 from kubemind.processes import ServerProcess
+from kubemind_predictors.triton.launcher import TritonServerProcess
 from kubemind_transformers.image.preprocessing import ImagePreprocessor
 from kubemind_transformers.image.settings import ImageTransformerSettings
 from tests.component.triton_fixtures import (
@@ -34,13 +36,20 @@ MAX_PIXELS = 500_000  # grace_hopper (512x600) fits; the oversized test image do
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServerProcess]:
+    with running_triton(tmp_path_factory.mktemp("triton"), ["efficientnet_lite0"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(
+    triton: TritonServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """(predictor, transformer) on one real Triton."""
     workdir = tmp_path_factory.mktemp("image")
     with (
-        running_triton(workdir, ["efficientnet_lite0"]) as triton,
         running_predictor(triton, workdir) as predictor,
-        running_transformer(predictor, workdir, "--max_pixels", str(MAX_PIXELS), "--top_k", "3") as server,
+        running_transformer(predictor.grpc_address, workdir, "--max_pixels", str(MAX_PIXELS), "--top_k", "3") as server,
     ):
         yield predictor, server
 
@@ -123,6 +132,24 @@ def test_uint8_pixels_give_what_the_float_contract_gave(transformer: ServerProce
         rtol=1e-4,
         atol=1e-5,
     )
+
+
+def test_the_transformer_straight_on_triton_answers_as_through_the_predictor(
+    triton: TritonServerProcess, transformer: ServerProcess, tmp_path: Path
+) -> None:
+    """components/triton-direct: no kubemind predictor between the transformer and Triton."""
+    images = [photo("coffee"), photo("chelsea")]
+    with running_transformer(triton.grpc_url, tmp_path, "--top_k", "3") as direct:
+        answer = infer_rest(direct, v2_request(images))
+        bad = infer_rest(direct, v2_request([photo("coffee"), b"definitely not an image"]))
+    through_predictor = infer_rest(transformer, v2_request(images))
+
+    assert answer.status_code == 200, answer.text
+    direct_outputs = {o["name"]: o["data"] for o in answer.json()["outputs"]}
+    outputs = {o["name"]: o["data"] for o in through_predictor.json()["outputs"]}
+    assert direct_outputs["labels"] == outputs["labels"]
+    np.testing.assert_allclose(direct_outputs["probabilities"], outputs["probabilities"], rtol=1e-5)
+    assert bad.status_code == 400 and "instance 1" in bad.json()["error"], "the transformer still validates"
 
 
 def test_stock_grpc_client_gets_the_same_answer(transformer: ServerProcess) -> None:

@@ -87,8 +87,10 @@ def running_predictor(triton: TritonServerProcess, workdir: Path, *extra: str) -
 
 
 @contextlib.contextmanager
-def running_transformer(predictor: ServerProcess, workdir: Path, *extra: str) -> Iterator[ServerProcess]:
-    args = ["--model_name", "efficientnet_lite0", "--predictor_host", predictor.grpc_address, *extra]
+def running_transformer(predictor_address: str, workdir: Path, *extra: str) -> Iterator[ServerProcess]:
+    """The image transformer calling `predictor_address` over gRPC: a Triton predictor's, or
+    Triton's own (what components/triton-direct deploys)."""
+    args = ["--model_name", "efficientnet_lite0", "--predictor_host", predictor_address, *extra]
     with running_server("kubemind_transformers.image", args, workdir / "transformer.log") as server:
         yield server
 
