@@ -7,7 +7,7 @@ gRPC unless the row says REST, at concurrency 1 and 8, in one run:
     simple   kubemind's TritonPredictor in front of that Triton (gRPC passthrough, and with
              --grpc_passthrough false: every request decoded into numpy and encoded again)
     simple   kubemind serving `simple` itself, gRPC and REST
-    classifier (EfficientNet-Lite0, 224x224 FP32) directly and through the TritonPredictor
+    classifier (EfficientNet-Lite0, UINT8 224x224x3 pixels) directly and through the TritonPredictor
 
 Besides infer/s and latency, each row gets the CPU time per request of the server processes
 (user+sys from /proc over the measurement, Triton's backend stubs included, perf_analyzer not):

@@ -1,6 +1,6 @@
 """The ONNX predictor vs ONNX Runtime called directly in-process, on the same model.
 
-EfficientNet-Lite0 (one 3x224x224 FP32 image per request; the ONNX file `make install` exports),
+EfficientNet-Lite0 (one 224x224x3 UINT8 image per request; the ONNX file `make install` exports),
 or a small MLP built here when that file is missing. Concurrency 1 and 8, closed loop:
   direct:          ONNX Runtime `session.run` in this process, from that many threads;
   onnx predictor:  `python -m kubemind_predictors.onnx` over REST (binary tensors) and gRPC, driven
@@ -75,7 +75,7 @@ def prepare_model(workdir: Path) -> tuple[str, Path, np.ndarray]:
     rng = np.random.default_rng(1)
     if exported.is_file():
         shutil.copyfile(exported, folder / "efficientnet_lite0.onnx")
-        return "efficientnet_lite0", folder / "efficientnet_lite0.onnx", rng.random((1, 3, 224, 224), dtype=np.float32)
+        return "efficientnet_lite0", folder / "efficientnet_lite0.onnx", rng.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
     return "mlp", build_mlp(folder), rng.standard_normal((1, 512)).astype(np.float32)
 
 
@@ -193,7 +193,7 @@ def main() -> None:
         expected = session.run(None, feeds)[0]
         payload = workdir / "payload.npz"
         np.savez(payload, **{f"input:{input_name}": sample, "output:logits": expected})
-        print(f"model {model}: one {list(sample.shape)} FP32 request; {ROUNDS} rounds of {SECONDS:.1f} s per measurement")
+        print(f"model {model}: one {list(sample.shape)} {sample.dtype} request; {ROUNDS} rounds of {SECONDS:.1f} s per measurement")
         rows: list[dict[str, Any]] = []
         with ExitStack() as stack:
             targets = {"onnx-predictor": stack.enter_context(running_server(

@@ -105,7 +105,7 @@ async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: st
     )}  # fmt: skip
     for client in clients.values():
         client.connect()
-    image_tensor = Tensor("input", "FP32", tensor)
+    image_tensor = Tensor("input", "UINT8", tensor)
     jpeg_tensor = Tensor("image", "BYTES", np.array([jpeg], dtype=np.object_))
     calls: dict[str, Callable[[], Awaitable[object]]] = {
         "direct to Triton": lambda: clients["direct to Triton"].infer(MODEL, [image_tensor]),

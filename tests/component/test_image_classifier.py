@@ -8,6 +8,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,8 +17,13 @@ from orjson import dumps as orjson_dumps
 from PIL import Image
 
 from kubemind.processes import ServerProcess
+from kubemind_predictors.triton.launcher import TritonServerProcess
+from kubemind_transformers.image.preprocessing import ImagePreprocessor
+from kubemind_transformers.image.settings import ImageTransformerSettings
 from tests.component.triton_fixtures import (
+    exported_models,
     photo,
+    require_triton,
     running_predictor,
     running_transformer,
     running_triton,
@@ -30,13 +36,20 @@ MAX_PIXELS = 500_000  # grace_hopper (512x600) fits; the oversized test image do
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServerProcess]:
+    with running_triton(tmp_path_factory.mktemp("triton"), ["efficientnet_lite0"]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(
+    triton: TritonServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """(predictor, transformer) on one real Triton."""
     workdir = tmp_path_factory.mktemp("image")
     with (
-        running_triton(workdir, ["efficientnet_lite0"]) as triton,
         running_predictor(triton, workdir) as predictor,
-        running_transformer(predictor, workdir, "--max_pixels", str(MAX_PIXELS), "--top_k", "3") as server,
+        running_transformer(predictor.grpc_address, workdir, "--max_pixels", str(MAX_PIXELS), "--top_k", "3") as server,
     ):
         yield predictor, server
 
@@ -67,6 +80,76 @@ def test_photos_get_their_imagenet_labels_over_rest(transformer: ServerProcess) 
     assert {"military uniform", "academic gown", "mortarboard"} & set(labels[2])
     assert np.all(np.diff(probabilities, axis=1) <= 0), "top-k must be sorted, most probable first"
     assert probabilities[0][0] > 0.5
+
+
+def float_path_logits(pixels: np.ndarray) -> np.ndarray:
+    """What the FP32 [n, 3, 224, 224] contract gave for these pixels: the transformer's numpy
+    normalisation (the constants it used, on [0, 1] pixels) fed to the network itself, i.e. the
+    served graph cut below the nodes export.py prepends."""
+    import onnx
+    import onnx.utils
+    import onnxruntime
+
+    model = onnx.load(str(exported_models(require_triton()) / "efficientnet_lite0.onnx"))
+    network = onnx.utils.Extractor(model).extract_model(["normalised_input"], ["logits"])
+    mean, std = np.float32(0.498), np.float32(0.502)
+    scale, offset = np.float32(1.0) / (np.float32(255.0) * std), -mean / std
+    normalised = pixels.transpose(0, 3, 1, 2) * scale + offset
+    session = onnxruntime.InferenceSession(network.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(["logits"], {"normalised_input": normalised.astype(np.float32)})[0])
+
+
+def served_graph_logits(pixels: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    path = exported_models(require_triton()) / "efficientnet_lite0.onnx"
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(["logits"], {"input": pixels})[0])
+
+
+def test_uint8_pixels_give_what_the_float_contract_gave(transformer: ServerProcess) -> None:
+    names = ["coffee", "chelsea", "grace_hopper"]
+    preprocessor = ImagePreprocessor(ImageTransformerSettings())
+    pixels = preprocessor.new_batch(len(names))
+    for index, name in enumerate(names):
+        preprocessor.prepare_encoded(index, photo(name), pixels[index])
+
+    reference = float_path_logits(pixels)
+    served = served_graph_logits(pixels)
+    response = infer_rest(transformer, v2_request([photo(name) for name in names]))
+
+    assert pixels.dtype == np.uint8 and pixels.shape == (3, 224, 224, 3)
+    np.testing.assert_allclose(served, reference, rtol=1e-4, atol=1e-4)
+    assert list(served.argmax(axis=1)) == list(reference.argmax(axis=1))
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    reference_probabilities = np.exp(reference - reference.max(axis=1, keepdims=True))
+    reference_probabilities /= reference_probabilities.sum(axis=1, keepdims=True)
+    class_ids = np.array(outputs["class_ids"]["data"]).reshape(3, 3)
+    assert list(class_ids[:, 0]) == list(reference.argmax(axis=1)), "top-1 through the stack"
+    np.testing.assert_allclose(
+        np.array(outputs["probabilities"]["data"]).reshape(3, 3),
+        np.take_along_axis(reference_probabilities, class_ids, axis=1),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_the_transformer_straight_on_triton_answers_as_through_the_predictor(
+    triton: TritonServerProcess, transformer: ServerProcess, tmp_path: Path
+) -> None:
+    """components/triton-direct: no kubemind predictor between the transformer and Triton."""
+    images = [photo("coffee"), photo("chelsea")]
+    with running_transformer(triton.grpc_url, tmp_path, "--top_k", "3") as direct:
+        answer = infer_rest(direct, v2_request(images))
+        bad = infer_rest(direct, v2_request([photo("coffee"), b"definitely not an image"]))
+    through_predictor = infer_rest(transformer, v2_request(images))
+
+    assert answer.status_code == 200, answer.text
+    direct_outputs = {o["name"]: o["data"] for o in answer.json()["outputs"]}
+    outputs = {o["name"]: o["data"] for o in through_predictor.json()["outputs"]}
+    assert direct_outputs["labels"] == outputs["labels"]
+    np.testing.assert_allclose(direct_outputs["probabilities"], outputs["probabilities"], rtol=1e-5)
+    assert bad.status_code == 400 and "instance 1" in bad.json()["error"], "the transformer still validates"
 
 
 def test_stock_grpc_client_gets_the_same_answer(transformer: ServerProcess) -> None:
@@ -211,7 +294,7 @@ def test_raw_eps_bytes_are_refused_as_base64_ones_are(transformer: ServerProcess
 
 def test_batch_zero_is_400_at_the_predictor(stack: tuple[ServerProcess, ServerProcess]) -> None:
     predictor = stack[0]
-    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [0, 3, 224, 224], "data": []}]}
+    body = {"inputs": [{"name": "input", "datatype": "UINT8", "shape": [0, 224, 224, 3], "data": []}]}
     metadata = httpx.get(f"{predictor.http_url}/v2/models/efficientnet_lite0", timeout=30).json()
     body["inputs"][0]["name"] = metadata["inputs"][0]["name"]
     response = httpx.post(f"{predictor.http_url}/v2/models/efficientnet_lite0/infer", json=body, timeout=30)

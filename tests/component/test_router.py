@@ -129,7 +129,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         with (
             running_triton(workdir, ["efficientnet_lite0"]) as triton,
             running_predictor(triton, workdir) as predictor,
-            running_transformer(predictor, workdir) as transformer,
+            running_transformer(predictor.grpc_address, workdir) as transformer,
             running_server("kubemind_predictors.simple", ["--delay_seconds", str(SLOW_SECONDS)], workdir / "slow.log") as slow,
         ):
             wait_until_ready(llm.http_url, llm.process, ENGINE_READY_TIMEOUT, llm.log_path)

@@ -179,7 +179,7 @@ def test_repository_config_batches_the_classifier(tmp_path: Path) -> None:
 
     assert "dynamic_batching" in config
     assert "max_batch_size: 32" in config
-    assert "dims: [3, 224, 224]" in config
+    assert '{ name: "input" data_type: TYPE_UINT8 dims: [224, 224, 3] }' in config
     assert "dynamic_batching" not in render_config(shipped_model("simple"))
     repository = build_repository(tmp_path / "repo", ["simple"], onnx_dir=None)
     assert (repository / "simple" / "1" / "model.py").is_file()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -31,15 +32,23 @@ PREDICTOR_DEADLINE_SECONDS = 5.0
 def require_triton() -> TritonInstall:
     """Skip (with the reason) where `make install` has not unpacked Triton and the ONNX models."""
     install = TritonInstall.default()
-    if not install.binary.is_file() or not (install.onnx_dir / "efficientnet_lite0.onnx").is_file():
+    if not install.binary.is_file() or not (exported_models(install) / "efficientnet_lite0.onnx").is_file():
         pytest.skip(f"Triton not installed under {install.home}; run `make install`")
     return install
+
+
+def exported_models(install: TritonInstall) -> Path:
+    """The ONNX folder the tests serve: the predictor's own setting (KUBEMIND_TRITON_ONNX_MODEL_DIR)
+    where set, so an export by a changed export.py can be tested before `make install` replaces
+    the venv's; else the install's."""
+    configured = os.environ.get("KUBEMIND_TRITON_ONNX_MODEL_DIR")
+    return Path(configured) if configured else install.onnx_dir
 
 
 @contextlib.contextmanager
 def running_triton(workdir: Path, models: Sequence[str]) -> Iterator[TritonServerProcess]:
     install = require_triton()
-    repository = build_repository(workdir / "repository", models, install.onnx_dir)
+    repository = build_repository(workdir / "repository", models, exported_models(install))
     triton = TritonServerProcess(repository, models, install=install, startup_timeout=90)
     with triton:
         yield triton
@@ -78,8 +87,10 @@ def running_predictor(triton: TritonServerProcess, workdir: Path, *extra: str) -
 
 
 @contextlib.contextmanager
-def running_transformer(predictor: ServerProcess, workdir: Path, *extra: str) -> Iterator[ServerProcess]:
-    args = ["--model_name", "efficientnet_lite0", "--predictor_host", predictor.grpc_address, *extra]
+def running_transformer(predictor_address: str, workdir: Path, *extra: str) -> Iterator[ServerProcess]:
+    """The image transformer calling `predictor_address` over gRPC: a Triton predictor's, or
+    Triton's own (what components/triton-direct deploys)."""
+    args = ["--model_name", "efficientnet_lite0", "--predictor_host", predictor_address, *extra]
     with running_server("kubemind_transformers.image", args, workdir / "transformer.log") as server:
         yield server
 

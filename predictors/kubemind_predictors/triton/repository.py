@@ -49,7 +49,8 @@ SHIPPED_MODELS: dict[str, TritonModelSpec] = {
     for spec in (
         TritonModelSpec(
             name="efficientnet_lite0",
-            inputs=(TensorSpec("input", "FP32", (-1, 3, 224, 224)),),
+            # Resized RGB pixels; the graph normalises them (export.with_uint8_image_input).
+            inputs=(TensorSpec("input", "UINT8", (-1, 224, 224, 3)),),
             outputs=(TensorSpec("logits", "FP32", (-1, 1000)),),
             max_batch_size=32,
             artifacts=(("efficientnet_lite0.onnx", "model.onnx"),),

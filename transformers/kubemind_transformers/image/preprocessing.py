@@ -1,4 +1,7 @@
-"""Encoded image bytes -> the model's FP32 NCHW tensor: decode, resize, centre-crop, normalise.
+"""Encoded image bytes -> the model's UINT8 [n, size, size, 3] pixels: decode, resize, centre-crop.
+
+No float work here: the classifier's graph normalises the pixels itself (export.py prepends the
+cast, mean/std and HWC -> CHW transpose), and the forwarded tensor is a quarter of an FP32 one.
 
 Runs in a thread pool (Pillow releases the GIL while decoding and resizing), never on the event
 loop. Every error names the instance index, because a batch of 32 with one bad image should say
@@ -45,7 +48,7 @@ def raw_image_bytes(index: int, item: bytes | str) -> bytes:
 
 
 class ImagePreprocessor:
-    """Turns encoded images into a normalised batch, as the classifier was trained."""
+    """Turns encoded images into a batch of resized RGB pixels, as the classifier takes them."""
 
     def __init__(self, settings: ImageTransformerSettings):
         self.size = settings.image_size
@@ -55,11 +58,6 @@ class ImagePreprocessor:
         # answer). `open` below checks max_pixels on the lazily read header before any decode,
         # so that is the one limit: Pillow's is switched off (process-wide; it has no other knob).
         Image.MAX_IMAGE_PIXELS = None
-        # Folded into one multiply-add per pixel: (x / 255 - mean) / std.
-        mean = np.asarray(settings.mean, dtype=np.float32)
-        std = np.asarray(settings.std, dtype=np.float32)
-        self.scale = (1.0 / (255.0 * std)).reshape(3, 1, 1).astype(np.float32)
-        self.offset = (-mean / std).reshape(3, 1, 1).astype(np.float32)
 
     def open(self, index: int, data: bytes) -> Image.Image:
         """Read the header (cheap) and refuse oversized images before decoding a pixel."""
@@ -79,7 +77,7 @@ class ImagePreprocessor:
         return image
 
     def prepare(self, index: int, data: bytes, out: np.ndarray) -> None:
-        """One image -> `out`, an FP32 [3, size, size] slice of the batch (no intermediate copies)."""
+        """One image -> `out`, a UINT8 [size, size, 3] slice of the batch."""
         image = self.open(index, data)
         try:
             # JPEG can decode at 1/2, 1/4, 1/8 scale directly: far cheaper than a full decode
@@ -95,13 +93,11 @@ class ImagePreprocessor:
         # resize with box= crops and resizes in one pass (only the centre region is resampled).
         box = (left / ratio, top / ratio, (left + self.size) / ratio, (top + self.size) / ratio)
         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
-        # uint8 HWC viewed as CHW, scaled straight into the batch: one pass, no float temporaries.
-        np.multiply(np.asarray(image).transpose(2, 0, 1), self.scale, out=out)
-        out += self.offset
+        out[...] = np.asarray(image)
 
     def new_batch(self, count: int) -> np.ndarray:
-        return np.empty((count, 3, self.size, self.size), dtype=np.float32)
+        return np.empty((count, self.size, self.size, 3), dtype=np.uint8)
 
     def prepare_encoded(self, index: int, item: bytes | str, out: np.ndarray) -> None:
-        """One BYTES element (raw or base64) -> `out` (FP32 [3, size, size])."""
+        """One BYTES element (raw or base64) -> `out` (UINT8 [size, size, 3])."""
         self.prepare(index, raw_image_bytes(index, item), out)

@@ -9,11 +9,6 @@ from pydantic_settings import SettingsConfigDict
 
 from kubemind.settings import ComponentSettings
 
-# EfficientNet-Lite was trained on pixels scaled to [-1, 1] ((x - 127) / 128), not on the usual
-# ImageNet mean/std: on [0, 1] pixels that is mean 0.498, std 0.502 per channel.
-EFFICIENTNET_LITE_MEAN = (0.498, 0.498, 0.498)
-EFFICIENTNET_LITE_STD = (0.502, 0.502, 0.502)
-
 
 class ImageTransformerSettings(ComponentSettings):
     """A KServe transformer: encoded images in, top-k ImageNet labels out, via a v2 predictor."""
@@ -40,7 +35,8 @@ class ImageTransformerSettings(ComponentSettings):
     """Model name at the predictor; default: model_name."""
 
     predictor_input_name: str = "input"
-    """Name of the predictor's FP32 NCHW image tensor."""
+    """Name of the predictor's UINT8 [n, image_size, image_size, 3] pixel tensor (resized RGB; the
+    model's graph normalises it)."""
 
     predictor_output_name: str = "logits"
     """Name of the predictor's FP32 [n, classes] logits tensor."""
@@ -56,12 +52,6 @@ class ImageTransformerSettings(ComponentSettings):
 
     resize_ratio: float = Field(default=224 / 256, gt=0, le=1)
     """image_size / short side after resizing (the classic 224-of-256 crop)."""
-
-    mean: list[float] = Field(default_factory=lambda: list(EFFICIENTNET_LITE_MEAN))
-    """Per-channel RGB mean on [0, 1] pixels; comma-separated on the CLI."""
-
-    std: list[float] = Field(default_factory=lambda: list(EFFICIENTNET_LITE_STD))
-    """Per-channel RGB standard deviation on [0, 1] pixels; comma-separated on the CLI."""
 
     max_pixels: int = Field(default=40_000_000, gt=0)
     """Largest accepted image (width x height); larger ones get 400 before being decoded."""

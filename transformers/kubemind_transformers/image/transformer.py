@@ -77,7 +77,7 @@ class ImageTransformer(KubemindModel):
         return await self.client.model_ready(self.predictor_model)
 
     async def preprocess_images(self, items: list[bytes | str]) -> np.ndarray:
-        """Encoded images -> FP32 [n, 3, size, size], decoded in the thread pool."""
+        """Encoded images -> UINT8 [n, size, size, 3], decoded in the thread pool."""
         if not items:
             raise InvalidInput("the request holds no image (empty 'image' tensor)")
         if len(items) > self.settings.max_batch:
@@ -100,7 +100,7 @@ class ImageTransformer(KubemindModel):
         forwarded = tuple((k.lower(), v) for k, v in (headers or {}).items() if k.lower() in self.propagate)
         outputs = await self.client.infer(
             self.predictor_model,
-            [Tensor(self.settings.predictor_input_name, "FP32", batch)],
+            [Tensor(self.settings.predictor_input_name, "UINT8", batch)],
             request_id=request_id,
             outputs=[self.settings.predictor_output_name],
             metadata=forwarded,

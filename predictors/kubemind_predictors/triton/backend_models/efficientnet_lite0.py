@@ -1,4 +1,5 @@
-"""ImageNet classifier: EfficientNet-Lite0 on ONNX Runtime. input FP32 [n,3,224,224] -> logits FP32 [n,1000].
+"""ImageNet classifier: EfficientNet-Lite0 on ONNX Runtime. input UINT8 [n,224,224,3] (resized RGB
+pixels) -> logits FP32 [n,1000]; the normalisation is part of the ONNX graph (export.py).
 
 Triton's dynamic batcher hands execute() several requests at once; they run as one ONNX batch.
 """
@@ -20,7 +21,7 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         images = [pb_utils.get_input_tensor_by_name(r, "input").as_numpy() for r in requests]
         sizes = [len(batch) for batch in images]
-        logits = self.session.run(["logits"], {"input": np.concatenate(images).astype(np.float32)})[0]
+        logits = self.session.run(["logits"], {"input": np.concatenate(images)})[0]
         responses = []
         start = 0
         for size in sizes:
