@@ -40,8 +40,7 @@ def test_a_registered_index_is_downloaded_verified_and_serves_retrieval(tmp_path
     docs, index_dir = topic_corpus(tmp_path / "docs", ("assert", "break", "while", "yield")), tmp_path / "index"
     assert main(["rag", "index", "--corpus", str(docs), "--index_dir", str(index_dir)]) == 0
     code = main(["models", "register", "docs-index", str(index_dir), "--flavor", "rag-index", "--alias", "champion"])
-    out, err = capsys.readouterr()
-    assert code == 0, err
+    assert code == 0, capsys.readouterr().err
 
     dest = tmp_path / "mnt" / "models"
     assert initializer_main(["models:/docs-index@champion", str(dest)]) == 0, capsys.readouterr().err
