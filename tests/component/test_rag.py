@@ -171,6 +171,46 @@ def test_recall_on_the_labelled_questions(index_copy: Path, feature_repo: Featur
     assert at5 >= 0.9 and at1 >= 0.8, (at1, at5)
 
 
+def test_a_retrieval_is_traced_through_every_call(index_copy: Path, feature_repo: FeatureRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spans a collector would show under the request: embed, the Milvus search, the Feast
+    lookup and the re-rank, each a child of one `rag retrieve` span in the caller's trace."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from kubemind import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # this test's own provider: the process-wide one stays unset for the other tests
+    monkeypatch.setitem(tracing._state, "active", True)
+    monkeypatch.setitem(tracing._state, "tracer", provider.get_tracer("test"))
+    settings = RagSettings(index_dir=str(index_copy), milvus_timeout_seconds=30)
+
+    async def retrieve() -> None:
+        retriever = await open_retriever(settings, OnlineFeatures(feature_repo))
+        try:
+            with tracing.span("rest chat", SpanKind.SERVER):
+                await retriever.retrieve("What does the pass statement do?", user="user-1")
+        finally:
+            retriever.store.close()
+
+    asyncio.run(retrieve())
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    root = spans["rag retrieve"]
+    assert root.parent is not None and root.parent.span_id == spans["rest chat"].context.span_id
+    expected = {"rag embed": SpanKind.INTERNAL, "milvus search docs": SpanKind.CLIENT,
+                "feast get_online_features": SpanKind.CLIENT, "rag rerank": SpanKind.INTERNAL}  # fmt: skip
+    for name, kind in expected.items():
+        child = spans[name]
+        assert child.parent is not None and child.parent.span_id == root.context.span_id, name
+        assert child.kind == kind, name
+    assert spans["milvus search docs"].attributes["db.system.name"] == "milvus"
+    assert spans["rag embed"].start_time < spans["milvus search docs"].start_time < spans["feast get_online_features"].start_time
+
+
 def test_feast_on_the_real_redis(feature_repo: FeatureRepo, redis_target: Any, tmp_path: Path) -> None:
     url = redis_target.url
     project = f"kubemind_rag_test_{free_port()}"

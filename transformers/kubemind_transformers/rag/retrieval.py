@@ -16,6 +16,7 @@ from typing import Any
 
 from kubemind.errors import InvalidInput
 from kubemind.telemetry import RequestRecord
+from kubemind.tracing import SpanKind, client_span, span
 from kubemind_transformers.rag.embedder import Embedder
 from kubemind_transformers.rag.features import (
     DEFAULT_QUALITY,
@@ -97,22 +98,33 @@ class Retriever:
     async def retrieve(self, question: str, *, user: str | None = None, metadata_filter: dict[str, Any] | None = None,
                        top_k: int | None = None, record: RequestRecord | None = None) -> Retrieval:  # fmt: skip
         expression = filter_expression(metadata_filter)  # a bad filter is a 400 before any call
+        with span("rag retrieve", attributes={"db.collection.name": self.store.collection, "rag.hybrid": self.settings.hybrid}):
+            return await self._retrieve(question, user, expression, top_k, record)
+
+    async def _retrieve(self, question: str, user: str | None, expression: str, top_k: int | None,
+                        record: RequestRecord | None) -> Retrieval:  # fmt: skip
+        """The stages, each in a span of its own (the Triton embedder's gRPC call is a client
+        span under `rag embed`); the spans wrap the awaits, as the executor's threads do not
+        carry the trace context."""
         seconds: dict[str, float] = {}
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        vector = (await self.embedder.embed([question]))[0]
+        with span("rag embed", attributes={"rag.embedder": str(self.embedder.identity)}):
+            vector = (await self.embedder.embed([question]))[0]
         now = self._observe(seconds, "embed", started, record)
         search = functools.partial(self.store.search, vector, question, self.settings.candidates,
                                    hybrid=self.settings.hybrid, expression=expression, rrf_k=self.settings.rrf_k)  # fmt: skip
         timeout = self.settings.milvus_timeout_seconds
-        try:
-            hits = await asyncio.wait_for(loop.run_in_executor(None, search), timeout)
-        except TimeoutError:
-            raise MilvusUnavailable(f"Milvus ({self.store.uri}) did not answer the search within {timeout:g} s") from None
+        with client_span(f"milvus search {self.store.collection}", {"db.system.name": "milvus", "db.collection.name": self.store.collection}):
+            try:
+                hits = await asyncio.wait_for(loop.run_in_executor(None, search), timeout)
+            except TimeoutError:
+                raise MilvusUnavailable(f"Milvus ({self.store.uri}) did not answer the search within {timeout:g} s") from None
         now = self._observe(seconds, "search", now, record)
         lookup = await self._features(user, [hit.source for hit in hits])
         now = self._observe(seconds, "features", now, record)
-        ranked = rerank(hits, lookup.quality, self.settings.quality_weight if lookup.available else 0.0)
+        with span("rag rerank", SpanKind.INTERNAL, {"rag.candidates": len(hits)}):
+            ranked = rerank(hits, lookup.quality, self.settings.quality_weight if lookup.available else 0.0)
         self._observe(seconds, "rerank", now, record)
         return Retrieval(ranked[: top_k or self.settings.top_k], lookup, seconds)
 
@@ -122,9 +134,10 @@ class Retriever:
         timeout = self.settings.feature_timeout_seconds
         features = self.features
         try:
-            lookup = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(None, features.lookup, user, sources), timeout
-            )
+            with client_span("feast get_online_features", {"rag.documents": len(sources)}):
+                lookup = await asyncio.wait_for(
+                    asyncio.get_running_loop().run_in_executor(None, features.lookup, user, sources), timeout
+                )
         except (FeastUnavailable, TimeoutError) as exc:
             reason = exc.message if isinstance(exc, FeastUnavailable) else f"Feast did not answer within {timeout:g} s"
             if self.settings.features_required:
