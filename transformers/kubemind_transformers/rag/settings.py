@@ -128,8 +128,11 @@ class RagSettings(IndexLocation, ComponentSettings):
     features_required: bool = False
     """Feast down: answer 503 instead of answering without features."""
 
-    quality_weight: float = Field(default=0.5, ge=0)
-    """Re-ranking: how much a document's quality score (0..1) adds to its fused rank score."""
+    quality_weight: float = Field(default=0.2, ge=0)
+    """Re-ranking: how much a document's quality score (0..1) adds to its fused rank score. At 0.2
+    it reorders hits whose fused scores are about one rank apart; measured on the labelled
+    Python-reference set (recall@1 / @5): 0.83 / 0.97 without it, 0.83 / 1.00 at 0.05-0.3, and
+    0.73 / 1.00 at 0.5, where length-favoured topics start to win over the right one."""
 
     max_question_tokens: int = Field(default=256, gt=0)
     """Token budget of a question (the embedder's word pieces); over it: 400."""
