@@ -163,7 +163,7 @@ class JobWriter:
             trace_context=inject(),
         )
         if created and outbox_id is not None:
-            await self.cache.put(job.status())
+            await self.cache.put(job)
             try:
                 with span(f"publish {self.settings.topic}", SpanKind.PRODUCER, _messaging(self.settings.topic, job.id)):
                     await self.broker.publish(job.id, {"job_id": job.id, "model": job.model, "model_version": job.model_version},
@@ -182,6 +182,6 @@ class JobWriter:
         job = await self.store.get_job(job_id)
         if job is None:
             raise JobNotFound(f"job '{job_id}' is not found")
-        status = job.status()
-        await self.cache.put(status)
-        return json_response(status)
+        # A worker may cache a newer state between this read and this write: put refuses to go back.
+        await self.cache.put(job)
+        return json_response(job.status())
