@@ -107,7 +107,7 @@ class JobWriter:
         if settings.broker == "cloudevents":
             raise InvalidSettings("--broker cloudevents is for workers; the writer publishes to kafka or rabbitmq")
         self.settings = settings
-        self.store = JobStore(settings.database_url)
+        self.store = JobStore(settings.database_url, max_size=settings.database_pool_size)
         self.cache = StatusCache(settings.redis_url, settings.redis_prefix, settings.status_ttl_seconds)
         self.broker = open_broker(settings, consumer=False)
         self.policy = CallbackPolicy(settings.callback_allow_list)
