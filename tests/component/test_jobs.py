@@ -7,6 +7,7 @@ points; each test ends with every job stored exactly once and delivered.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -108,6 +109,35 @@ def test_status_reads_postgres_when_the_cache_lost_it(writer: ServerProcess, rec
 
     assert status.status_code == 200 and status.json()["id"] == job_id
     assert unknown.status_code == 404
+
+
+def test_status_shows_running_while_a_worker_runs_the_job(
+    writer: ServerProcess, plumbing: JobsPlumbing, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    import redis
+
+    job_id = submit(writer, simple_body(5), receiver.url()).json()["id"]
+    assert httpx.get(f"{writer.http_url}/v2/jobs/{job_id}", timeout=10).json()["state"] == "queued"
+    # The stall point holds the worker between inference and storing (no other worker takes over).
+    held = start_worker(writer.grpc_address, plumbing, tmp_path / "held.log",
+                        "--kill_point", "stall_after_infer", "--stall_seconds", "3", "--batch_wait_seconds", "0")  # fmt: skip
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while "stall point reached" not in held.log():
+            assert time.monotonic() < deadline and held.process.poll() is None, held.log()
+            time.sleep(0.05)
+        while_held = httpx.get(f"{writer.http_url}/v2/jobs/{job_id}", timeout=10).json()
+        cached = redis.Redis.from_url(plumbing.redis.url).hget(f"{plumbing.redis.prefix}{job_id}", "status")
+        receiver.wait_for([job_id], WAIT_SECONDS)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while (after := httpx.get(f"{writer.http_url}/v2/jobs/{job_id}", timeout=10).json())["delivery"]["state"] != "delivered":
+            assert time.monotonic() < deadline, after
+            time.sleep(0.1)
+    finally:
+        held.stop()
+    assert while_held["state"] == "running"
+    assert cached is not None and json.loads(cached)["state"] == "running"  # the cache answered it, not Postgres
+    assert after["state"] == "succeeded"
 
 
 # -- bad input -----------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from kubemind.cli import main
 from tests.manifests.conftest import REPO
 
@@ -56,3 +58,43 @@ def test_the_knative_variant_validates_with_its_sink(tmp_path: Path, capsys) -> 
     allow.write_text(SECRET)
 
     assert main(["validate", str(overlay), "--allow-refs", str(allow)]) == 0, capsys.readouterr().out
+
+
+def _rendered(tree: str, env: str) -> list[dict]:
+    import yaml
+
+    return [o for o in yaml.safe_load_all((REPO / tree / "rendered" / f"{env}.yaml").read_text()) if o]
+
+
+def _one(objects: list[dict], kind: str, name: str) -> dict:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_staging_and_prod_run_the_worker_as_the_kafkasource_sink(env: str) -> None:
+    """The KafkaSource's sink is the worker Deployment's Service (port 80 → the CloudEvents port),
+    KEDA scales that Deployment on the KafkaSource's own consumer group, and the source is the
+    topic's only consumer (the worker joins no group of its own)."""
+    served, eventing = _rendered("inferenceservices", env), _rendered("knative", env)
+    source = _one(eventing, "KafkaSource", "cv-jobs")
+    worker = _one(served, "Deployment", "cv-worker")
+    service = _one(served, "Service", "cv-worker")
+    (trigger,) = _one(served, "ScaledObject", "cv-worker")["spec"]["triggers"]
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+
+    assert source["spec"]["sink"]["ref"] == {"apiVersion": "v1", "kind": "Service", "name": "cv-worker"}
+    assert {"name": "http", "port": 80, "targetPort": "http"} in service["spec"]["ports"]
+    assert {"name": "http", "containerPort": 8080} in container["ports"]
+    assert "--broker=cloudevents" in container["args"] and "--broker_url=0.0.0.0:8080" in container["args"]
+    assert not any(arg.startswith("--consumer_group=") for arg in container["args"])
+    assert (trigger["type"], trigger["metadata"]["consumerGroup"]) == ("kafka", source["spec"]["consumerGroup"])
+    assert trigger["metadata"]["topic"] in source["spec"]["topics"]
+    dead = source["spec"]["delivery"]["deadLetterSink"]["ref"]
+    assert source["spec"]["delivery"]["retry"] > 0
+    assert _one(eventing, dead["kind"], dead["name"])["spec"]["topic"] == "cv-jobs.dead"
+
+
+@pytest.mark.parametrize("env", ["dev", "local"])
+def test_dev_and_local_have_no_worker(env: str) -> None:
+    assert not [o for o in _rendered("inferenceservices", env) if o["metadata"]["name"] == "cv-worker"]

@@ -15,4 +15,5 @@ class JobNotFound(KubemindError):
 
 
 class BrokerUnavailable(BackendUnavailable):
-    """The broker cannot take a job now: 503, and nothing was written."""
+    """The broker cannot take a job now: 503. Nothing was written, or (when the publish itself
+    failed) the job is kept in the outbox and published once the broker is back."""

@@ -65,6 +65,10 @@ class JobWriterSettings(TritonPredictorSettings, JobPlumbingSettings):
     """How long the writer waits for the broker to confirm a job's message before leaving it to
     the outbox relay (the job is already committed, so it is published later, not lost)."""
 
+    database_pool_size: int = Field(default=16, gt=0)
+    """Most Postgres connections of the writer: each submit holds one for its commits, so
+    concurrent submits beyond it wait (a worker needs few: one statement per batch)."""
+
     relay_interval_seconds: float = Field(default=0.5, gt=0)
     """How often the outbox relay looks for committed jobs whose message is not yet published."""
 

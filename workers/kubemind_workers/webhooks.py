@@ -141,7 +141,7 @@ class WebhookSender:
             job.id, attempt, job.id, status_code, error, delivered=delivered, retry_in=retry_in
         )
         self.metrics.webhooks.labels("delivered" if delivered else ("retry" if retry_in is not None else "failed")).inc()
-        await self.cache.put(now.status())
+        await self.cache.put(now)
         if not delivered:
             logger.info("webhook for job %s, attempt %d: %s%s", job.id, attempt, error,
                         f"; retry in {retry_in:.2f}s" if retry_in is not None else "; giving up")  # fmt: skip

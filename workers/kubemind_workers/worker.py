@@ -3,7 +3,8 @@
 Per micro-batch, in this order (principle 14; each step is safe to repeat):
 1. claim every job in Postgres (raises its fencing token; a job already finished is just acked);
 2. infer, one grpc-v2 call per group of compatible jobs, with a deadline and bounded retries;
-3. store each result — only if this attempt still holds the token — and cache the status in Redis;
+3. store each result — only if this attempt still holds the token — and cache the status in Redis
+   (claimed jobs are cached `running` after step 1; the cache only ever takes a newer version);
 4. acknowledge the messages (RabbitMQ ack / Kafka commit);
 5. wake the webhook sender (the delivery itself was made due by step 3, in Postgres).
 A job that keeps failing is dead-lettered with state `failed` and the reason; so is one claimed
@@ -117,6 +118,8 @@ class CVWorker:
     async def _process(self, batch: Sequence[Message]) -> None:
         settled: list[Message] = []  # dead-lettered: never acked again
         claims = await self.store.claim_many([message.job_id for message in batch], self.name)
+        # GET /v2/jobs/{id} shows `running` while the batch runs (the cache keeps the newest version)
+        await self.cache.put_many([claim.job for claim in claims.values() if claim.job is not None])
         jobs: list[tuple[Message, PreparedJob]] = []
         for message in batch:
             # pop: a job whose message came twice in one batch runs once; the copy is just acked
@@ -152,7 +155,7 @@ class CVWorker:
                 self.metrics.outcomes.labels(claim.model, "stored" if job_stored else "stale").inc()
                 if job_stored is None:
                     logger.info("job %s: attempt %d is stale, result discarded", claim.job_id, claim.token)
-            await asyncio.gather(*(self.cache.put(job.status()) for job in stored.values()))
+            await self.cache.put_many(list(stored.values()))
             self.kill_points.reached("after_store", len(results))
             if stored:
                 self.sender.wake.set()
@@ -225,7 +228,7 @@ class CVWorker:
     async def _cache_status(self, claim: Claim) -> None:
         job = await self.store.get_job(claim.job_id)
         if job is not None:
-            await self.cache.put(job.status())
+            await self.cache.put(job)
 
 
 async def run_worker(settings: CVWorkerSettings) -> None:

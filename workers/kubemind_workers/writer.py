@@ -4,12 +4,14 @@ A job request is the model's v2 infer body plus a `callback_url`. It is decoded 
 exactly as a synchronous infer (the v2 codecs, then the model's own `validate_request`), so bad
 input gets the same 400 before anything is written.
 
-When is a job acknowledged (202)? Only once it is committed: the job row and its outbox message
-are one transaction, so from then on the relay publishes it even if this process dies before
-the broker confirms. While the broker is known to be down the writer answers 503 and writes
-nothing — it does not accept work the async path cannot start (the client retries; an
-Idempotency-Key makes that retry safe). A broker that fails between that check and the publish
-leaves a committed job in the outbox: it is still answered 202, because it will be published.
+When is a job acknowledged (202)? Only once it is committed and its message published (the
+broker confirmed it). The job row and its outbox message are one transaction, so a crash
+between commit and publish loses nothing: the relay publishes it. While the broker is known to
+be down the writer answers 503 and writes nothing — it does not accept work the async path
+cannot start (the client retries; an Idempotency-Key makes that retry safe). A broker that fails
+between that check and the publish (it went down, or hangs without confirming) gets a 503 too,
+naming the job: the row stays in the outbox, the relay publishes it once the broker is back, and
+the job runs and calls back; a retry with the same Idempotency-Key answers 202 with that job.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class JobWriter:
         if settings.broker == "cloudevents":
             raise InvalidSettings("--broker cloudevents is for workers; the writer publishes to kafka or rabbitmq")
         self.settings = settings
-        self.store = JobStore(settings.database_url)
+        self.store = JobStore(settings.database_url, max_size=settings.database_pool_size)
         self.cache = StatusCache(settings.redis_url, settings.redis_prefix, settings.status_ttl_seconds)
         self.broker = open_broker(settings, consumer=False)
         self.policy = CallbackPolicy(settings.callback_allow_list)
@@ -163,7 +165,7 @@ class JobWriter:
             trace_context=inject(),
         )
         if created and outbox_id is not None:
-            await self.cache.put(job.status())
+            await self.cache.put(job)
             try:
                 with span(f"publish {self.settings.topic}", SpanKind.PRODUCER, _messaging(self.settings.topic, job.id)):
                     await self.broker.publish(job.id, {"job_id": job.id, "model": job.model, "model_version": job.model_version},
@@ -171,6 +173,10 @@ class JobWriter:
                 await self.store.mark_published([outbox_id])
             except BackendUnavailable as exc:
                 logger.warning("job %s committed, left to the outbox relay: %s", job.id, exc)
+                raise BrokerUnavailable(
+                    f"the job broker ({self.settings.broker}) did not confirm job {job.id}: it is kept and runs once "
+                    "the broker is back (retry with the same Idempotency-Key to get it)"
+                ) from None
         reply: dict[str, Any] = {"id": job.id, "state": job.state, "status_url": f"/v2/jobs/{job.id}"}
         return json_response(reply, HTTPStatus.ACCEPTED, headers={"location": f"/v2/jobs/{job.id}"})
 
@@ -182,6 +188,6 @@ class JobWriter:
         job = await self.store.get_job(job_id)
         if job is None:
             raise JobNotFound(f"job '{job_id}' is not found")
-        status = job.status()
-        await self.cache.put(status)
-        return json_response(status)
+        # A worker may cache a newer state between this read and this write: put refuses to go back.
+        await self.cache.put(job)
+        return json_response(job.status())

@@ -37,9 +37,19 @@ class RabbitMQBroker:
         self._connecting = asyncio.Lock()
         self._retry_at = 0.0
 
+    def _connected(self) -> bool:
+        """The channel, not just the connection: when the broker dies, aio-pika closes the channel
+        but may leave the connection object saying open (its reader exited abnormally)."""
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
+
     async def start(self) -> None:
         async with self._connecting:
-            if self._connection is not None and not self._connection.is_closed:
+            if self._connected():
                 return
             # Not connect_robust: a lost connection must be seen (the writer answers 503), and
             # unacknowledged deliveries must go back to the queue rather than be replayed here.
@@ -69,7 +79,7 @@ class RabbitMQBroker:
     async def healthy(self) -> bool:
         """Connected, or reconnected now; after a failed reconnect, False without trying again
         for RETRY_CONNECT_SECONDS (every request must not wait out a connect timeout)."""
-        if self._connection is None or self._connection.is_closed:
+        if not self._connected():
             if time.monotonic() < self._retry_at:
                 return False
             try:
@@ -78,7 +88,7 @@ class RabbitMQBroker:
             except Exception:
                 self._retry_at = time.monotonic() + RETRY_CONNECT_SECONDS
                 return False
-        return self._connection is not None and not self._connection.is_closed
+        return self._connected()
 
     async def publish(self, job_id: str, payload: dict[str, Any], timeout: float) -> None:
         try:
@@ -99,7 +109,7 @@ class RabbitMQBroker:
             raise BackendUnavailable(f"RabbitMQ did not confirm job {job_id}: {type(exc).__name__}: {exc}") from None
 
     async def next_batch(self, max_size: int, max_wait: float) -> list[Message]:
-        if self._connection is None or self._connection.is_closed:
+        if not self._connected():
             raise ConnectionError("RabbitMQ connection is closed")
         return [self._message(incoming) for incoming in await collect_batch(self._received, max_size, max_wait)]
 
