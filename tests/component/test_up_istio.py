@@ -7,18 +7,17 @@ names who gave it. One `up` serves every test (start-up is the slow part).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.component.up_fixtures import REPO, Up, simple_service, write_services_overlay
+from tests.jwt_tokens import JWKS_URI, jwks, signing_key, token
 
 KNATIVE = "knative-local-gateway.istio-system.svc.cluster.local"
 # Every host is one istio/base/authz.yaml's require-jwt covers (`*.models.kubemind.dev`): as on
@@ -26,8 +25,6 @@ KNATIVE = "knative-local-gateway.istio-system.svc.cluster.local"
 MIRRORED = "simple-mirrored.models.kubemind.dev"
 HALF_MIRRORED = "simple-half-mirrored.models.kubemind.dev"
 EDGE = "simple.models.kubemind.dev"
-ISSUER = "https://auth.kubemind.dev"
-JWKS_URI = "https://auth.kubemind.dev/.well-known/jwks.json"
 INFER = {
     "inputs": [
         {"name": name, "shape": [1, 16], "datatype": "INT32", "data": list(range(16))}
@@ -52,23 +49,6 @@ def virtual_service(name: str, host: str, mirror_percent: float | None = None) -
         "metadata": {"name": name, "namespace": "kubemind"},
         "spec": {"hosts": [host], "http": [http]},
     }
-
-
-def signing_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def token(key: rsa.RSAPrivateKey, **claims: Any) -> str:
-    now = int(time.time())
-    body = {
-        "iss": ISSUER,
-        "sub": "alice",
-        "aud": "kubemind-models",
-        "iat": now,
-        "exp": now + 600,
-        **claims,
-    }
-    return jwt.encode(body, key, algorithm="RS256", headers={"kid": "k1"})
 
 
 class Gateway:
@@ -131,10 +111,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         )
     )
     key = signing_key()
-    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    (folder / "jwks.json").write_text(
-        json.dumps({"keys": [{**public, "kid": "k1", "alg": "RS256", "use": "sig"}]})
-    )
+    (folder / "jwks.json").write_text(jwks(("k1", key)))
     up = Up(
         overlay,
         folder / "home",

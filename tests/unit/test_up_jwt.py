@@ -16,49 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubemind.local.up.jwt import TokenChecker, decide
 from kubemind.local.up.policy import GatewayPolicy, gateway_policy
 from kubemind.manifests.problems import ManifestObject
+from tests.jwt_tokens import ISSUER, JWKS_URI, jwks, signing_key, token
 
 REPO = Path(__file__).resolve().parents[2]
-ISSUER = "https://auth.kubemind.dev"
-JWKS_URI = "https://auth.kubemind.dev/.well-known/jwks.json"
 HOST = "simple.models.kubemind.dev"
-
-
-def signing_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def jwks(*keys: tuple[str, rsa.RSAPrivateKey]) -> str:
-    return json.dumps(
-        {
-            "keys": [
-                {
-                    **json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())),
-                    "kid": kid,
-                    "alg": "RS256",
-                    "use": "sig",
-                }
-                for kid, key in keys
-            ]
-        }
-    )
-
-
-def token(key: rsa.RSAPrivateKey, kid: str = "k1", **claims: Any) -> str:
-    now = int(time.time())
-    body = {
-        "iss": ISSUER,
-        "sub": "alice",
-        "aud": "kubemind-models",
-        "iat": now,
-        "exp": now + 600,
-        **claims,
-    }
-    return jwt.encode(
-        {k: v for k, v in body.items() if v is not None},
-        key,
-        algorithm="RS256",
-        headers={"kid": kid},
-    )
 
 
 def istio_policy() -> GatewayPolicy:
