@@ -136,7 +136,7 @@ def test_an_async_job_is_one_trace_from_submit_to_webhook(
         with running_workers(writer.grpc_address, plumbing, tmp_path, 1, env=otlp_receiver.env("worker")):
             hook = hooks.wait_for([job_id], 60)[job_id][0]
             expected = {"rest jobs_submit", f"publish {plumbing.topic}", f"process {plumbing.topic}",
-                        "grpc ModelInfer", "webhook POST", "postgres store results", "redis SET"}  # fmt: skip
+                        "grpc ModelInfer", "webhook POST", "postgres store results", "redis EVALSHA put-if-newer"}  # fmt: skip
             spans = otlp_receiver.wait_for_trace(lambda t: expected <= names(t))
 
     print(render_tree(spans))
