@@ -205,16 +205,18 @@ class JobStore:
 
     # -- outbox relay -----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def unpublished(self, limit: int, settled_seconds: float) -> AsyncIterator[OutboxBatch]:
-        """Messages not yet published, locked for this relay until the block ends (another
-        writer's relay skips them); older than `settled_seconds`, so a writer's own publish of a
-        job it just committed is not raced. The caller marks, on the batch, what it published."""
+    async def unpublished(self, limit: int, settled_seconds: float, topic: str) -> AsyncIterator[OutboxBatch]:
+        """`topic`'s messages not yet published, locked for this relay until the block ends
+        (another writer's relay skips them); older than `settled_seconds`, so a writer's own
+        publish of a job it just committed is not raced. Only its own topic's: a relay publishes
+        to its broker's topic, and another topic's jobs (a second writer sharing the database)
+        belong to that writer's relay. The caller marks, on the batch, what it published."""
         async with self.pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
                 """SELECT id, job_id, topic, payload FROM kubemind_outbox
-                   WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $2)
+                   WHERE published_at IS NULL AND topic = $3 AND created_at < now() - make_interval(secs => $2)
                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
-                limit, settled_seconds,
+                limit, settled_seconds, topic,
             )  # fmt: skip
             messages = [OutboxMessage(r["id"], str(r["job_id"]), r["topic"], _json(r["payload"])) for r in rows]
             yield OutboxBatch(connection, messages)

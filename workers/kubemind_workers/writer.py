@@ -56,9 +56,11 @@ class OutboxRelay:
     or the writer died between commit and publish). A message published twice is harmless: the
     worker's claim finds the job finished, or fences the older attempt."""
 
-    def __init__(self, store: JobStore, broker: Broker, interval: float, timeout: float, requeue_after: float):
+    def __init__(self, store: JobStore, broker: Broker, topic: str, interval: float, timeout: float, requeue_after: float):
         self.store = store
         self.broker = broker
+        self.topic = topic
+        """The broker's topic: the relay takes only this topic's messages."""
         self.interval = interval
         self.timeout = timeout
         self.requeue_after = requeue_after
@@ -78,7 +80,7 @@ class OutboxRelay:
         if requeued:
             logger.warning("%d unfinished jobs idle for %gs: publishing them again", requeued, self.requeue_after)
         published: list[int] = []
-        async with self.store.unpublished(RELAY_BATCH, self.timeout) as batch:
+        async with self.store.unpublished(RELAY_BATCH, self.timeout, self.topic) as batch:
             for message in batch.messages:
                 try:
                     parent = remote_parent(message.payload.get("trace_context"))
@@ -114,6 +116,7 @@ class JobWriter:
         self.relay = OutboxRelay(
             self.store,
             self.broker,
+            settings.topic,
             settings.relay_interval_seconds,
             settings.publish_timeout_seconds,
             settings.requeue_after_seconds,
