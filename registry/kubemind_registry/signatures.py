@@ -19,8 +19,8 @@ from kubemind_registry.served import Signature, TensorSignature
 
 FLAVORS = ("hf-llm", "onnx", "triton-repo", "sentence-transformers", "pyfunc", "rag-index")
 
-# A retrieval index (`kubemind rag index`): its manifest, written by the indexer, read by the RAG
-# transformer. Named here, not imported: the registry does not depend on the transformers.
+# A retrieval index (`kubemind rag index`): its manifest's file name, checked here at registration
+# and used by the indexer and the RAG transformer (kubemind_transformers.rag.index).
 INDEX_MANIFEST = "index.json"
 
 # flavor -> (framework tag, default task tag)

@@ -54,7 +54,7 @@ async def test_a_status_read_re_caching_late_does_not_hide_running(
     )  # GET /v2/jobs/{id} on a cache miss reads...
     claims = await store.claim_many([job_id], "worker-a")
     await cache.put_many(
-        [claim.job for claim in claims.values() if claim.job is not None]
+        [claim.job for claim in claims.values()]
     )  # the worker caches running
     assert read_before_the_claim is not None
     await cache.put(read_before_the_claim)  # ...and re-caches the queued it read, after the worker
@@ -107,7 +107,6 @@ async def test_each_newer_state_replaces_the_cached_one(
     await cache.put(queued)
     seen.append((await cache.get(job_id) or {}).get("state"))
     claim = (await store.claim_many([job_id], "worker-a"))[job_id]
-    assert claim.job is not None
     await cache.put(claim.job)
     seen.append((await cache.get(job_id) or {}).get("state"))
     stored = await store.store_results([(claim, {"outputs": []})])

@@ -13,7 +13,7 @@ from kubemind.errors import InvalidInput
 from kubemind_workers.batching import group, prepare, split_outputs, stack_inputs
 from kubemind_workers.callback_urls import CallbackPolicy
 from kubemind_workers.schema import migrations
-from kubemind_workers.store import Claim
+from kubemind_workers.store import Claim, Job
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def claim(job: str, rows: int, width: int = 16) -> Claim:
         {"name": "INPUT0", "datatype": "INT32", "shape": [rows, width], "data": data},
         {"name": "INPUT1", "datatype": "INT32", "shape": [rows, width], "data": data},
     ]}  # fmt: skip
-    return Claim(job, 1, "simple", "1", request)
+    return Claim(Job(job, "simple", "1", "running", request, "http://127.0.0.1:9/hook", 1, None, None, "pending", 0, None))
 
 
 def test_compatible_jobs_share_a_call_and_get_their_own_rows_back() -> None:

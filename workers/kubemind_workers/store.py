@@ -63,15 +63,31 @@ class Job:
 
 @dataclass(frozen=True)
 class Claim:
-    """One attempt at a job: the fencing token it holds and what it needs to run."""
+    """One attempt at a job: the job as the claim left it (state `running`, its fencing token
+    raised), which is also what the status cache gets; the rest is read from it."""
 
-    job_id: str
-    token: int
-    model: str
-    model_version: str
-    request: dict[str, Any]
-    job: Job | None = field(default=None, repr=False)
-    """The job as this claim left it (state `running`), for the status cache."""
+    job: Job
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+    @property
+    def token(self) -> int:
+        """The fencing token this attempt holds."""
+        return self.job.fencing_token
+
+    @property
+    def model(self) -> str:
+        return self.job.model
+
+    @property
+    def model_version(self) -> str:
+        return self.job.model_version
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return self.job.request
 
 
 @dataclass(frozen=True)
@@ -267,7 +283,7 @@ class JobStore:
             [uuid.UUID(job_id) for job_id in dict.fromkeys(job_ids)], worker,
         )  # fmt: skip
         return {
-            str(r["id"]): Claim(str(r["id"]), r["fencing_token"], r["model"], r["model_version"], _json(r["request"]), _job(r))
+            str(r["id"]): Claim(_job(r))
             for r in rows
         }
 

@@ -119,7 +119,7 @@ class CVWorker:
         settled: list[Message] = []  # dead-lettered: never acked again
         claims = await self.store.claim_many([message.job_id for message in batch], self.name)
         # GET /v2/jobs/{id} shows `running` while the batch runs (the cache keeps the newest version)
-        await self.cache.put_many([claim.job for claim in claims.values() if claim.job is not None])
+        await self.cache.put_many([claim.job for claim in claims.values()])
         jobs: list[tuple[Message, PreparedJob]] = []
         for message in batch:
             # pop: a job whose message came twice in one batch runs once; the copy is just acked

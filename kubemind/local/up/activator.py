@@ -19,11 +19,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 
+from kubemind.local.up.background_http import BackgroundHttpServer
 from kubemind.processes import die_with_parent, free_port
 
 REVISION_HEADER = "x-kubemind-activate"
@@ -54,11 +55,8 @@ class Activator:
         self._wanted: set[str] = set()
         self._ready: dict[str, tuple[int, int]] = {}  # revision -> (REST, gRPC) ports of a ready replica
         self._failed: set[str] = set()  # revisions whose replica could not be started
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="activator", daemon=True)
-        self._thread.start()
+        self._server = BackgroundHttpServer(self._handler(), "activator").start()
+        self.port = self._server.port
         self.grpc_port = free_port()
         log = open(grpc_log or "/dev/null", "ab")  # noqa: SIM115 - the child holds it
         self._grpc = subprocess.Popen(
@@ -90,8 +88,7 @@ class Activator:
             self._failed.add(revision)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         self._grpc.terminate()
         try:
             self._grpc.wait(10)

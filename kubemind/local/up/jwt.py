@@ -29,14 +29,14 @@ The keys are read at start and whenever the RequestAuthentications change.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import jwt
 
+from kubemind.local.up.background_http import BackgroundHttpServer
 from kubemind.local.up.policy import GatewayPolicy, JwtRule, istio_match
 
 # Envoy jwt_authn's default clock skew for exp and nbf.
@@ -175,13 +175,8 @@ class Verifier:
         self.policy = policy
         self.report = report
         self.checker = TokenChecker(policy.jwt_rules, jwks_files, report)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="jwt-verifier", daemon=True
-        )
-        self._thread.start()
+        self._server = BackgroundHttpServer(self._handler(), "jwt-verifier").start()
+        self.port = self._server.port
 
     def update(self, policy: GatewayPolicy, jwks_files: Mapping[str, Path]) -> None:
         """New policies (the Istio objects changed); the port stays, so nginx's config does."""
@@ -214,5 +209,4 @@ class Verifier:
         return Handler
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

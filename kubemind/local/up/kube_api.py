@@ -24,12 +24,11 @@ import copy
 import functools
 import json
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +38,7 @@ import yaml
 from kubemind.errors import KubemindError
 from kubemind.local.up import kube_resources as resources
 from kubemind.local.up.activator import read_request_body
+from kubemind.local.up.background_http import BackgroundHttpServer
 from kubemind.local.up.kube_objects import API_SOURCE, ObjectKey, ObjectStore, object_key
 from kubemind.local.up.kube_patch import PatchError, json_patch, merge_patch
 from kubemind.local.up.kube_resources import GROUP, Resource
@@ -192,23 +192,20 @@ class KubeApi:
         self.check = check
         self.access_log = access_log.open("a", buffering=1) if access_log else None
         handler = type("Handler", (ApiHandler,), {"api": self})
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
+        self._server = BackgroundHttpServer(handler, "kube-api", host, port)
         self.host = host
-        self.port = int(self.server.server_address[1])
-        self._thread = threading.Thread(target=self.server.serve_forever, name="kube-api", daemon=True)
+        self.port = self._server.port
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
         self.store.close()
-        self.server.shutdown()
-        self.server.server_close()
+        self._server.stop()
         if self.access_log:
             self.access_log.close()
 

@@ -18,6 +18,7 @@ from typing import Any
 from kubemind import __version__
 from kubemind.errors import InvalidSettings
 from kubemind.progress import CountProgress
+from kubemind_registry.signatures import INDEX_MANIFEST
 from kubemind_transformers.rag.corpus import (
     Chunk,
     ChunkingSettings,
@@ -36,7 +37,6 @@ from kubemind_transformers.rag.embedder import (
 from kubemind_transformers.rag.settings import IndexLocation, IndexSettings
 from kubemind_transformers.rag.store import ChunkStore
 
-MANIFEST = "index.json"
 FORMAT = 1
 
 
@@ -69,7 +69,7 @@ class IndexManifest:
 
     @classmethod
     def read(cls, index_dir: Path) -> IndexManifest | None:
-        path = index_dir / MANIFEST
+        path = index_dir / INDEX_MANIFEST
         if not path.is_file():
             return None
         try:
@@ -89,7 +89,7 @@ class IndexManifest:
 
     def write(self, index_dir: Path) -> Path:
         index_dir.mkdir(parents=True, exist_ok=True)
-        path = index_dir / MANIFEST
+        path = index_dir / INDEX_MANIFEST
         partial = path.with_suffix(".json.partial")
         partial.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
         partial.replace(path)
