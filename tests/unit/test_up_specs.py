@@ -189,3 +189,26 @@ def test_an_istio_gateway_with_an_https_server_adds_a_tls_listener_nginx_accepts
     checked = subprocess.run([nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
                               "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_a_mounted_configmap_is_planned_with_its_files_and_a_missing_one_is_named() -> None:
+    """The router reads its graph from a ConfigMap volume (base/cv-to-llm): `up` projects the
+    rendered ConfigMap's files as the kubelet would, and refuses a mount of one not rendered."""
+    predictor = container("kubemind/transformer-image", "--graph=/etc/graph/g.yaml")
+    predictor["containers"][0]["command"] = ["/opt/kubemind/bin/python", "-m", "kubemind_transformers.router"]
+    predictor["containers"][0]["volumeMounts"] = [{"name": "graph", "mountPath": "/etc/graph"}]
+    predictor["volumes"] = [{"name": "graph", "configMap": {"name": "the-graph"}}]
+    config_map = ManifestObject("test", {"apiVersion": "v1", "kind": "ConfigMap",
+                                         "metadata": {"name": "the-graph", "namespace": "ns"},
+                                         "data": {"g.yaml": "kind: InferenceGraph\n", "other": "x"}})
+    [service] = plan_services([isvc(predictor), config_map])
+    plan = service.components["predictor"]
+    assert plan.module == "kubemind_transformers.router"
+    assert plan.config_volumes == (("/etc/graph", (("g.yaml", "kind: InferenceGraph\n"), ("other", "x"))),)
+
+    predictor["volumes"][0]["configMap"]["items"] = [{"key": "g.yaml", "path": "graph.yaml"}]
+    [service] = plan_services([isvc(predictor), config_map])
+    assert service.components["predictor"].config_volumes == (("/etc/graph", (("graph.yaml", "kind: InferenceGraph\n"),)),)
+
+    [service] = plan_services([isvc(predictor)])
+    assert service.problem is not None and "ConfigMap ns/the-graph" in service.problem

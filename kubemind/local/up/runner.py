@@ -28,6 +28,7 @@ from typing import Any
 from kubemind.errors import KubemindError
 from kubemind.local.up.activator import Activator
 from kubemind.local.up.certs import local_certificate
+from kubemind.local.up.cluster_ports import ClusterPorts, replace_cluster_hosts
 from kubemind.local.up.gateway import (
     ComponentRoute,
     GatewayConfig,
@@ -45,10 +46,12 @@ from kubemind.local.up.policy import GatewayPolicy, VirtualRoute, gateway_policy
 from kubemind.local.up.replicas import Replica, Revision
 from kubemind.local.up.specs import (
     POD_MODEL_DIR,
+    SERVICE_TABLE_FLAGS,
     ComponentPlan,
     ServicePlan,
     SpecsRejected,
     check_cluster,
+    image_folder_stand_ins,
     plan_services,
     render_specs,
     validate_specs,
@@ -123,6 +126,7 @@ class Runner:
         self.home = up_home()
         self.gateway = Nginx(self._folder("gateway"))
         self.activator = Activator(report, grpc_log=self._folder("gateway") / "grpc-activator.log")
+        self.cluster_ports = ClusterPorts(self._gateway_ports)
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.generation = 0
@@ -198,6 +202,7 @@ class Runner:
             self.kubeconfig.unlink(missing_ok=True)
         self.gateway.stop()
         self.activator.stop()
+        self.cluster_ports.stop()
         if self.verifier is not None:
             self.verifier.stop()
         for component in self.components.values():
@@ -330,10 +335,26 @@ class Runner:
         revision.replicas.append(replica)
 
     def _replica_args(self, plan: ComponentPlan) -> list[str]:
-        args = list(plan.args)
+        """The container's args with the pod's paths and the cluster's Service names replaced
+        by this machine's folders and ports."""
+        folders: dict[str, Path] = dict(image_folder_stand_ins(self.overlay))
         if plan.storage_uri:
-            model_dir = local_model_dir(plan.storage_uri, self.cache_dir, prefix=f"{plan.revision}: ")
-            args = [arg.replace(POD_MODEL_DIR, str(model_dir)) for arg in args]
+            folders[POD_MODEL_DIR] = local_model_dir(plan.storage_uri, self.cache_dir, prefix=f"{plan.revision}: ")
+        for index, (mount_path, files) in enumerate(plan.config_volumes):
+            folder = self._folder("volumes", plan.revision, str(index))
+            for name, content in files:
+                (folder / name).write_text(content)
+            folders[mount_path] = folder
+        args = []
+        for arg in plan.args:
+            for pod_path, local in sorted(folders.items(), key=lambda item: -len(item[0])):
+                arg = arg.replace(pod_path, str(local))
+            args.append(replace_cluster_hosts(arg, lambda name, namespace: self._cluster_address(name, namespace)))
+        table_flag = SERVICE_TABLE_FLAGS.get(plan.module)
+        if table_flag:
+            table = [f"{s.name}={self._cluster_address(s.name, s.namespace)}" for s in self.services.values()
+                     if s.namespace == plan.namespace and s.components and s.name != plan.service]
+            args += [table_flag, ",".join(table)] if table else []
         if plan.component == "transformer":
             predictor = self.components.get(f"{plan.namespace}/{plan.service}/predictor")
             if predictor is not None:
@@ -341,6 +362,25 @@ class Runner:
                 port = predictor.grpc_port if plan.predictor_protocol == "grpc-v2" else predictor.http_port
                 args += ["--predictor_host", f"127.0.0.1:{port}"]
         return args
+
+    def _cluster_address(self, name: str, namespace: str) -> str | None:
+        """`127.0.0.1:PORT` standing in for the cluster Service NAME.NAMESPACE (an
+        InferenceService's entry, or `NAME-predictor` / `NAME-transformer` for one component);
+        None for a Service `up` does not run."""
+        key = None
+        service = self.services.get(f"{namespace}/{name}")
+        if service is not None and service.components:
+            key = service.components[service.entry].key
+        else:
+            base, _, component = name.rpartition("-")
+            owner = self.services.get(f"{namespace}/{base}")
+            if owner is not None and component in owner.components:
+                key = owner.components[component].key
+        return f"127.0.0.1:{self.cluster_ports.port(key)}" if key else None
+
+    def _gateway_ports(self, key: str) -> tuple[int, int] | None:
+        state = self.components.get(key)
+        return (state.http_port, state.grpc_port) if state is not None and state.revisions else None
 
     def _activate(self) -> bool:
         """Scale from zero: a replica for each revision a request waits for; True when one that

@@ -30,6 +30,12 @@ POD_MODEL_DIR = "/mnt/models"
 LOCAL_FLAGS = ("--host", "--http_port", "--grpc_port")
 # Fields that change how traffic is split, not what runs: KServe keeps the revision.
 NOT_IN_REVISION = ("canaryTrafficPercent",)
+# Folders kubemind's images are built with (images/), relative to the checkout they come from:
+# locally a container's path under one of them is the checkout's folder.
+IMAGE_FOLDERS = {"/opt/kubemind/features": "features"}
+# Components that take a table of where each service is (for a run outside a cluster): `up`
+# passes every service it runs, at its cluster port (cluster_ports.py).
+SERVICE_TABLE_FLAGS = {"kubemind_transformers.router": "--service_hosts"}
 
 
 class NotRunnableLocally(InvalidInput):
@@ -69,6 +75,9 @@ class ComponentPlan:
     predictor_protocol: str | None = None
     """For a transformer: how it calls the predictor (grpc-v2 or v2), so --predictor_host gets
     the predictor's local gRPC or REST address."""
+    config_volumes: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    """(mountPath, ((file name, content), ...)) of each ConfigMap the container mounts: written
+    to a local folder that replaces the mount path in the args, as the kubelet projects them."""
 
     @property
     def key(self) -> str:
@@ -102,13 +111,24 @@ def find_overlay(overlay: str, start: Path | None = None) -> Path:
                        " in this checkout")
 
 
+def checkout_root(overlay: Path) -> Path | None:
+    """The kubemind checkout an overlay lives in (the folder holding inferenceservices/)."""
+    return next((folder for folder in overlay.resolve().parents if (folder / "inferenceservices").is_dir()), None)
+
+
 def checkout_allow_list(overlay: Path) -> Path | None:
     """The checkout's `external-objects.yaml` (what `make validate` passes as --allow-refs) for an
     overlay inside a checkout: `up dev` accepts the objects `make validate` accepts."""
-    for folder in overlay.resolve().parents:
-        if (folder / "inferenceservices").is_dir() and (folder / "external-objects.yaml").is_file():
-            return folder / "external-objects.yaml"
-    return None
+    root = checkout_root(overlay)
+    return root / "external-objects.yaml" if root and (root / "external-objects.yaml").is_file() else None
+
+
+def image_folder_stand_ins(overlay: Path) -> dict[str, Path]:
+    """IMAGE_FOLDERS that exist in the overlay's checkout, as local folders."""
+    root = checkout_root(overlay)
+    if root is None:
+        return {}
+    return {pod: root / local for pod, local in IMAGE_FOLDERS.items() if (root / local).is_dir()}
 
 
 @dataclass(frozen=True)
@@ -145,6 +165,8 @@ def check_cluster(objects: list[ManifestObject], allowed_refs: Iterable[Allowed]
 def plan_services(objects: list[ManifestObject]) -> list[ServicePlan]:
     runtimes = {obj.name: obj.body for obj in objects if obj.kind in RUNTIME_KINDS}
     storage_prefixes = _storage_prefixes(objects)
+    config_maps = {(str(o.body.get("metadata", {}).get("namespace") or "default"), o.name): o.body
+                   for o in objects if o.kind == "ConfigMap"}
     plans = []
     for obj in objects:
         if obj.kind != "InferenceService":
@@ -156,7 +178,7 @@ def plan_services(objects: list[ManifestObject]) -> list[ServicePlan]:
                 spec = obj.body.get("spec", {}).get(component)
                 if isinstance(spec, dict):
                     service.components[component] = _plan_component(
-                        obj.name, namespace, component, spec, runtimes, storage_prefixes)
+                        obj.name, namespace, component, spec, runtimes, storage_prefixes, config_maps)
         except NotRunnableLocally as exc:
             service.problem = str(exc)
             service.components.clear()
@@ -177,6 +199,7 @@ def _plan_component(
     spec: dict[str, Any],
     runtimes: dict[str, dict[str, Any]],
     storage_prefixes: tuple[str, ...],
+    config_maps: dict[tuple[str, str], dict[str, Any]] | None = None,
 ) -> ComponentPlan:
     model = spec.get("model")
     storage_uri = spec.get("storageUri")
@@ -227,7 +250,38 @@ def _plan_component(
         canary_percent=_percent(spec.get("canaryTrafficPercent")),
         ready_timeout=local.ready_timeout if local else Runtime.ready_timeout,
         predictor_protocol=_flag_value(args, "--predictor_protocol", "grpc-v2") if component == "transformer" else None,
+        config_volumes=_config_volumes(service, component, namespace, spec, container, config_maps or {}),
     )
+
+
+def _config_volumes(
+    service: str,
+    component: str,
+    namespace: str,
+    spec: dict[str, Any],
+    container: dict[str, Any],
+    config_maps: dict[tuple[str, str], dict[str, Any]],
+) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """The ConfigMap volumes the container mounts, with the files the kubelet would project."""
+    volumes = {str(v.get("name")): v for v in spec.get("volumes") or [] if isinstance(v, dict)}
+    mounted = []
+    for mount in container.get("volumeMounts") or []:
+        volume = volumes.get(str(mount.get("name")))
+        source = (volume or {}).get("configMap")
+        if not isinstance(source, dict):
+            continue  # other volume kinds: a cluster's business (an emptyDir needs no stand-in)
+        name = str(source.get("name", ""))
+        body = config_maps.get((namespace, name))
+        if body is None:
+            raise NotRunnableLocally(
+                f"{service}: {component}: volume {mount.get('name')!r} mounts ConfigMap {namespace}/{name},"
+                " which the overlay does not render")
+        data = {str(k): str(v) for k, v in (body.get("data") or {}).items()}
+        items = source.get("items")
+        if isinstance(items, list):  # only the listed keys, under their paths
+            data = {str(i["path"]): data[str(i["key"])] for i in items if isinstance(i, dict) and str(i.get("key")) in data}
+        mounted.append((str(mount.get("mountPath")), tuple(sorted(data.items()))))
+    return tuple(mounted)
 
 
 def _runtime_for_format(model: dict[str, Any], runtimes: dict[str, dict[str, Any]]) -> str | None:
