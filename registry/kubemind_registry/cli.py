@@ -1,4 +1,4 @@
-"""`kubemind models register | alias | resolve | pin`.
+"""`kubemind models register | alias | resolve | pin | demo`.
 
 `kubemind/cli.py` imports this module only when `kubemind models ...` is run, and calls
 `register(subparsers, name, help_text)`.
@@ -66,7 +66,19 @@ def register(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentPar
     )
     pin.add_argument("--check", action="store_true", help="fail if a pin is stale; write nothing")
     pin.set_defaults(func=_run(_pin))
+
+    demo = commands.add_parser(
+        "demo", help="register the models the local overlay serves (SmolLM2, EfficientNet-Lite0, MiniLM,"
+        " the docs index) as version 1 each, unless registered already")
+    demo.set_defaults(func=_run(_demo))
     return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from kubemind.local.demo_models import register_demo_models
+
+    register_demo_models(_registry(), report=lambda line: print(line, flush=True))
+    return 0
 
 
 def _run(command: Any) -> Any:
