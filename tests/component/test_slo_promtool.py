@@ -4,7 +4,8 @@ For every alert of every service: a synthetic series just above the alert's burn
 fire (and only it, with the slower alerts its ratio also exceeds); one just below keeps it
 quiet; a healthy series (half the budget) fires nothing over three days, even with failing
 health checks beside it; and the page alert resets once the short window is clean, although
-the long window still burns: the point of the second window.
+the long window still burns: the point of the second window. The drift tickets of a spec's
+`drift:` section fire once held for `for:` over a window with enough rows, and only then.
 """
 
 from __future__ import annotations
