@@ -12,6 +12,10 @@ metadata series, and one alert rule per window pair with `long_window`/`short_wi
 (Pyrra's layout; Sloth joins the pairs of one severity with `or` into two alerts). A spec is
 small on purpose: kubemind knows its own metric names, so an SLI is `availability`, `latency`
 or `ttft` plus a threshold; `ratio` takes raw PromQL for anything else (stock Triton, workers).
+
+A spec's optional `drift:` section adds a ticket (never a page) on the drift service's gauges
+(kubemind.drift.service) for the service's model: too large a share of drifted features, or one
+feature's PSI too high, held for `for:`, and only over a window with enough rows to mean it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ VLLM_TTFT_BUCKETS = (
 # (severity, long window, fraction of the period's budget that burning in it alerts on).
 WORKBOOK_WINDOWS = (("page", "1h", 0.02), ("page", "6h", 0.05), ("ticket", "1d", 0.10), ("ticket", "3d", 0.10))
 ALERT_NAME = "SLOErrorBudgetBurn"
+DRIFT_ALERT_SUFFIX = "FeatureDrift"
 RULES_LABEL = {"kubemind.io/rules": "slo"}
 """What a Prometheus' ruleSelector matches to load these PrometheusRules."""
 
@@ -132,6 +137,39 @@ class Objective(BaseModel):
         return float(Decimal("1") - Decimal(repr(self.objective)))
 
 
+class DriftAlert(BaseModel):
+    """Drift tickets of a service's model, on the drift service's gauges: the share of scored
+    features that drifted (kubemind_drift_drifted_features_ratio{model}) over a threshold, and
+    each feature's PSI (kubemind_drift_psi{model,feature}) over another; both only while the
+    window holds at least `min_window_rows` rows (kubemind_drift_window_rows{model}), so a
+    window a few requests fill after a restart or a quiet night does not open a ticket."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """The `model` label of kubemind_drift_*: the reference profile's model, the name the
+    version was registered under (`kubemind models register NAME --reference DATA`)."""
+    drifted_features_ratio: float | None = Field(default=None, ge=0, lt=1)
+    """Ticket when more than this share of the model's features drifted (0: any feature)."""
+    psi: float | None = Field(default=None, gt=0)
+    """Ticket when a feature's population stability index is over this (0.25: a large shift)."""
+    min_window_rows: int = Field(default=100, gt=0)
+    """Rows the current window must hold for either alert to fire."""
+    for_: str = Field(default="30m", alias="for")
+    """How long the condition must hold (the alert's `for:`)."""
+
+    @field_validator("for_")
+    @classmethod
+    def _for(cls, value: str) -> str:
+        seconds(value)
+        return value
+
+    @model_validator(mode="after")
+    def _a_threshold(self) -> DriftAlert:
+        if self.drifted_features_ratio is None and self.psi is None:
+            raise ValueError("drift: set drifted_features_ratio, psi or both; without a threshold nothing can fire")
+        return self
+
+
 class ServiceSLOs(BaseModel):
     """The SLO spec of one service (observability/slos/<service>.yaml)."""
 
@@ -146,6 +184,8 @@ class ServiceSLOs(BaseModel):
     objectives: list[Objective]
     windows: list[BurnWindow] | None = None
     """Override the workbook's four alerts (tests use seconds-long windows)."""
+    drift: DriftAlert | None = None
+    """Tickets on the drift service's scores of the service's model (none without it)."""
 
     @field_validator("period")
     @classmethod
@@ -298,11 +338,63 @@ def rule_groups(spec: ServiceSLOs) -> list[dict[str, Any]]:
                 },
             })
     prefix = f"kubemind-slo-{spec.service}"
-    return [
+    groups = [
         {"name": f"{prefix}-sli", "rules": recordings},
         {"name": f"{prefix}-meta", "rules": metadata},
         {"name": f"{prefix}-alerts", "rules": alerts},
     ]
+    if spec.drift is not None:
+        groups.append({"name": f"{prefix}-drift", "rules": drift_alerts(spec, spec.drift)})
+    return groups
+
+
+def drift_alert_name(spec: ServiceSLOs) -> str:
+    """`<Service>FeatureDrift`: cv-classifier -> CvClassifierFeatureDrift."""
+    return "".join(part.capitalize() for part in spec.service.split("-")) + DRIFT_ALERT_SUFFIX
+
+
+def drift_alerts(spec: ServiceSLOs, drift: DriftAlert) -> list[dict[str, Any]]:
+    """One alert rule per threshold set, both named drift_alert_name(spec) and told apart by
+    `drift_signal`. The gauges of one model come from one scrape of the drift service, so the
+    ratio and the row count share their labels and `and` matches them as they are; a PSI series
+    has a `feature` more, which the match ignores."""
+    model = _selector({"model": drift.model})
+    enough_rows = f"kubemind_drift_window_rows{model} >= {drift.min_window_rows}"
+    labels = {"slo_service": spec.service, "severity": "ticket"}
+    where = f"over a window of at least {drift.min_window_rows} rows, for {drift.for_}"
+    report = f"`kubemind drift report {drift.model}` plots each feature against its reference."
+    rules: list[dict[str, Any]] = []
+    if drift.drifted_features_ratio is not None:
+        threshold = _number(drift.drifted_features_ratio)
+        rules.append({
+            "alert": drift_alert_name(spec),
+            "expr": f"kubemind_drift_drifted_features_ratio{model} > {threshold}\nand\n{enough_rows}",
+            "for": drift.for_,
+            "labels": {**labels, "drift_signal": "drifted_features_ratio"},
+            "annotations": {
+                "summary": f"{spec.service}: {{{{ $value | humanizePercentage }}}} of model {drift.model}'s features drifted",
+                "description": (
+                    f"More than {_number(drift.drifted_features_ratio * 100)} % of the features of {drift.model} differ "
+                    f"from its reference profile {where}. {report}"
+                ),
+            },
+        })
+    if drift.psi is not None:
+        threshold = _number(drift.psi)
+        rules.append({
+            "alert": drift_alert_name(spec),
+            "expr": f"kubemind_drift_psi{model} > {threshold}\nand ignoring (feature)\n{enough_rows}",
+            "for": drift.for_,
+            "labels": {**labels, "drift_signal": "psi"},
+            "annotations": {
+                "summary": (
+                    f"{spec.service}: feature {{{{ $labels.feature }}}} of model {drift.model} shifted"
+                    f" (PSI {{{{ printf \"%.2f\" $value }}}})"
+                ),
+                "description": f"The feature's population stability index is above {threshold} {where}. {report}",
+            },
+        })
+    return rules
 
 
 def _days_left(spec: ServiceSLOs, burn: BurnWindow) -> str:

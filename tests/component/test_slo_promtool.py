@@ -4,7 +4,8 @@ For every alert of every service: a synthetic series just above the alert's burn
 fire (and only it, with the slower alerts its ratio also exceeds); one just below keeps it
 quiet; a healthy series (half the budget) fires nothing over three days, even with failing
 health checks beside it; and the page alert resets once the short window is clean, although
-the long window still burns: the point of the second window.
+the long window still burns: the point of the second window. The drift tickets of a spec's
+`drift:` section fire once held for `for:` over a window with enough rows, and only then.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _text(labels: dict[str, str]) -> str:
 def _alert(spec: slo.ServiceSLOs, objective: slo.Objective, burn: slo.BurnWindow) -> dict[str, Any]:
     """The alert promtool should report: labels, and the annotations the rule file holds."""
     groups = yaml.safe_load((REPO / RULES_DIR / f"{spec.service}.rules.yaml").read_text())["groups"]
-    for rule in (r for g in groups for r in g["rules"] if "alert" in r):
+    for rule in (r for g in groups for r in g["rules"] if r.get("alert") == slo.ALERT_NAME):
         labels = rule["labels"]
         if labels["slo"] == objective.name and labels["long_window"] == burn.long:
             return {"exp_labels": labels, "exp_annotations": rule["annotations"]}
@@ -194,6 +195,146 @@ def test_each_alert_fires_on_a_breach_and_stays_quiet_otherwise(spec: slo.Servic
         # evaluated first would see no recording at all.
         "group_eval_order": [g["name"] for g in slo.rule_groups(spec)],
         "tests": _tests(spec, burn),
+    }, sort_keys=False))
+    result = subprocess.run(["promtool", "test", "rules", str(unit)], capture_output=True, text=True, check=False, timeout=300)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+# --- drift tickets ---------------------------------------------------------------------------
+
+DRIFTED = [spec for spec in SPECS if spec.drift is not None]
+DRIFT_TARGET = {"job": "kubemind-drift", "instance": "10.0.0.7:8080"}  # what the scrape adds
+FEATURES = ("pixels.mean", "pixels.std", "prediction:top1")
+
+
+def _gauge(name: str, values: list[float], target: dict[str, str], **labels: str) -> dict[str, str]:
+    return {"series": _text({"__name__": name, **labels, **target}), "values": " ".join(f"{v:g}" for v in values)}
+
+
+def _drift_rule(spec: slo.ServiceSLOs, signal: str) -> dict[str, Any]:
+    groups = yaml.safe_load((REPO / RULES_DIR / f"{spec.service}.rules.yaml").read_text())["groups"]
+    (rule,) = [
+        r for g in groups for r in g["rules"]
+        if r.get("alert") == slo.drift_alert_name(spec) and r["labels"]["drift_signal"] == signal
+    ]
+    return rule
+
+
+def _drift_tests(spec: slo.ServiceSLOs) -> list[dict[str, Any]]:
+    """Scenarios of one service's drift tickets, one sample a minute over twice `for:`."""
+    drift = spec.drift
+    assert drift is not None
+    hold = _minutes(drift.for_)
+    length = 2 * hold + 10
+    name = slo.drift_alert_name(spec)
+    model = drift.model
+    enough, few = drift.min_window_rows, drift.min_window_rows - 1
+    # Values the annotations render: humanizePercentage(0.75) and printf "%.2f" of the PSI.
+    high_ratio = 0.75 if drift.drifted_features_ratio is None else round((drift.drifted_features_ratio + 1) / 2, 4)
+    high_psi = 0.4 if drift.psi is None else round(drift.psi * 1.6, 4)
+    quiet_psi = 0.0 if drift.psi is None else drift.psi  # at the threshold: not above it
+
+    def constant(value: float, minutes: int = length) -> list[float]:
+        return [value] * (minutes + 1)
+
+    def inputs(
+        model: str, ratio: list[float], rows: list[float], psi: dict[str, float], target: dict[str, str] = DRIFT_TARGET
+    ) -> list[dict[str, str]]:
+        series = [
+            _gauge("kubemind_drift_drifted_features_ratio", ratio, target, model=model),
+            _gauge("kubemind_drift_window_rows", rows, target, model=model),
+        ]
+        series += [_gauge("kubemind_drift_psi", constant(psi.get(f, quiet_psi / 2)), target, model=model, feature=f) for f in FEATURES]
+        return series
+
+    def expected(signal: str, value_text: str, **extra: str) -> dict[str, Any]:
+        rule = _drift_rule(spec, signal)
+        annotations = {
+            key: text.replace("{{ $value | humanizePercentage }}", value_text)
+                     .replace('{{ printf "%.2f" $value }}', value_text)
+                     .replace("{{ $labels.feature }}", extra.get("feature", ""))
+            for key, text in rule["annotations"].items()
+        }
+        return {"exp_labels": {"model": model, **extra, **DRIFT_TARGET, **rule["labels"]}, "exp_annotations": annotations}
+
+    def check(*at: tuple[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        return [{"eval_time": f"{m}m", "alertname": name, "exp_alerts": alerts} for m, alerts in at]
+
+    def case(title: str, series: list[dict[str, str]], *at: tuple[int, list[dict[str, Any]]]) -> dict[str, Any]:
+        return {"name": title, "interval": "1m", "input_series": series, "alert_rule_test": check(*at)}
+
+    tests = []
+    if drift.drifted_features_ratio is not None:
+        threshold = drift.drifted_features_ratio
+        firing = [expected("drifted_features_ratio", f"{high_ratio * 100:g}%")]
+        broken = [*constant(high_ratio, hold // 2), 0.0, *constant(high_ratio, length - hold // 2 - 2)]
+        tests += [
+            case("drifted share above the threshold, window exactly full enough: fires after `for`",
+                 inputs(model, constant(high_ratio), constant(enough), {}),
+                 (hold - 1, []), (hold + 1, firing), (length, firing)),
+            case("drifted share above the threshold, one row short of the minimum: quiet",
+                 inputs(model, constant(high_ratio), constant(few), {}),
+                 (hold + 1, []), (length, [])),
+            case("drifted share at the threshold (not above): quiet",
+                 inputs(model, constant(threshold), constant(enough), {}),
+                 (hold + 1, []), (length, [])),
+            case("drifted share below the threshold: quiet",
+                 inputs(model, constant(threshold / 2), constant(enough), {}),
+                 (length, [])),
+            case("one clean scrape restarts `for`",
+                 inputs(model, broken, constant(enough), {}),
+                 (hold + 1, []), (hold // 2 + 1 + hold + 1, firing)),
+            case("the window empties (a restart): the ticket resolves",
+                 inputs(model, constant(high_ratio), [*constant(enough, hold + 5), *constant(3, length - hold - 6)], {}),
+                 (hold + 1, firing), (hold + 7, [])),
+        ]
+    if drift.psi is not None:
+        shifted = FEATURES[0]
+        firing = [expected("psi", f"{high_psi:.2f}", feature=shifted)]
+        low_ratio = [0.0] * (length + 1)
+        tests += [
+            case("one feature's PSI above the threshold with enough rows: fires for that feature",
+                 inputs(model, low_ratio, constant(enough), {shifted: high_psi}),
+                 (hold - 1, []), (hold + 1, firing)),
+            case("PSI above the threshold, one row short of the minimum: quiet",
+                 inputs(model, low_ratio, constant(few), {shifted: high_psi}),
+                 (hold + 1, []), (length, [])),
+            case("PSI at the threshold (not above): quiet",
+                 inputs(model, low_ratio, constant(enough), {shifted: drift.psi}),
+                 (length, [])),
+        ]
+    tests += [
+        case(
+            "another model drifting is not this service's ticket",
+            inputs(f"not-{model}", constant(0.99), constant(10 * enough), dict.fromkeys(FEATURES, 10.0)),
+            (hold + 1, []), (length, []),
+        ),
+        case(
+            # Each replica of the drift service keeps its own window: one's full window does not
+            # make another's few rows worth a ticket (the match keeps the scrape's labels).
+            "a second drift replica's near-empty window drifting, beside a full quiet one: quiet",
+            [
+                *inputs(model, constant(0.0), constant(enough), {}),
+                *inputs(model, constant(0.99), constant(few), dict.fromkeys(FEATURES, 10.0), {**DRIFT_TARGET, "instance": "10.0.0.8:8080"}),
+            ],
+            (hold + 1, []), (length, []),
+        ),
+    ]
+    return tests
+
+
+def test_a_spec_has_drift_tickets() -> None:
+    """So that the drift tests below cannot vanish with an edit of the specs."""
+    assert "cv-classifier" in [spec.service for spec in DRIFTED]
+
+
+@pytest.mark.parametrize("spec", DRIFTED, ids=[s.service for s in DRIFTED])
+def test_drift_tickets_fire_on_a_held_drift_over_a_full_window_only(spec: slo.ServiceSLOs, tmp_path: Path) -> None:
+    unit = tmp_path / f"{spec.service}-drift.test.yaml"
+    unit.write_text(yaml.safe_dump({
+        "rule_files": [str(REPO / RULES_DIR / f"{spec.service}.rules.yaml")],
+        "evaluation_interval": "1m",
+        "tests": _drift_tests(spec),
     }, sort_keys=False))
     result = subprocess.run(["promtool", "test", "rules", str(unit)], capture_output=True, text=True, check=False, timeout=300)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]

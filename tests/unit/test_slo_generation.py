@@ -77,3 +77,64 @@ def test_the_ttft_buckets_are_vllms() -> None:
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "TIME_TO_FIRST_TOKEN_BUCKETS"
     ]
     assert tuple(ast.literal_eval(value)) == slo.VLLM_TTFT_BUCKETS
+
+
+def _drift_spec(service: str = "svc", **drift: object) -> slo.ServiceSLOs:
+    return slo.ServiceSLOs.model_validate({**_spec(), "service": service, "drift": {"model": "m-1", **drift}})
+
+
+def test_drift_tickets_need_a_full_window_and_hold_for_their_duration() -> None:
+    spec = _drift_spec(drifted_features_ratio=0.3, psi=0.2, min_window_rows=50, **{"for": "1h"})
+    groups = slo.rule_groups(spec)
+    assert [g["name"] for g in groups] == [
+        "kubemind-slo-svc-sli", "kubemind-slo-svc-meta", "kubemind-slo-svc-alerts", "kubemind-slo-svc-drift",
+    ]
+    ratio, psi = groups[-1]["rules"]
+    assert ratio["alert"] == psi["alert"] == "SvcFeatureDrift"
+    assert ratio["expr"] == (
+        'kubemind_drift_drifted_features_ratio{model="m-1"} > 0.3\nand\nkubemind_drift_window_rows{model="m-1"} >= 50'
+    )
+    assert psi["expr"] == (
+        'kubemind_drift_psi{model="m-1"} > 0.2\nand ignoring (feature)\nkubemind_drift_window_rows{model="m-1"} >= 50'
+    )
+    assert ratio["for"] == psi["for"] == "1h"
+    assert ratio["labels"] == {"slo_service": "svc", "severity": "ticket", "drift_signal": "drifted_features_ratio"}
+    assert psi["labels"] == {"slo_service": "svc", "severity": "ticket", "drift_signal": "psi"}
+    assert "{{ $labels.feature }}" in psi["annotations"]["summary"]
+    assert "at least 50 rows" in ratio["annotations"]["description"]
+
+
+def test_drift_defaults_and_one_threshold_one_alert() -> None:
+    (rule,) = slo.rule_groups(_drift_spec(psi=0.25))[-1]["rules"]
+    assert rule["labels"]["drift_signal"] == "psi"
+    assert (rule["for"], rule["expr"].rsplit(" ", 1)[-1]) == ("30m", "100")
+    assert slo.drift_alert_name(_drift_spec("cv-to-llm-router", psi=0.25)) == "CvToLlmRouterFeatureDrift"
+    assert [g["name"] for g in slo.rule_groups(slo.ServiceSLOs.model_validate(_spec()))][-1] == "kubemind-slo-svc-alerts"
+
+
+@pytest.mark.parametrize(("drift", "message"), [
+    ({}, "without a threshold"),
+    ({"psi": 0.2, "for": "half an hour"}, "Prometheus duration"),
+    ({"psi": 0.2, "model": 'm"}) or vector(1'}, "pattern"),
+    ({"drifted_features_ratio": 1.0}, "less than 1"),
+    ({"psi": 0.2, "min_window_rows": 0}, "greater than 0"),
+    ({"psi": 0.2, "p_value": 0.01}, "Extra inputs"),
+])
+def test_a_drift_section_that_cannot_work_is_refused(drift: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _drift_spec(**drift)
+
+
+def test_the_classifier_drift_ticket_reads_its_registered_model() -> None:
+    """The drift service labels its gauges with the reference profile's model, which is the name
+    the version was registered under: the one in the classifier's storageUri."""
+    import yaml
+
+    (spec,) = [s for s in slo.load_specs(REPO / "observability" / "slos") if s.service == "cv-classifier"]
+    isvc = yaml.safe_load((REPO / "inferenceservices" / "base" / "cv-classifier" / "inferenceservice.yaml").read_text())
+    registered = isvc["spec"]["predictor"]["model"]["storageUri"].removeprefix("models:/").split("/")[0].split("@")[0]
+    assert spec.drift is not None and spec.drift.model == registered
+    manifest = slo.prometheus_rule(spec, "kubemind")
+    (drift,) = [g for g in manifest["spec"]["groups"] if g["name"] == "kubemind-slo-cv-classifier-drift"]
+    assert {r["alert"] for r in drift["rules"]} == {"CvClassifierFeatureDrift"}
+    assert all(f'{{model="{registered}"}}' in r["expr"] for r in drift["rules"])
