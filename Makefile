@@ -13,14 +13,16 @@ install:
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The rag service's Feast features (features/, SQLite) are applied and materialized first.
+# The local overlay's InferenceServices behind nginx (kubemind up), served from this machine's
+# registry: the rag service's Feast features (features/, SQLite) are applied and materialized,
+# and the overlay's models registered (kubemind models demo; minutes the first time, seconds
+# after), first. `kubemind serve` still runs the same services as plain processes.
 serve: install
 	$(VENV)/bin/kubemind features apply && $(VENV)/bin/kubemind features materialize
-	$(VENV)/bin/kubemind serve
+	$(VENV)/bin/kubemind models demo
+	$(VENV)/bin/kubemind up
 
-# The local overlay's InferenceServices behind nginx (kubemind up). Not yet `make serve`: on a
-# fresh machine only `simple` of that overlay runs (the others need registered models or are
-# stock Triton), while `kubemind serve` runs all four services.
+# `kubemind up` of the local overlay without registering anything first.
 up: install
 	$(VENV)/bin/kubemind up
 

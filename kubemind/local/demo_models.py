@@ -35,7 +35,11 @@ class DemoModel:
 
 
 def _smollm2(scratch: Path) -> Path:
-    from kubemind_predictors.vllm.convert import convert_gguf, default_smollm2_dir, smollm2_gguf_path
+    from kubemind_predictors.vllm.convert import (
+        convert_gguf,
+        default_smollm2_dir,
+        smollm2_gguf_path,
+    )
 
     return convert_gguf(smollm2_gguf_path(), default_smollm2_dir())
 

@@ -225,3 +225,9 @@ def local_services() -> list[LocalService]:
         *_rag(),
         *_jobs_services(),
     ]
+
+
+def up_sample_calls() -> dict[str, SampleCall]:
+    """The sample call for a service whose entry runs each module, for `kubemind up` to print
+    once everything is ready: the local services' own."""
+    return {service.module: service.sample_call for service in local_services() if not service.opt_in}

@@ -466,7 +466,8 @@ class Runner:
             problems = sum(bool(s.problem) for s in self.components.values()) + sum(
                 bool(p.problem) for p in self.services.values())
             note = f" ({problems} not running here: see the table)" if problems else ""
-            self.report(self.table() + f"\nall services ready{note}; Ctrl+C or `kubemind down` stops them.")
+            self.report(self.table() + self.sample_calls()
+                        + f"\nall services ready{note}; Ctrl+C or `kubemind down` stops them.")
 
     def _reload(self) -> None:
         self.generation += 1
@@ -552,6 +553,22 @@ class Runner:
 
     def table(self) -> str:
         return format_table(self.state())
+
+    def sample_calls(self) -> str:
+        """A ready-to-paste call for each running service whose entry module has one."""
+        from kubemind.local.services import up_sample_calls
+
+        calls = up_sample_calls()
+        lines = []
+        for plan in self.services.values():
+            entry = plan.components.get(plan.entry)
+            state = self.components.get(entry.key) if entry else None
+            call = calls.get(entry.module) if entry else None
+            if state is None or state.problem or call is None:
+                continue
+            url = f"http://127.0.0.1:{self.http_port}/serving/{plan.namespace}/{plan.name}"
+            lines.append(f"\n== {plan.namespace}/{plan.name}\n{call(url, f'127.0.0.1:{state.grpc_port}')}")
+        return "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def format_problems(exc: SpecsRejected) -> str:

@@ -5,12 +5,17 @@ from __future__ import annotations
 from kubemind.processes import python_command
 
 
+def embedder_v2_sample(http_url: str, grpc_address: str) -> str:
+    """minilm over v2 REST: what stock Triton serves too."""
+    body = '{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["A man is eating food.", "A man eats bread."]}]}'
+    return f"curl -s -X POST {http_url}/v2/models/minilm/infer -d '{body}' | head -c 300; echo"
+
+
 def embedder_sample(http_url: str, grpc_address: str) -> str:
     """minilm over v2 REST and through the stock `openai` client."""
-    body = '{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["A man is eating food.", "A man eats bread."]}]}'
     return "\n".join(
         [
-            f"curl -s -X POST {http_url}/v2/models/minilm/infer -d '{body}' | head -c 300; echo",
+            embedder_v2_sample(http_url, grpc_address),
             f"curl -s -X POST {http_url}/openai/v1/embeddings -H 'content-type: application/json' "
             """-d '{"model": "minilm", "input": "hello world"}' | head -c 300; echo""",
             f"{python_command()} - <<'PY'",
