@@ -46,15 +46,23 @@ def register(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentPar
     res.set_defaults(func=_run(_resolve))
 
     pin = commands.add_parser(
-        "pin", help="write inferenceservices/overlays/ENV/pins/model-pins.yaml (or --check it)"
+        "pin", help="write inferenceservices/overlays/ENV/pins/model-pins.yaml (or --check it)",
+        description="Pin registered artifacts of the InferenceServices under inferenceservices/base"
+        " to the immutable version their alias names now, in the overlay ENV.",
+        epilog="A target is ISVC or ISVC/COMPONENT. COMPONENT is predictor, transformer or explainer:"
+        " that component's storageUri, or, for a custom container, its STORAGE_URI env var (what"
+        " KServe's storage initializer reads). ISVC alone is the InferenceService's storageUri, or its"
+        " only artifact when that is a container's STORAGE_URI. Example, both artifacts of rag:"
+        " --model rag=models:/smollm2-chat@champion --model rag/transformer=models:/docs-index@champion."
+        " A target that is missing or ambiguous is an error listing the InferenceService's targets.",
     )
     pin.add_argument("--env", required=True, help="overlay name: dev, staging, prod, ...")
     pin.add_argument(
         "--model",
         action="append",
         default=[],
-        metavar="ISVC=URI",
-        help="InferenceService name and the models:/NAME@ALIAS it follows (repeatable);"
+        metavar="ISVC[/COMPONENT]=URI",
+        help="the target (see below) and the models:/NAME@ALIAS it follows (repeatable);"
         " without it, the refs already in the pins file are refreshed",
     )
     pin.add_argument(
@@ -162,6 +170,6 @@ def _pin(args: argparse.Namespace) -> int:
         return 0
     path, pins = write_pins(_registry(), root, args.env, requested)
     for pin in pins:
-        print(f"{pin.isvc}: {pin.ref_uri} -> {pin.pinned_uri} ({pin.digest})")
+        print(f"{pin.target.name}: {pin.ref_uri} -> {pin.pinned_uri} ({pin.digest})")
     print(f"wrote {path}")
     return 0
