@@ -96,28 +96,37 @@ RUNTIME_IMAGES = [
 ] + [{"name": "nvcr.io/nvidia/tritonserver", "newTag": "25.10-py3"}]
 
 
-def write_registered_model_overlay(folder: Path, storage_uri: str) -> Path:
-    """An overlay of the repository's own runtimes and one InferenceService `scorer` whose
-    ONNX model comes from the registry (`models:/`), as the cluster's overlays name models."""
+def write_runtimes_overlay(folder: Path, *services: dict[str, Any]) -> Path:
+    """An overlay of the repository's own runtimes (inferenceservices/base/runtimes: its
+    ClusterServingRuntimes and the registry's ClusterStorageContainer) and these
+    InferenceServices (one NAME.yaml each) in namespace kubemind."""
     folder.mkdir(parents=True, exist_ok=True)
+    names = [service["metadata"]["name"] for service in services]
     (folder / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         # kustomize takes relative paths only.
         "resources": ["namespace.yaml", os.path.relpath(REPO / "inferenceservices" / "base" / "runtimes", folder),
-                      "scorer.yaml"],
+                      *(f"{name}.yaml" for name in names)],
         "images": RUNTIME_IMAGES,
     }))
     (folder / "namespace.yaml").write_text(yaml.safe_dump(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubemind"}}))
-    (folder / "scorer.yaml").write_text(yaml.safe_dump({
+    for name, service in zip(names, services, strict=True):
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(service))
+    return folder
+
+
+def write_registered_model_overlay(folder: Path, storage_uri: str) -> Path:
+    """The repository's runtimes and one InferenceService `scorer` whose ONNX model comes from
+    the registry (`models:/`), as the cluster's overlays name models."""
+    return write_runtimes_overlay(folder, {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {"name": "scorer", "namespace": "kubemind"},
         "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"}, "runtime": "kubemind-onnx",
                                          "storageUri": storage_uri}}},
-    }))
-    return folder
+    })
 
 
 def write_rate_limit(path: Path, tokens_per_second: int, max_tokens: int) -> Path:

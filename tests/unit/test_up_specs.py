@@ -22,6 +22,9 @@ from kubemind.local.up.policy import gateway_policy
 from kubemind.local.up.specs import NotRunnableLocally, plan_services, revision_name
 from kubemind.local.up.storage import local_model_dir
 from kubemind.manifests.problems import ManifestObject
+from kubemind_predictors.triton.launcher import TritonInstall
+from kubemind_predictors.triton.stock_server import main as stock_server_main
+from kubemind_predictors.triton.stock_server import tritonserver_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,9 +103,55 @@ def test_a_storage_uri_this_machine_cannot_read_is_named(uri: str, message: str)
 
 
 def test_an_image_that_is_not_kubemind_runs_on_a_cluster_only() -> None:
-    [service] = plan_services([isvc(container("nvcr.io/nvidia/tritonserver:25.10-py3"))])
-    assert service.problem == ("svc: predictor: image 'nvcr.io/nvidia/tritonserver:25.10-py3' is not a"
+    [service] = plan_services([isvc(container("docker.io/library/nginx:1.27", "nginx"))])
+    assert service.problem == ("svc: predictor: image 'docker.io/library/nginx:1.27' is not a"
                                " kubemind image; it runs on a cluster only")
+
+
+def repository_objects(*paths: str) -> list[ManifestObject]:
+    return [ManifestObject(path, yaml.safe_load((REPO / path).read_text())) for path in paths]
+
+
+def test_the_stock_triton_runtime_runs_the_local_tritonserver_without_the_pods_ports() -> None:
+    objects = repository_objects("inferenceservices/base/embedder/inferenceservice.yaml",
+                                 "inferenceservices/base/runtimes/tritonserver.yaml",
+                                 "inferenceservices/base/runtimes/models-storage-initializer.yaml")
+    [service] = plan_services(objects)
+    assert service.problem is None
+    plan = service.components["predictor"]
+    assert plan.module == "kubemind_predictors.triton.stock_server"
+    # `tritonserver` is the program, not an arg; its ports are the ones the runner chooses.
+    assert plan.args == ("--model-store=/mnt/models", "--allow-grpc=true", "--allow-http=true")
+    assert plan.storage_uri == "models:/minilm/2"
+
+
+def test_a_triton_image_running_another_program_runs_on_a_cluster_only() -> None:
+    triton = container("nvcr.io/nvidia/tritonserver:25.10-py3", "-c", "tritonserver --http-port 8080")
+    triton["containers"][0]["command"] = ["/bin/sh"]
+    [service] = plan_services([isvc(triton)])
+    assert service.problem == ("svc: predictor: image 'nvcr.io/nvidia/tritonserver:25.10-py3' runs '/bin/sh';"
+                               " only tritonserver runs locally")
+
+
+def test_the_stock_triton_server_binds_the_local_ports_and_keeps_the_containers_args(tmp_path: Path) -> None:
+    install = TritonInstall(tmp_path)
+    command = tritonserver_command(install, "127.0.0.1", 5001, 5002, 5003, ["--model-store=/models", "--strict-readiness=true"])
+    assert command[:3] == [str(install.binary), "--model-store=/models", "--strict-readiness=true"]
+    assert f"--backend-directory={install.backend_dir}" in command
+    assert {"--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--http-port=5001", "--grpc-port=5002",
+            "--metrics-port=5003"} <= set(command)
+    own = tritonserver_command(install, "127.0.0.1", 5001, 5002, 5003, ["--backend-directory=/opt/backends"])
+    assert [arg for arg in own if arg.startswith("--backend-directory")] == ["--backend-directory=/opt/backends"]
+
+
+def test_the_stock_triton_server_without_a_tritonserver_says_how_to_install_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = stock_server_main(["--host", "127.0.0.1", "--http_port", "5001", "--grpc_port", "5002",
+                              "--model-store=/models"], install=TritonInstall(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and "tritonserver not found at" in err and "run `make install`" in err
 
 
 def test_local_paths_are_used_in_place(tmp_path: Path) -> None:
@@ -112,14 +161,14 @@ def test_local_paths_are_used_in_place(tmp_path: Path) -> None:
         local_model_dir(str(tmp_path / "missing"), None)
 
 
-def test_the_local_overlay_runs_the_simple_predictor_and_says_what_it_cannot_run() -> None:
+def test_the_local_overlay_runs_the_simple_predictor_and_stock_tritons_embedder() -> None:
     from kubemind.local.up.specs import render_specs, validate_specs
 
     objects = validate_specs(render_specs([REPO / "inferenceservices" / "overlays" / "local"]))
     services = {service.name: service for service in plan_services(objects)}
     assert services["simple"].components["predictor"].module == "kubemind_predictors.simple"
     assert services["cv-classifier"].entry == "transformer"
-    assert "not a kubemind image" in str(services["embedder"].problem)
+    assert services["embedder"].components["predictor"].module == "kubemind_predictors.triton.stock_server"
 
 
 def gateway_config(folder: Path) -> GatewayConfig:

@@ -88,14 +88,18 @@ class Replica:
         self.restart_at = now + delay
 
     def activity(self) -> tuple[float, float] | None:
-        """(requests answered so far, requests in flight) from the server's own metrics; None
-        when it does not answer."""
+        """(requests answered so far, requests in flight) from kubemind's metrics on the REST
+        port; None when the server does not serve them there (starting, or a native server such
+        as stock Triton, whose metrics port differs): never counted as idle."""
         if self.server is None or not self.ready:
             return None
         try:
-            text = httpx.get(f"{self.server.http_url}/metrics", timeout=0.5).text
+            response = httpx.get(f"{self.server.http_url}/metrics", timeout=0.5)
         except httpx.HTTPError:
             return None
+        if response.status_code != 200:
+            return None
+        text = response.text
         return _metric_sum(text, "kubemind_requests_total"), _metric_sum(text, "kubemind_requests_in_flight")
 
     def _answers_ready(self) -> bool:

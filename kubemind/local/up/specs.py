@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from kubemind.errors import InvalidInput
-from kubemind.manifests.component_args import entry_point, expand_arg, model_container
+from kubemind.manifests.component_args import (
+    entry_point,
+    expand_arg,
+    image_repository,
+    model_container,
+)
 from kubemind.manifests.crd_catalog import default_crd_dir
 from kubemind.manifests.problems import ManifestObject, Problem
 from kubemind.manifests.references import Allowed
@@ -38,9 +43,31 @@ IMAGE_FOLDERS = {"/opt/kubemind/features": "features"}
 SERVICE_TABLE_FLAGS = {"kubemind_transformers.router": "--service_hosts"}
 
 
+@dataclass(frozen=True)
+class NativeServer:
+    """A server in an image that is not kubemind's which this machine runs natively: `module`
+    takes the local runner's flags plus the container's args and execs the real program."""
+
+    module: str
+    program: str
+    """The container's first word (command, else args): the program, not one of its args."""
+    listener_flags: tuple[str, ...]
+    """The pod's ports and addresses: dropped, `module` binds the ports the runner chose."""
+
+
+# Images that are not kubemind's (repository path, any registry and tag) this machine runs.
+NATIVE_SERVERS: dict[str, NativeServer] = {
+    "nvidia/tritonserver": NativeServer(
+        "kubemind_predictors.triton.stock_server",
+        "tritonserver",
+        ("--http-port", "--grpc-port", "--metrics-port", "--http-address", "--grpc-address", "--metrics-address"),
+    ),
+}
+
+
 class NotRunnableLocally(InvalidInput):
-    """A component this machine cannot run (an image with no kubemind module, a storage scheme
-    the local runner does not read)."""
+    """A component this machine cannot run (an image with no kubemind module and no native
+    server here, a storage scheme the local runner does not read)."""
 
 
 class SpecsRejected(InvalidInput):
@@ -225,11 +252,18 @@ def _plan_component(
         # initializer through their container's STORAGE_URI variable.
         storage_uri = env.get("STORAGE_URI") or storage_uri
     args = [expand_arg(str(arg), service, env) for arg in container.get("args") or []]
-    command = container.get("command")
-    entry = entry_point(image, args, command if isinstance(command, list) else None)
-    module = entry[0] if entry else _runtime_module(runtime_name)
+    raw_command = container.get("command")
+    command = [str(word) for word in raw_command] if isinstance(raw_command, list) else None
+    entry = entry_point(image, args, command)
+    native = None if entry else NATIVE_SERVERS.get(image_repository(image))
     if entry:
+        module: str | None = entry[0]
         args = entry[2]
+    elif native:
+        module = native.module
+        args = _native_args(f"{service}: {component}: image {image!r}", native, command, args)
+    else:
+        module = _runtime_module(runtime_name)
     if module is None:
         raise NotRunnableLocally(
             f"{service}: {component}: image {image!r} is not a kubemind image; it runs on a cluster only")
@@ -243,7 +277,8 @@ def _plan_component(
         revision=revision_name(service, component, spec),
         module=module,
         # The runtime's flags for this machine first, so that the spec's own args win.
-        args=(*(local.local_args if local else ()), *_without_local_flags(args)),
+        args=(*(local.local_args if local else ()),
+              *_without_flags(args, native.listener_flags if native else LOCAL_FLAGS)),
         env=(*env.items(), *(local.env if local else ())),
         storage_uri=str(storage_uri) if storage_uri else None,
         min_replicas=int(spec.get("minReplicas", 1)),
@@ -322,7 +357,16 @@ def _check_storage(service: str, component: str, uri: str, prefixes: tuple[str, 
         f"{service}: {component}: storageUri {uri} is not supported locally (models:/, file:// and local paths are)")
 
 
-def _without_local_flags(args: list[str]) -> list[str]:
+def _native_args(where: str, native: NativeServer, command: list[str] | None, args: list[str]) -> list[str]:
+    """The program's args: what follows its name in the container's command and args."""
+    words = [*(command or []), *args]
+    if not words or Path(words[0]).name != native.program:
+        raise NotRunnableLocally(
+            f"{where} runs {words[0] if words else 'its entrypoint'!r}; only {native.program} runs locally")
+    return words[1:]
+
+
+def _without_flags(args: list[str], flags: tuple[str, ...]) -> list[str]:
     kept: list[str] = []
     skip_value = False
     for arg in args:
@@ -330,7 +374,7 @@ def _without_local_flags(args: list[str]) -> list[str]:
             skip_value = False
             continue
         flag = arg.split("=", 1)[0]
-        if flag in LOCAL_FLAGS:
+        if flag in flags:
             skip_value = "=" not in arg
             continue
         kept.append(arg)

@@ -96,6 +96,15 @@ class TritonInstall:
         return bin_dir
 
 
+def require_binary(binary: Path) -> None:
+    """InvalidSettings, saying how to install it, when there is no tritonserver at `binary`."""
+    if not binary.is_file():
+        raise InvalidSettings(
+            f"tritonserver not found at {binary}; run `make install` "
+            "(tools/install.d/40-triton.sh unpacks it from nvidia-pytriton)"
+        )
+
+
 def stub_environment(install: TritonInstall) -> dict[str, str]:
     """Environment for tritonserver: the Python-backend stub links libpython dynamically and, left
     alone, loads whichever libpython the system has; point it at this interpreter's own, and its
@@ -182,11 +191,7 @@ class TritonServerProcess:
 
     def start(self) -> TritonServerProcess:
         """Start Triton and wait (bounded) until it and every model report ready."""
-        if not self.binary.is_file():
-            raise InvalidSettings(
-                f"tritonserver not found at {self.binary}; run `make install` "
-                "(tools/install.d/40-triton.sh unpacks it from nvidia-pytriton)"
-            )
+        require_binary(self.binary)
         if self._process is not None and self._process.poll() is None:
             return self
         self._stopping.clear()
