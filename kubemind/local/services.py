@@ -229,5 +229,9 @@ def local_services() -> list[LocalService]:
 
 def up_sample_calls() -> dict[str, SampleCall]:
     """The sample call for a service whose entry runs each module, for `kubemind up` to print
-    once everything is ready: the local services' own."""
-    return {service.module: service.sample_call for service in local_services() if not service.opt_in}
+    once everything is ready: the local services' own, and stock Triton's (v2 only)."""
+    from kubemind.local.up.specs import NATIVE_SERVERS
+    from kubemind_predictors.triton.sample_calls import embedder_v2_sample
+
+    calls = {service.module: service.sample_call for service in local_services() if not service.opt_in}
+    return calls | {NATIVE_SERVERS["nvidia/tritonserver"].module: embedder_v2_sample}

@@ -87,8 +87,8 @@ def test_every_service_of_the_local_overlay_runs_and_reports_ready_to_kubectl(up
 
 def test_the_registered_embedder_runs_on_stock_triton_behind_the_gateway(up: Up) -> None:
     client = triton_http.InferenceServerClient(service_url(up, "embedder").removeprefix("http://"))
-    text = triton_http.InferInput("text", [2], "BYTES")
-    text.set_data_from_numpy(np.array([b"A man is eating food.", b"A man eats bread."], dtype=object))
+    text = triton_http.InferInput("text", [2, 1], "BYTES")  # Triton's own signature: [n, 1]
+    text.set_data_from_numpy(np.array([[b"A man is eating food."], [b"A man eats bread."]], dtype=object))
     vectors = client.infer("minilm", [text]).as_numpy("embedding")
     assert vectors is not None and vectors.shape == (2, 384)
     assert float(vectors[0] @ vectors[1]) > 0.5  # normalised sentence embeddings of similar sentences
@@ -131,7 +131,12 @@ def test_rag_answers_from_the_registered_index_through_the_embedder(up: Up) -> N
         while True:
             # The rag predictor (vLLM) starts from zero on the first question; the transformer's
             # LLM call times out meanwhile (504), so ask again until the engine answers.
-            response = http.post(url, json=body)
+            try:
+                response = http.post(url, json=body)
+            except httpx.RemoteProtocolError:
+                # nginx's reload, once the predictor is ready, closes idle keep-alive
+                # connections: one reused at that moment ends without a response.
+                continue
             if response.status_code == 200 or time.monotonic() > deadline:
                 break
             assert response.status_code in (502, 503, 504), response.text

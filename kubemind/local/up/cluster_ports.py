@@ -95,6 +95,12 @@ class ClusterPorts:
         async def close() -> None:
             for server in self._servers:
                 server.close()
+            # Connections still open end here, while the loop runs (not as pending tasks of a
+            # closed loop at exit).
+            relays = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in relays:
+                task.cancel()
+            await asyncio.gather(*relays, return_exceptions=True)
 
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=5)

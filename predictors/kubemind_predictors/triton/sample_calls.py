@@ -6,8 +6,8 @@ from kubemind.processes import python_command
 
 
 def embedder_v2_sample(http_url: str, grpc_address: str) -> str:
-    """minilm over v2 REST: what stock Triton serves too."""
-    body = '{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["A man is eating food.", "A man eats bread."]}]}'
+    """minilm over v2 REST, in Triton's own signature (BYTES [n, 1]): what stock Triton serves too."""
+    body = '{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2, 1], "data": ["A man is eating food.", "A man eats bread."]}]}'
     return f"curl -s -X POST {http_url}/v2/models/minilm/infer -d '{body}' | head -c 300; echo"
 
 
