@@ -10,7 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from kubemind.local.up.cluster_ports import HTTP2_PREFACE, ClusterPorts, cluster_hosts, replace_cluster_hosts
+from kubemind.local.up.cluster_ports import (
+    HTTP2_PREFACE,
+    ClusterPorts,
+    cluster_hosts,
+    replace_cluster_hosts,
+)
 
 
 def test_cluster_service_names_are_found_and_replaced_with_their_port() -> None:
