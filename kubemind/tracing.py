@@ -228,12 +228,20 @@ def set_attributes(attributes: Mapping[str, Any]) -> None:
 
 
 # -- the server span of a pipeline request --------------------------------------------------------
+# Liveness and readiness, REST and gRPC: what the kubelet, KServe's queue proxy and `kubemind up`
+# poll every second or so. Without a caller's trace context they get no span (a trace per probe
+# would bury the requests); a traced caller's own health check is still traced.
+PROBE_ENDPOINTS = frozenset({"live", "ready", "ServerLive", "ServerReady"})
+
+
 def start_request_span(record: RequestRecord) -> None:
     """Open the request's server span (child of the caller's `traceparent`) and make it current
     for the task serving the request (uvicorn and grpc.aio serve each request in a task of its
     own, so the context ends with it even where `end_request_span` runs in another task: a
     streamed reply)."""
     if not _state["active"]:
+        return
+    if record.endpoint in PROBE_ENDPOINTS and "traceparent" not in record.headers:
         return
     rpc = record.protocol == "grpc"
     attributes = {

@@ -111,6 +111,25 @@ def test_a_router_chain_is_one_trace_through_both_steps(otlp_receiver: ReceiverP
     assert (access["trace_id"], access["span_id"]) == (CLIENT_TRACE, root.span_id)
 
 
+def test_health_probes_get_no_span_unless_the_caller_traces_them(otlp_receiver: ReceiverProcess, tmp_path: Path) -> None:  # noqa: F811
+    """The kubelet polls liveness and readiness every few seconds without trace context: a trace
+    each would bury the requests. A traced caller's own check is still a span of its trace."""
+    with running_server("kubemind_predictors.simple", [], tmp_path / "simple.log",
+                        env=otlp_receiver.env("probed", "http/protobuf")) as server:  # fmt: skip
+        for path in ("/v2/health/live", "/v2/health/ready") * 5:
+            assert httpx.get(f"{server.http_url}{path}", timeout=10).status_code == 200
+        traced = httpx.get(f"{server.http_url}/v2/health/ready", headers={"traceparent": TRACEPARENT}, timeout=10)
+        assert traced.status_code == 200
+        reply = httpx.post(f"{server.http_url}/v2/models/simple/infer", json=simple_body(1), timeout=10)
+        assert reply.status_code == 200, reply.text
+        # the untraced infer comes after every probe: once its span is in, so would theirs be
+        otlp_receiver.wait_for(lambda spans: any(s.service == "probed" and s.name == "rest infer" for s in spans))
+    spans = [span for span in otlp_receiver.spans() if span.service == "probed"]
+    assert sorted(span.name for span in spans) == ["rest infer", "rest ready"], render_tree(spans)
+    (ready,) = [span for span in spans if span.name == "rest ready"]
+    assert (ready.trace_id, ready.parent_span_id) == (CLIENT_TRACE, CLIENT_SPAN)
+
+
 # -- the async path -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServerProcess]:
