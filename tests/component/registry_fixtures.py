@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,14 +112,16 @@ def registry_env(
     return env
 
 
-def build_onnx_model(folder: Path, hidden: int = 4) -> Path:
-    """A real two-layer ONNX model (MatMul + Relu), written as folder/model.onnx."""
+def build_onnx_model(folder: Path, hidden: int = 4, weights_array: Any = None) -> Path:
+    """A real two-layer ONNX model (MatMul + Relu), written as folder/model.onnx, with a
+    labels.txt naming its `hidden` classes; `weights_array` (3 x hidden) or seeded random W."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(0)
-    weights = numpy_helper.from_array(rng.standard_normal((3, hidden)).astype("float32"), "W")
+    if weights_array is None:
+        weights_array = np.random.default_rng(0).standard_normal((3, hidden))
+    weights = numpy_helper.from_array(np.asarray(weights_array, dtype="float32"), "W")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["input", "W"], ["hidden"]),
          helper.make_node("Relu", ["hidden"], ["scores"])],

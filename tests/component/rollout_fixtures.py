@@ -1,12 +1,13 @@
-"""A rollout rig: `kubemind up` of a `simple` service that names a RolloutPolicy, a real
-Prometheus scraping its replicas by revision, load through the gateway counting failures, and
-the release controller on a thread, driving `up` through its Kubernetes API."""
+"""A rollout rig: `kubemind up` of a service that names a RolloutPolicy (`simple` unless a test
+writes another overlay), a real Prometheus scraping its replicas by revision, load through the
+gateway counting failures, and the release controller on a thread, driving `up` through its
+Kubernetes API."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,15 @@ def fast_policy(prometheus_url: str, **analysis: Any) -> dict[str, Any]:
 
 def write_rollout_overlay(folder: Path, prometheus_url: str) -> Path:
     write_overlay(folder, versions="1", min_replicas=1)
-    service = yaml.safe_load((folder / "simple.yaml").read_text())
-    service["metadata"]["annotations"] = {"kubemind.io/rollout-policy": POLICY}
-    (folder / "simple.yaml").write_text(yaml.safe_dump(service))
-    (folder / "policy.yaml").write_text(yaml.safe_dump(fast_policy(prometheus_url)))
+    return add_policy(folder, "simple", fast_policy(prometheus_url))
+
+
+def add_policy(folder: Path, service: str, policy: dict[str, Any]) -> Path:
+    """The overlay's InferenceService `service` names `policy`, which the overlay now holds."""
+    body = yaml.safe_load((folder / f"{service}.yaml").read_text())
+    body["metadata"]["annotations"] = {"kubemind.io/rollout-policy": POLICY}
+    (folder / f"{service}.yaml").write_text(yaml.safe_dump(body))
+    (folder / "policy.yaml").write_text(yaml.safe_dump(policy))
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
     kustomization["resources"].append("policy.yaml")
     (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
@@ -58,8 +64,9 @@ def write_rollout_overlay(folder: Path, prometheus_url: str) -> Path:
 class Load:
     """Requests through the gateway on a thread; every failure is kept."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, model: str = "simple", body: dict[str, Any] | None = None):
+        self.url = f"{url}/v2/models/{model}/infer"
+        self.body = body or BODY
         self.stop = threading.Event()
         self.done = 0
         self.errors: list[str] = []
@@ -87,12 +94,12 @@ class Load:
         # its idle keep-alive connections, and a request sent on one at that instant sees the
         # connection closed before any byte of an answer. Pools retry that once.
         try:
-            return client.post(f"{self.url}/v2/models/simple/infer", json=BODY)
+            return client.post(self.url, json=self.body)
         except httpx.RemoteProtocolError as exc:
             if "without sending a response" not in str(exc):
                 raise
             self.stale_retries += 1
-            return client.post(f"{self.url}/v2/models/simple/infer", json=BODY)
+            return client.post(self.url, json=self.body)
 
     def finish(self) -> None:
         self.stop.set()
@@ -123,13 +130,13 @@ class Targets:
 class ControllerThread:
     """The release controller's loop, as `python -m kubemind.release` runs it, on a thread."""
 
-    def __init__(self, kubeconfig: Path, home: Path, prometheus_url: str):
+    def __init__(self, kubeconfig: Path, home: Path, prometheus_url: str, service: str = "simple"):
         self.settings = ReleaseSettings(kubeconfig=str(kubeconfig), namespace="kubemind",
                                         prometheus_url=prometheus_url, tick_seconds=0.2, registry_tags=False)
         self.audit = audit_log(AuditSettings(), home=home)
         self.controller = Controller(self.settings, KubeApi(str(kubeconfig)), self.audit)
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.controller.run, args=(self.stop, ["simple"]), daemon=True)
+        self.thread = threading.Thread(target=self.controller.run, args=(self.stop, [service]), daemon=True)
         self.thread.start()
 
     def finish(self) -> None:
@@ -139,28 +146,36 @@ class ControllerThread:
 
 
 class Rig:
-    def __init__(self, up: Up, prometheus: PrometheusServer, api: KubeApi, controller: ControllerThread):
+    def __init__(self, up: Up, prometheus: PrometheusServer, api: KubeApi, controller: ControllerThread,
+                 service: str = "simple"):
         self.up, self.prometheus, self.api, self.controller = up, prometheus, api, controller
+        self.service = service
 
     @property
     def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.up.state()['gateway']['http_port']}/serving/kubemind/simple"
+        return f"http://127.0.0.1:{self.up.state()['gateway']['http_port']}/serving/kubemind/{self.service}"
 
 
 @contextmanager
-def running_rig(work: Path, ready_timeout: float = 300.0) -> Iterator[Rig]:
-    """Prometheus, `kubemind up` of the rollout overlay and the controller thread, all stopped
-    on the way out (the component tests and bench_rollout share it)."""
+def running_rig(
+    work: Path,
+    ready_timeout: float = 300.0,
+    overlay: Callable[[Path, str], Path] = write_rollout_overlay,
+    service: str = "simple",
+) -> Iterator[Rig]:
+    """Prometheus, `kubemind up` of the rollout overlay (`overlay(folder, prometheus_url)`
+    writes it) and the controller thread for `service`, all stopped on the way out (the
+    component tests and bench_rollout share it)."""
     prometheus = PrometheusServer(work / "prometheus")
     prometheus.start()
     home = work / "home"
-    up = Up(write_rollout_overlay(work / "overlay" / "local", prometheus.url), home)
+    up = Up(overlay(work / "overlay" / "local", prometheus.url), home)
     targets = controller = None
     try:
         up.wait_for(lambda s: s["ready"], "ready", timeout=ready_timeout)  # a loaded 2-core machine
         targets = Targets(up, prometheus)
-        controller = ControllerThread(up.kubeconfig, home, prometheus.url)
-        yield Rig(up, prometheus, KubeApi(str(up.kubeconfig)), controller)
+        controller = ControllerThread(up.kubeconfig, home, prometheus.url, service)
+        yield Rig(up, prometheus, KubeApi(str(up.kubeconfig)), controller, service)
     finally:
         if controller is not None:
             controller.finish()
@@ -170,11 +185,11 @@ def running_rig(work: Path, ready_timeout: float = 300.0) -> Iterator[Rig]:
         prometheus.stop()
 
 
-def isvc(api: KubeApi, attempts: int = 5) -> dict[str, Any]:
+def isvc(api: KubeApi, attempts: int = 5, name: str = "simple") -> dict[str, Any]:
     """The InferenceService; a failed read is retried (the controller itself holds on one)."""
     for attempt in range(attempts):
         try:
-            return api.get_isvc("kubemind", "simple")
+            return api.get_isvc("kubemind", name)
         except KubernetesApiError:
             if attempt == attempts - 1:
                 raise
@@ -182,19 +197,20 @@ def isvc(api: KubeApi, attempts: int = 5) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
-def state_of(api: KubeApi) -> RolloutState | None:
-    return RolloutState.from_annotations(isvc(api)["metadata"].get("annotations") or {})
+def state_of(api: KubeApi, name: str = "simple") -> RolloutState | None:
+    return RolloutState.from_annotations(isvc(api, name=name)["metadata"].get("annotations") or {})
 
 
-def predictor_status(api: KubeApi) -> dict[str, Any]:
-    return dict(((isvc(api).get("status") or {}).get("components") or {}).get("predictor") or {})
+def predictor_status(api: KubeApi, name: str = "simple") -> dict[str, Any]:
+    return dict(((isvc(api, name=name).get("status") or {}).get("components") or {}).get("predictor") or {})
 
 
-def wait_for_state(api: KubeApi, condition: Any, what: str, timeout: float = 180.0) -> RolloutState:
+def wait_for_state(api: KubeApi, condition: Any, what: str, timeout: float = 180.0,
+                   name: str = "simple") -> RolloutState:
     deadline = time.monotonic() + timeout
     state = None
     while time.monotonic() < deadline:
-        state = state_of(api)
+        state = state_of(api, name)
         if state is not None and condition(state):
             return state
         time.sleep(0.2)

@@ -184,3 +184,27 @@ def test_a_folder_without_kubemind_metadata_is_served_from_the_graph(tmp_path: P
         assert reply.status_code == 200, reply.text
         probabilities = np.array(reply.json()["outputs"][1]["data"]).reshape(2, CLASSES)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_folder_with_labels_counts_each_rows_top_class_for_the_quality_gate(tmp_path: Path) -> None:
+    """labels.txt makes the model a classifier: each answered row's top-1 label is counted in
+    kubemind_prediction_class_total (what the release controller's PSI gate compares)."""
+    folder = build_classifier(tmp_path / "labelled")
+    (folder / "labels.txt").write_text("cat\ndog\nbird\n")
+    features = np.random.default_rng(3).standard_normal((40, FEATURES)).astype(np.float32)
+    with running_server("kubemind_predictors.onnx", ["--model_name", "labelled", "--model_dir", str(folder)],
+                        tmp_path / "server.log") as server:
+        reply = httpx.post(f"{server.http_url}/v2/models/labelled/infer", timeout=10, json={
+            "inputs": [{"name": "features", "datatype": "FP32", "shape": list(features.shape),
+                        "data": features.ravel().tolist()}]})
+        assert reply.status_code == 200, reply.text
+        metrics = httpx.get(f"{server.http_url}/metrics", timeout=10).text
+    logits = np.array(reply.json()["outputs"][0]["data"]).reshape(-1, CLASSES)
+    expected = np.bincount(np.argmax(logits, axis=1), minlength=CLASSES)
+    counted = {}
+    for line in metrics.splitlines():
+        if line.startswith("kubemind_prediction_class_total{") and 'model="labelled"' in line:
+            label = line.split('class="', 1)[1].split('"', 1)[0]
+            counted[label] = float(line.rsplit(" ", 1)[1])
+    assert counted == {name: float(n) for name, n in zip(("cat", "dog", "bird"), expected, strict=True) if n}
+    assert sum(counted.values()) == len(features)

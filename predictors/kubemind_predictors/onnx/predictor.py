@@ -5,6 +5,11 @@ registry recorded and the initializer wrote), so `/v2/models/NAME/versions/<MLfl
 serves what was pinned. A folder the initializer did not prepare is served with the graph's own
 signature and the `versions` setting. Inference runs in the batcher's threads, never on the event
 loop; concurrent requests are batched when the graph's first dimension is dynamic.
+
+A folder holding `labels.txt` (one class per line, Triton's label-file convention) serves a
+classifier: the top-1 class of each row of its score output (the one with a column per label)
+is counted in `kubemind_prediction_class_total`, the histogram the release controller's
+model-quality gate compares between a candidate and its primary.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from kubemind.codecs import NumpyOutput
 from kubemind.errors import InternalError, InvalidInput, InvalidSettings, ModelNotReady
 from kubemind.model import KubemindModel, TensorSpec
-from kubemind.telemetry import current_record
+from kubemind.telemetry import count_predictions, current_record
 from kubemind_predictors.onnx.batcher import Arrays, DynamicBatcher
 from kubemind_predictors.onnx.settings import OnnxSettings
 from kubemind_registry.registered_model import tensor_spec
@@ -28,6 +33,7 @@ from kubemind_registry.signatures import onnx_graph_signature
 
 logger = logging.getLogger("kubemind.onnx")
 
+LABELS_FILE = "labels.txt"
 _OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                  "all": "ORT_ENABLE_ALL"}
 
@@ -46,6 +52,14 @@ def find_model_file(model_dir: Path, model_file: str | None) -> Path:
             " name it with --model_file"
         )
     return candidates[0]
+
+
+def read_labels(model_dir: Path) -> tuple[str, ...]:
+    """The classifier's labels, in output-column order; empty when the folder has none."""
+    path = model_dir / LABELS_FILE
+    if not path.is_file():
+        return ()
+    return tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def _dynamic_first_dim(shape: Any) -> bool:
@@ -83,6 +97,7 @@ class OnnxPredictor(KubemindModel):
         self._output_names: list[str] = []
         self._batcher: DynamicBatcher | None = None
         self._string_inputs: frozenset[str] = frozenset()
+        self.labels = read_labels(self.model_dir)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def load(self) -> bool:
@@ -175,6 +190,8 @@ class OnnxPredictor(KubemindModel):
         if record is not None:
             record.add_stage("queue", result.queue_ns)
             record.executions = 1 if result.leader else 0
+        if self.labels:
+            self._count_top_classes(result.outputs)
         specs: dict[str, TensorSpec] = {spec.name: spec for spec in self.outputs}
         outputs = [
             NumpyOutput(name, array, specs[name].datatype if name in specs else None)
@@ -186,3 +203,10 @@ class OnnxPredictor(KubemindModel):
             infer_outputs=outputs,
             model_version=payload.model_version,
         )
+
+    def _count_top_classes(self, outputs: Arrays) -> None:
+        """Top-1 label of each row of the first output with one column per label."""
+        scores = next((a for a in outputs.values() if a.ndim == 2 and a.shape[1] == len(self.labels)
+                       and np.issubdtype(a.dtype, np.number)), None)
+        if scores is not None:
+            count_predictions(self.labels[int(i)] for i in np.argmax(scores, axis=1))
