@@ -2,8 +2,9 @@
 fresh registry by `kubemind models demo`, then every InferenceService of the overlay served from
 it behind nginx and called as a user would (stock clients, the gateway's path routes).
 
-Slow (minutes): the docs index is built, and two vLLM engines start from zero (llm-chat and the
-rag predictor are minReplicas 0: the first request wakes each).
+Slow (minutes): the docs index is built, and vLLM engines start three times (llm-chat and the
+rag predictor are minReplicas 0: the first request wakes each; llm-chat again after its engine
+is killed).
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from __future__ import annotations
 import base64
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 import tritonclient.http as triton_http
 
@@ -120,6 +124,43 @@ def test_the_classifier_the_llm_and_the_graph_chaining_them_answer(up: Up) -> No
     assert any(word in streamed.lower() for word in ("espresso", "coffee", "cup")), streamed
     plain = router.chat.completions.create(model="cv-to-llm", messages=[{"role": "user", "content": "What is the capital of France?"}])
     assert "Paris" in (plain.choices[0].message.content or "")
+
+
+def llm_chat_revision(state: dict[str, Any]) -> dict[str, Any]:
+    (service,) = [s for s in state["services"] if s["name"] == "llm-chat"]
+    (revision,) = service["components"][0]["revisions"]
+    return dict(revision)
+
+
+def gone(pid: int) -> bool:
+    """Exited (a zombie not yet reaped by whoever inherited it counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_replica_whose_engine_died_is_restarted_by_up_and_answers_again(up: Up) -> None:
+    """Issue 18's fault end to end: the vLLM engine core killed under `up` makes the replica exit
+    (not live with a dead engine), `up` restarts it, and it answers again; nothing is orphaned.
+    Runs right after llm-chat woke (before idleness scales it back to zero)."""
+    from openai import OpenAI
+
+    before = llm_chat_revision(up.state())
+    assert before["ready"] == 1 and before["pids"], before
+    server = psutil.Process(before["pids"][0])
+    cores = [c for c in server.children(recursive=True) if "EngineCore" in c.name() or "EngineCore" in " ".join(c.cmdline())]
+    assert cores, [c.cmdline() for c in server.children(recursive=True)]
+    for core in cores:
+        os.kill(core.pid, signal.SIGKILL)
+    after = up.wait_for(lambda s: (r := llm_chat_revision(s))["restarts"] >= 1 and r["ready"] == 1
+                        and r["pids"] != before["pids"], "llm-chat restarted", timeout=COLD_START_SECONDS)
+    assert gone(server.pid) and all(gone(core.pid) for core in cores)
+    assert "restarting" in up.text()
+    llm = OpenAI(base_url=service_url(up, "llm-chat") + "/openai/v1", api_key="unused", timeout=120)
+    answer = llm.chat.completions.create(model="smollm2", max_tokens=16, temperature=0,
+                                         messages=[{"role": "user", "content": "What is the capital of France?"}])
+    assert "Paris" in (answer.choices[0].message.content or ""), after
 
 
 def test_rag_answers_from_the_registered_index_through_the_embedder(up: Up) -> None:
