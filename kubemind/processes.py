@@ -29,10 +29,24 @@ def python_command() -> str:
     return shlex.quote(sys.executable)
 
 
+# Ports this process handed out: the kernel may offer one again before its server binds it (a
+# supervisor starting many servers at once: `kubemind up` gave two replicas the same gRPC port).
+_HANDED_OUT: dict[int, None] = {}
+_HANDED_OUT_KEPT = 4096
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, and not one this process handed out before."""
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            break
+    _HANDED_OUT[port] = None
+    while len(_HANDED_OUT) > _HANDED_OUT_KEPT:
+        del _HANDED_OUT[next(iter(_HANDED_OUT))]
+    return port
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from kubemind.local.up.specs import ComponentPlan
-from kubemind.processes import ServerProcess, spawn_server
+from kubemind.processes import PortInUse, ServerProcess, check_port_free, spawn_server
 
 MAX_BACKOFF_SECONDS = 30.0
 # A replica that stayed up this long is healthy again: its next crash restarts after 1 s.
@@ -42,6 +42,8 @@ class Replica:
     restarts: int = 0
     started_at: float = 0.0
     restart_at: float | None = None
+    moved: bool = False
+    """Restarted on new ports: the gateway must be told (the runner reloads it and clears this)."""
 
     @property
     def name(self) -> str:
@@ -63,6 +65,12 @@ class Replica:
         now = time.monotonic()
         if self.server is None:
             if self.restart_at is not None and now >= self.restart_at:
+                taken = self._ports_taken()
+                if taken:
+                    # Another process bound one of them meanwhile (one chosen for a child at the
+                    # same moment): on the same ports this replica would never start again.
+                    self.report(f"{self.name}: port {taken} is taken by another process; moving to new ports")
+                    self.ports, self.moved = (), True
                 self.report(f"{self.name}: restarting (restart {self.restarts})")
                 self.start()
             return
@@ -86,6 +94,14 @@ class Replica:
         self.server = None
         self.ready = False
         self.restart_at = now + delay
+
+    def _ports_taken(self) -> int | None:
+        for port in self.ports:
+            try:
+                check_port_free(port)
+            except PortInUse:
+                return port
+        return None
 
     def activity(self) -> tuple[float, float] | None:
         """(requests answered so far, requests in flight) from kubemind's metrics on the REST

@@ -177,9 +177,14 @@ class Runner:
         next_watch = time.monotonic() + watch_interval
         next_state = 0.0
         while not stop.wait(0.2):
+            moved = False
             for component in self.components.values():
                 for revision in component.revisions.values():
                     revision.poll()
+                    for replica in revision.replicas:
+                        moved, replica.moved = moved or replica.moved, False
+            if moved:
+                self._reload()  # a replica restarted on new ports
             now = time.monotonic()
             if now >= next_watch:
                 self._watch()
