@@ -93,10 +93,11 @@ class Load:
         # As tests/component/test_up.py's Background: an nginx worker retired by a reload closes
         # its idle keep-alive connections, and a request sent on one at that instant sees the
         # connection closed before any byte of an answer. Pools retry that once.
+        # Seen as a reset too (ECONNRESET) when the worker closes it while the request is sent.
         try:
             return client.post(self.url, json=self.body)
-        except httpx.RemoteProtocolError as exc:
-            if "without sending a response" not in str(exc):
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            if "without sending a response" not in str(exc) and "Connection reset" not in str(exc):
                 raise
             self.stale_retries += 1
             return client.post(self.url, json=self.body)

@@ -261,3 +261,27 @@ def test_a_mounted_configmap_is_planned_with_its_files_and_a_missing_one_is_name
 
     [service] = plan_services([isvc(predictor)])
     assert service.problem is not None and "ConfigMap ns/the-graph" in service.problem
+
+
+def test_an_unchanged_gateway_configuration_does_not_reload_nginx(tmp_path: Path) -> None:
+    """A rollout re-applies the specs on every annotation write; a reload for nothing would close
+    idle keep-alive connections under the clients. A real change still reloads."""
+    import dataclasses
+
+    from kubemind.local.up.gateway import Nginx, _children
+    from kubemind.processes import free_port
+
+    gateway = Nginx(tmp_path)
+    config = GatewayConfig(free_port(), free_port(), 1, folder=tmp_path)
+    try:
+        gateway.apply(config)
+        assert gateway.process is not None
+        workers = _children(gateway.process.pid)
+        gateway.apply(dataclasses.replace(config, generation=2))
+        assert _children(gateway.process.pid) == workers
+        route = ComponentRoute("ns/svc/predictor", (RevisionRoute("svc-predictor-1", 100, ((free_port(), free_port()),)),),
+                               free_port(), free_port())
+        gateway.apply(dataclasses.replace(config, generation=3, components=(route,)))
+        assert _children(gateway.process.pid).isdisjoint(workers)
+    finally:
+        gateway.stop()

@@ -29,6 +29,7 @@ requests they hold, so a reload drops nothing in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import shutil
@@ -406,6 +407,8 @@ class Nginx:
         self.conf = folder / "nginx.conf"
         self.process: subprocess.Popen[bytes] | None = None
         self.http_port = 0
+        self.applied: GatewayConfig | None = None
+        """The configuration nginx serves, its generation left out."""
 
     def _command(self, conf: Path, *extra: str) -> list[str]:
         # -p: temp folders under ours; -e: the error log nginx opens before reading the config.
@@ -424,7 +427,17 @@ class Nginx:
         return self.process.pid if self.process else None
 
     def apply(self, config: GatewayConfig) -> None:
-        """Start nginx, or reload it, with `config`; returns once the new generation answers."""
+        """Start nginx, or reload it, with `config`; returns once the new generation answers.
+        A configuration equal to the one served (but for its generation) changes nothing: no
+        reload, whose closing of idle keep-alive connections clients would see for nothing
+        (a rollout's annotation writes re-apply the specs every tick)."""
+        served = dataclasses.replace(config, generation=0)
+        if self.process is not None and self.process.poll() is None and served == self.applied:
+            return
+        self._apply(config)
+        self.applied = served  # once nginx serves it: a refused one is tried again
+
+    def _apply(self, config: GatewayConfig) -> None:
         self.http_port = config.http_port
         candidate = self._check(render_config(config))
         candidate.replace(self.conf)
