@@ -26,6 +26,7 @@ import psutil
 import pytest
 import tritonclient.http as triton_http
 
+from kubemind_predictors.vllm.convert import cache_root
 from tests.component.up_fixtures import REPO, Up
 
 LOCAL_OVERLAY = REPO / "inferenceservices" / "overlays" / "local"
@@ -34,9 +35,9 @@ SERVICES = ("cv-classifier", "cv-to-llm-router", "embedder", "llm-chat", "rag", 
 COLD_START_SECONDS = 420.0
 
 
-def kubemind(home: Path, *argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def kubemind(home: Path, *argv: str, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The CLI as `make serve` runs it, on the embedded registry under `home` (a fresh one)."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"KUBEMIND_HOME": str(home)}
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"KUBEMIND_HOME": str(home)} | (env or {})
     return subprocess.run([sys.executable, "-m", "kubemind.cli", *argv], capture_output=True, text=True,
                           env=env, timeout=timeout, check=False)
 
@@ -47,7 +48,11 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     for argv in (("features", "apply"), ("features", "materialize")):
         done = kubemind(home, *argv, timeout=300)
         assert done.returncode == 0, done.stderr
-    demo = kubemind(home, "models", "demo", timeout=900)
+    # The docs index is built into a folder kept between runs (outside the clone): a rebuild of
+    # the same corpus finds every chunk stored and embeds nothing, so only a first run pays
+    # its minutes. The registry, the node cache and everything else are this run's own.
+    index = cache_root() / "test-indexes" / "python-reference"
+    demo = kubemind(home, "models", "demo", timeout=900, env={"KUBEMIND_RAG_INDEX_DIR": str(index)})
     assert demo.returncode == 0, demo.stderr + demo.stdout
     again = kubemind(home, "models", "demo", timeout=120)
     # a second `make serve` registers nothing
