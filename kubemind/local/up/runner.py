@@ -539,7 +539,7 @@ class Runner:
             services.append({
                 "name": plan.name, "namespace": plan.namespace, "problem": plan.problem,
                 "url": f"http://{plan.name}.{plan.namespace}.localhost:{self.http_port}",
-                "path_url": f"http://127.0.0.1:{self.http_port}/serving/{plan.namespace}/{plan.name}",
+                "path_url": self.path_url(plan),
                 "components": components, "key": key,
             })
         return {
@@ -559,6 +559,10 @@ class Runner:
     def table(self) -> str:
         return format_table(self.state())
 
+    def path_url(self, plan: ServicePlan) -> str:
+        """The gateway's path route to a service."""
+        return f"http://127.0.0.1:{self.http_port}/serving/{plan.namespace}/{plan.name}"
+
     def sample_calls(self) -> str:
         """A ready-to-paste call for each running service whose entry module has one."""
         from kubemind.local.services import up_sample_calls
@@ -571,8 +575,7 @@ class Runner:
             call = calls.get(entry.module) if entry else None
             if state is None or state.problem or call is None:
                 continue
-            url = f"http://127.0.0.1:{self.http_port}/serving/{plan.namespace}/{plan.name}"
-            lines.append(f"\n== {plan.namespace}/{plan.name}\n{call(url, f'127.0.0.1:{state.grpc_port}')}")
+            lines.append(f"\n== {plan.namespace}/{plan.name}\n{call(self.path_url(plan), f'127.0.0.1:{state.grpc_port}')}")
         return "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
