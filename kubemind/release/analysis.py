@@ -52,8 +52,10 @@ def _scalar(samples: list[Sample], what: str) -> float:
     return sum(sample.value for sample in samples)
 
 
-def evaluate(prometheus: Prometheus, policy: Policy, primary: str | None, candidate: str) -> Verdict:
-    """The gates of `policy` for `candidate` over the policy's window."""
+def evaluate(prometheus: Prometheus, policy: Policy, primary: str | None, candidate: str,
+             extra: tuple[tuple[Gate, str], ...] = ()) -> Verdict:
+    """The gates of `policy` for `candidate` over the policy's window; `extra`: more gates, each
+    with the policy field it comes from (the shadow phase's agreement gate)."""
     values: dict[str, Any] = {}
     try:
         samples = prometheus.query(policy.render(SAMPLES, candidate), "samples")
@@ -63,8 +65,10 @@ def evaluate(prometheus: Prometheus, policy: Policy, primary: str | None, candid
             return Verdict(HOLD, f"{count:.0f} candidate request(s) in {policy.window}, fewer than minSamples"
                            f" {policy.min_samples}: no evidence yet", values)
         failed = []
-        for index, gate in enumerate(policy.gates):
-            result = _gate(prometheus, policy, gate, format_path(("spec", "gates", index, "query")), primary, candidate)
+        gates = [*((gate, format_path(("spec", "gates", index, "query"))) for index, gate in enumerate(policy.gates)),
+                 *extra]
+        for gate, where in gates:
+            result = _gate(prometheus, policy, gate, where, primary, candidate)
             values[gate.name] = result
             if not result["pass"]:
                 failed.append(f"{gate.name} {result['detail']}")

@@ -5,7 +5,10 @@ revision through shadow and canary steps by patching `canaryTrafficPercent`, pro
 The state lives on the InferenceService itself (annotation kubemind.io/rollout-state), so a
 restarted controller, `kubemind rollout status` and `kubectl get -o yaml` all see the same.
 A new revision must arrive with a canary split (the canary component sets 10%; 0 for a shadow
-phase): without one KServe gives it all traffic before any controller can look.
+phase): without one KServe gives it all traffic before any controller can look. In a shadow
+phase the candidate answers no client: the VirtualServices that route to the InferenceService
+mirror a copy of its requests to the candidate revision (shadow.py), and the candidate must
+agree with the primary (prediction PSI) besides passing the gates, before any canary step.
 
 Fail closed: a missing or refused policy, an unreachable Prometheus or API server, no data or
 fewer samples than the minimum hold the weight where it is, and the reason is reported.
@@ -25,9 +28,10 @@ from kubemind.errors import KubemindError
 from kubemind.release.analysis import FAIL, HOLD, PASS, Verdict, evaluate
 from kubemind.release.errors import KubernetesApiError, PolicyRejected
 from kubemind.release.kube import KubeApi
-from kubemind.release.policy import POLICY_ANNOTATION, Policy, parse_policy
+from kubemind.release.policy import POLICY_ANNOTATION, Gate, Policy, parse_policy
 from kubemind.release.prometheus import Prometheus
 from kubemind.release.settings import ReleaseSettings
+from kubemind.release.shadow import mirror_patch, routes_to
 
 logger = logging.getLogger("kubemind.release")
 
@@ -40,6 +44,9 @@ ROLLOUT_TAG = "kubemind.rollout"
 """The MLflow version tag holding the rollout state: shadow, canary N%, promoted, rolled back."""
 
 SHADOW, CANARY, PROMOTED, ROLLED_BACK = "shadow", "canary", "promoted", "rolled-back"
+SHADOW_AGREEMENT = "shadow-agreement"
+"""The shadow phase's own gate: the candidate's predictions on the mirrored copies against the
+primary's on the same requests (PSI at most spec.shadow.maxPsi)."""
 DONE = (PROMOTED, ROLLED_BACK)
 
 
@@ -129,8 +136,15 @@ class Controller:
         if now - state.last_analysis < policy.interval_seconds:
             return state
         state.last_analysis = now
+        extra: tuple[tuple[Gate, str], ...] = ()
+        if state.phase == SHADOW and policy.shadow is not None:
+            # Every interval: an overlay re-applied since may have replaced the VirtualService.
+            if not self._mirror(isvc, candidate, policy.shadow.mirror_percent):
+                return self._hold(isvc, state, candidate, primary, f"shadow: no VirtualService in"
+                                  f" {self.settings.namespace} routes to {name}, so nothing is mirrored to {candidate}")
+            extra = ((Gate(SHADOW_AGREEMENT, "predictionPsi", max=policy.shadow.max_psi), "spec.shadow.maxPsi"),)
         try:
-            verdict = evaluate(self.prometheus(policy), policy, primary, candidate)
+            verdict = evaluate(self.prometheus(policy), policy, primary, candidate, extra)
         except PolicyRejected as exc:
             return self._hold(isvc, state, candidate, primary, f"RolloutPolicy {policy_name} refused: {exc}; holding")
         state.gates = verdict.values
@@ -155,8 +169,26 @@ class Controller:
                now: float) -> RolloutState:
         phase, weight = (SHADOW, 0) if policy.shadow else (CANARY, policy.steps[0].weight)
         state = RolloutState(candidate, primary, phase, 0, weight, step_started=now, last_analysis=now)
-        reason = f"new revision {candidate}: {'shadow (mirrored copies only)' if phase == SHADOW else f'canary {weight}%'}"
+        how = f"canary {weight}%"
+        if policy.shadow is not None:  # the copies flow before the state says shadow
+            mirrored = self._mirror(isvc, candidate, policy.shadow.mirror_percent)
+            how = (f"shadow, {policy.shadow.mirror_percent}% mirrored by {', '.join(mirrored)}" if mirrored else
+                   f"shadow, but no VirtualService routes to {isvc['metadata']['name']}: nothing to mirror")
+        reason = f"new revision {candidate}: {how}"
         return self._move(isvc, "rollout.start", None, state, weight, reason, None)
+
+    def _mirror(self, isvc: dict[str, Any], revision: str | None, percent: int = 0) -> list[str]:
+        """Point the namespace's VirtualServices' routes to this InferenceService at `revision`
+        as their mirror (None: remove the mirror this controller set); the ones that route to it."""
+        namespace, name = self.settings.namespace, isvc["metadata"]["name"]
+        routing = []
+        for virtual_service in self.api.list_virtual_services(namespace):
+            patch = mirror_patch(virtual_service, name, namespace, revision, percent)
+            if patch is not None:
+                self.api.patch_virtual_service(namespace, virtual_service["metadata"]["name"], patch)
+            if routes_to(virtual_service, name, namespace):
+                routing.append(f"VirtualService/{virtual_service['metadata']['name']}")
+        return routing
 
     def _advance(self, isvc: dict[str, Any], policy: Policy, state: RolloutState, verdict: Verdict,
                  now: float) -> RolloutState:
@@ -206,6 +238,8 @@ class Controller:
     def _move(self, isvc: dict[str, Any], action: str, before: RolloutState | None, state: RolloutState,
               weight: int | None, reason: str, values: Any, first: tuple[str, Any, str] | None = None) -> RolloutState:
         """Patch the traffic (`weight` None removes the split: promotion) with the new state."""
+        if before is not None and before.phase == SHADOW and state.phase != SHADOW:
+            self._mirror(isvc, None)  # first: a failure leaves the rollout in shadow, decided again
         state.reason = reason
         name = isvc["metadata"]["name"]
         self._patch(isvc, {

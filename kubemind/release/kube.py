@@ -1,6 +1,7 @@
-"""The only module that imports the official `kubernetes` client: InferenceServices and
-RolloutPolicies, read and merge-patched the same way against `kubemind up`'s API (its
-kubeconfig) and a cluster's API server (a kubeconfig, or the pod's service account)."""
+"""The only module that imports the official `kubernetes` client: InferenceServices,
+RolloutPolicies and VirtualServices (the shadow phase's mirror), read and merge-patched the same
+way against `kubemind up`'s API (its kubeconfig) and a cluster's API server (a kubeconfig, or
+the pod's service account)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from kubemind.release.policy import PLURAL as POLICY_PLURAL
 from kubemind.release.policy import VERSION as POLICY_VERSION
 
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
+VIRTUAL_SERVICE = ("networking.istio.io", "v1", "virtualservices")
 
 
 class KubeApi:
@@ -68,6 +70,15 @@ class KubeApi:
     def get_policy(self, namespace: str, name: str) -> dict[str, Any]:
         return self._call(f"get RolloutPolicy {namespace}/{name}", self.custom.get_namespaced_custom_object,
                           POLICY_GROUP, POLICY_VERSION, namespace, POLICY_PLURAL, name)
+
+    def list_virtual_services(self, namespace: str) -> list[dict[str, Any]]:
+        listed = self._call(f"list VirtualServices in {namespace}", self.custom.list_namespaced_custom_object,
+                            *VIRTUAL_SERVICE[:2], namespace, VIRTUAL_SERVICE[2])
+        return list(listed.get("items") or [])
+
+    def patch_virtual_service(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self._call(f"patch VirtualService {namespace}/{name}", self.custom.patch_namespaced_custom_object,
+                          *VIRTUAL_SERVICE[:2], namespace, VIRTUAL_SERVICE[2], name, patch)
 
     def close(self) -> None:
         self.api_client.close()

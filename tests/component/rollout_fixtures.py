@@ -54,9 +54,14 @@ def add_policy(folder: Path, service: str, policy: dict[str, Any]) -> Path:
     body = yaml.safe_load((folder / f"{service}.yaml").read_text())
     body["metadata"]["annotations"] = {"kubemind.io/rollout-policy": POLICY}
     (folder / f"{service}.yaml").write_text(yaml.safe_dump(body))
-    (folder / "policy.yaml").write_text(yaml.safe_dump(policy))
+    return add_resource(folder, "policy.yaml", policy)
+
+
+def add_resource(folder: Path, file_name: str, body: dict[str, Any]) -> Path:
+    """One more object in the overlay, in its own file."""
+    (folder / file_name).write_text(yaml.safe_dump(body))
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    kustomization["resources"].append("policy.yaml")
+    kustomization["resources"].append(file_name)
     (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return folder
 
@@ -64,9 +69,12 @@ def add_policy(folder: Path, service: str, policy: dict[str, Any]) -> Path:
 class Load:
     """Requests through the gateway on a thread; every failure is kept."""
 
-    def __init__(self, url: str, model: str = "simple", body: dict[str, Any] | None = None):
+    def __init__(self, url: str, model: str = "simple", body: dict[str, Any] | None = None,
+                 host: str | None = None):
+        """`host`: the Host header (a VirtualService's host; `url` is then the gateway's root)."""
         self.url = f"{url}/v2/models/{model}/infer"
         self.body = body or BODY
+        self.headers = {"host": host} if host else {}
         self.stop = threading.Event()
         self.done = 0
         self.errors: list[str] = []
@@ -95,12 +103,12 @@ class Load:
         # connection closed before any byte of an answer. Pools retry that once.
         # Seen as a reset too (ECONNRESET) when the worker closes it while the request is sent.
         try:
-            return client.post(self.url, json=self.body)
+            return client.post(self.url, json=self.body, headers=self.headers)
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             if "without sending a response" not in str(exc) and "Connection reset" not in str(exc):
                 raise
             self.stale_retries += 1
-            return client.post(self.url, json=self.body)
+            return client.post(self.url, json=self.body, headers=self.headers)
 
     def finish(self) -> None:
         self.stop.set()
@@ -153,8 +161,12 @@ class Rig:
         self.service = service
 
     @property
+    def gateway_root(self) -> str:
+        return f"http://127.0.0.1:{self.up.state()['gateway']['http_port']}"
+
+    @property
     def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.up.state()['gateway']['http_port']}/serving/kubemind/{self.service}"
+        return f"{self.gateway_root}/serving/kubemind/{self.service}"
 
 
 @contextmanager

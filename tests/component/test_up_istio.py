@@ -16,10 +16,15 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.component.up_fixtures import REPO, Up, simple_service, write_services_overlay
+from tests.component.up_fixtures import (
+    REPO,
+    Up,
+    simple_service,
+    virtual_service,
+    write_services_overlay,
+)
 from tests.jwt_tokens import JWKS_URI, jwks, signing_key, token
 
-KNATIVE = "knative-local-gateway.istio-system.svc.cluster.local"
 # Every host is one istio/base/authz.yaml's require-jwt covers (`*.models.kubemind.dev`): as on
 # Istio, an ALLOW policy at the gateway refuses what none of its rules match.
 MIRRORED = "simple-mirrored.models.kubemind.dev"
@@ -31,24 +36,6 @@ INFER = {
         for name in ("INPUT0", "INPUT1")
     ]
 }
-
-
-def virtual_service(name: str, host: str, mirror_percent: float | None = None) -> dict[str, Any]:
-    """A VirtualService as istio/base writes them (through Knative's local gateway), to `simple`."""
-    http: dict[str, Any] = {
-        "match": [{"uri": {"prefix": "/"}}],
-        "rewrite": {"authority": "simple.kubemind.svc.cluster.local"},
-        "route": [{"destination": {"host": KNATIVE, "port": {"number": 80}}}],
-    }
-    if mirror_percent is not None:
-        http["mirror"] = {"host": "shadow.kubemind.svc.cluster.local", "port": {"number": 80}}
-        http["mirrorPercentage"] = {"value": mirror_percent}
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": {"name": name, "namespace": "kubemind"},
-        "spec": {"hosts": [host], "http": [http]},
-    }
 
 
 class Gateway:
@@ -104,8 +91,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     (folder / "virtualservices.yaml").write_text(
         yaml.safe_dump_all(
             [
-                virtual_service("simple-mirrored", MIRRORED, 100),
-                virtual_service("simple-half-mirrored", HALF_MIRRORED, 50),
+                virtual_service("simple-mirrored", MIRRORED, mirror="shadow", mirror_percent=100),
+                virtual_service("simple-half-mirrored", HALF_MIRRORED, mirror="shadow", mirror_percent=50),
                 virtual_service("simple-edge", EDGE),
             ]
         )

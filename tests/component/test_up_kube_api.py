@@ -21,7 +21,14 @@ import yaml
 from kubernetes import client, watch
 
 from tests.component.serve_fixtures import wait_dead
-from tests.component.up_fixtures import Up, process_pids, revisions, simple_service, write_overlay
+from tests.component.up_fixtures import (
+    Up,
+    process_pids,
+    revisions,
+    simple_service,
+    virtual_service,
+    write_overlay,
+)
 
 ISVC = ("serving.kserve.io", "v1beta1", "kubemind", "inferenceservices")
 STATUS_TIMEOUT = 120.0
@@ -175,6 +182,38 @@ def test_what_the_api_does_not_implement_is_a_status_error_not_a_hang(
     with pytest.raises(client.ApiException) as conflict:
         objects.replace_namespaced_custom_object(*ISVC, "simple", stale)
     assert conflict.value.status == 409
+
+
+def test_a_virtual_service_written_through_the_api_routes_the_gateway_and_a_bad_one_is_a_422(
+        up: Up, objects: client.CustomObjectsApi) -> None:
+    # The release controller mirrors a shadow through VirtualServices: they take writes too.
+    vs = ("networking.istio.io", "v1", "kubemind", "virtualservices")
+    body = virtual_service("simple-edge", "simple.api.example.com")
+    gateway = f"http://127.0.0.1:{up.state()['gateway']['http_port']}"
+    created = objects.create_namespaced_custom_object(*vs, body)
+    assert created["metadata"]["resourceVersion"]
+    deadline = time.monotonic() + STATUS_TIMEOUT
+    answer = None
+    while time.monotonic() < deadline:
+        answer = httpx.post(f"{gateway}/v2/models/simple/infer", headers={"host": "simple.api.example.com"},
+                            json={"inputs": [{"name": n, "datatype": "INT32", "shape": [1, 16], "data": list(range(16))}
+                                             for n in ("INPUT0", "INPUT1")]}, timeout=10)
+        if answer.status_code == 200:
+            break
+        time.sleep(0.3)
+    assert answer is not None and answer.status_code == 200, answer.text if answer else None
+    with pytest.raises(client.ApiException) as raised:
+        objects.patch_namespaced_custom_object(*vs, "simple-edge", {"spec": {"http": [
+            {**body["spec"]["http"][0], "mirrorPercentage": {"value": "half"}}]}})
+    status = json.loads(raised.value.body)
+    assert raised.value.status == 422 and status["details"]["group"] == "networking.istio.io"
+    assert status["details"]["causes"][0]["field"] == "spec.http[0].mirrorPercentage.value", status
+    # Istio's other kinds come from the overlay: read-only here.
+    with pytest.raises(client.ApiException) as refused:
+        objects.create_namespaced_custom_object("networking.istio.io", "v1", "kubemind", "gateways", {
+            "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "g"}})
+    assert refused.value.status == 405
+    objects.delete_namespaced_custom_object(*vs, "simple-edge")
 
 
 def test_kubectl_apply_of_a_new_inference_service_starts_it_and_delete_stops_it(

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from kubemind.manifests.istio_routes import KNATIVE_LOCAL_GATEWAY
 from kubemind.processes import die_with_parent
 
 STATE_TIMEOUT = 90.0
@@ -33,6 +34,27 @@ def write_overlay(
     `versions` tells revisions apart: the v2 version a response names is the highest declared."""
     return write_services_overlay(folder, simple_service(
         versions=versions, min_replicas=min_replicas, canary=canary, extra_args=extra_args, storage_uri=storage_uri))
+
+
+def virtual_service(name: str, host: str, service: str = "simple", mirror: str | None = None,
+                    mirror_percent: float | None = None) -> dict[str, Any]:
+    """A VirtualService as istio/base writes them (through Knative's local gateway) from `host`
+    to InferenceService `service` in namespace kubemind, optionally mirrored to `mirror`."""
+    http: dict[str, Any] = {
+        "match": [{"uri": {"prefix": "/"}}],
+        "rewrite": {"authority": f"{service}.kubemind.svc.cluster.local"},
+        "route": [{"destination": {"host": KNATIVE_LOCAL_GATEWAY, "port": {"number": 80}}}],
+    }
+    if mirror is not None:
+        http["mirror"] = {"host": f"{mirror}.kubemind.svc.cluster.local", "port": {"number": 80}}
+        if mirror_percent is not None:
+            http["mirrorPercentage"] = {"value": mirror_percent}
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": name, "namespace": "kubemind"},
+        "spec": {"hosts": [host], "http": [http]},
+    }
 
 
 def write_services_overlay(folder: Path, *services: dict[str, Any]) -> Path:

@@ -30,7 +30,8 @@ def test_the_role_is_least_privilege() -> None:
     grants = {(group, resource): sorted(rule["verbs"]) for rule in role["rules"]
               for group in rule["apiGroups"] for resource in rule["resources"]}
     assert grants == {("serving.kserve.io", "inferenceservices"): ["get", "list", "patch", "watch"],
-                      ("kubemind.io", "rolloutpolicies"): ["get", "list", "watch"]}
+                      ("kubemind.io", "rolloutpolicies"): ["get", "list", "watch"],
+                      ("networking.istio.io", "virtualservices"): ["get", "list", "patch"]}
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]

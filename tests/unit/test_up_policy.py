@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from kubemind.local.up.policy import gateway_policy, istio_match, service_name
+from kubemind.local.up.policy import gateway_policy, istio_match
+from kubemind.manifests.istio_routes import service_name
 from kubemind.manifests.problems import ManifestObject
 
 REPO = Path(__file__).resolve().parents[2]

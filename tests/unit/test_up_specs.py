@@ -13,6 +13,7 @@ from kubemind.local.up.certs import local_certificate
 from kubemind.local.up.gateway import (
     ComponentRoute,
     GatewayConfig,
+    HostRoute,
     RevisionRoute,
     ServiceRoute,
     nginx_binary,
@@ -49,6 +50,13 @@ def runtime(name: str, image: str, *args: str, fmt: str = "onnx", priority: int 
 
 STORAGE = ManifestObject("test", {"kind": "ClusterStorageContainer", "metadata": {"name": "models"},
                                   "spec": {"supportedUriFormats": [{"prefix": "models:/"}]}})
+
+
+def assert_nginx_accepts(folder: Path, text: str) -> None:
+    (folder / "nginx.conf").write_text(text)
+    checked = subprocess.run([nginx_binary(), "-t", "-p", str(folder), "-c", str(folder / "nginx.conf"),
+                              "-e", str(folder / "error.log")], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_a_container_runs_its_images_module_with_its_args_and_local_ports() -> None:
@@ -185,10 +193,7 @@ def test_the_gateway_config_splits_by_the_canary_percent_and_nginx_accepts_it(tm
     assert "server 127.0.0.1:5003 max_fails=1" in text and "server 127.0.0.1:5006 max_fails=1" in text
     assert "location /serving/ns/svc/ {" in text and "server_name svc.ns.localhost" in text
     assert "listen 127.0.0.1:7002 http2 default_server;" in text
-    (tmp_path / "nginx.conf").write_text(text)
-    checked = subprocess.run([nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
-                              "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stderr
+    assert_nginx_accepts(tmp_path, text)
 
 
 def test_the_istio_local_rate_limit_becomes_nginx_limit_req(tmp_path: Path) -> None:
@@ -218,10 +223,23 @@ def test_several_services_route_by_host_and_path_and_nginx_accepts_it(tmp_path: 
     assert "server 127.0.0.1:5900;  # scaled to zero" in text and "server 127.0.0.1:5901;  # scaled to zero" in text
     # With two services a gRPC call must name one (:authority); an unknown one is NOT_FOUND.
     assert "add_header grpc-status 5 always;" in text
-    (tmp_path / "nginx.conf").write_text(text)
-    checked = subprocess.run([nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
-                              "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stderr
+    assert_nginx_accepts(tmp_path, text)
+
+
+def test_a_mirror_to_one_revision_copies_the_routes_requests_to_that_revisions_replicas(tmp_path: Path) -> None:
+    # The release controller's shadow phase: the primary answers, a copy goes to the candidate.
+    revisions = (RevisionRoute("one-predictor-aaaa", 100, ((5001, 5002),)),
+                 RevisionRoute("one-predictor-bbbb", 0, ((5011, 5012),)))
+    component = ComponentRoute("ns/one/predictor", revisions, 5003, 5004)
+    route = HostRoute(("one.example.com",), "/", "ns/one/predictor", "VirtualService/ns/edge", None, 25.0,
+                      "one-predictor-bbbb")
+    text = render_config(GatewayConfig(7101, 7102, 1, (component,), (ServiceRoute("one", "ns", "ns/one/predictor"),),
+                                       tmp_path, host_routes=(route,)))
+    assert "    * one-predictor-aaaa;" in text  # live traffic: the primary alone
+    assert "mirror /.kubemind/mirror/0;" in text and "25% 1;" in text
+    assert "proxy_pass http://one-predictor-bbbb-http$request_uri;" in text
+    assert "proxy_set_header Host $host-shadow;" in text
+    assert_nginx_accepts(tmp_path, text)
 
 
 def test_an_istio_gateway_with_an_https_server_adds_a_tls_listener_nginx_accepts(tmp_path: Path) -> None:
@@ -234,10 +252,7 @@ def test_an_istio_gateway_with_an_https_server_adds_a_tls_listener_nginx_accepts
                                        tmp_path, policy, 7443, local_certificate(tmp_path / "tls")))
     assert "listen 127.0.0.1:7443 ssl default_server;" in text and text.count("listen 127.0.0.1:7443 ssl") == 2
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in text
-    (tmp_path / "nginx.conf").write_text(text)
-    checked = subprocess.run([nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
-                              "-e", str(tmp_path / "error.log")], capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stderr
+    assert_nginx_accepts(tmp_path, text)
 
 
 def test_a_mounted_configmap_is_planned_with_its_files_and_a_missing_one_is_named() -> None:

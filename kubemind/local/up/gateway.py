@@ -17,8 +17,10 @@ Layout of the generated configuration:
   (its transformer if it has one). Every response names its revision in `x-kubemind-revision`.
 - the VirtualServices' hosts (policy.py), REST only: one server each, a location per route
   prefix; a route's `mirror` is nginx's `mirror` to an internal location proxying the copy to
-  the shadow's entry (its response is discarded by nginx), a `split_clients` per route drawing
-  `mirrorPercentage` (each request an independent draw). Mirroring is REST only.
+  the shadow's entry, or to one revision's upstream when the mirror host is a Knative revision's
+  Service (the release controller's shadow phase); nginx discards the copy's response. A
+  `split_clients` per route draws `mirrorPercentage` (each request an independent draw).
+  Mirroring is REST only.
 - JWT (jwt.py): `auth_request` to the verifier in `up` on every ingress route when a
   RequestAuthentication applies (only requests that carry an Authorization header are asked
   about), and on every VirtualService route when an AuthorizationPolicy does; 401 and 403 get
@@ -106,6 +108,13 @@ class HostRoute:
     mirror: str | None = None
     """ComponentRoute.key of the shadow the route's requests are copied to."""
     mirror_percent: float = 100.0
+    mirror_revision: str | None = None
+    """Or the one revision they are copied to (a Knative revision's Service as the mirror host:
+    the release controller's shadow phase)."""
+
+    @property
+    def mirrored(self) -> bool:
+        return bool(self.mirror or self.mirror_revision) and self.mirror_percent > 0
 
 
 @dataclass(frozen=True)
@@ -237,7 +246,7 @@ def _host_servers(config: GatewayConfig, ingress_limit: list[str]) -> list[str]:
     for index, route in enumerate(config.host_routes):
         by_hosts.setdefault(route.hosts, []).append((index, route))
     for index, route in enumerate(config.host_routes):
-        if route.mirror and 0 < route.mirror_percent < 100:
+        if route.mirrored and route.mirror_percent < 100:
             lines += [f'  split_clients "${{request_id}}" ${_mirror_variable(index)} {{  # mirrorPercentage',
                       f"    {round(route.mirror_percent, 2):g}% 1;", '    * "";', "  }"]
     authz = _auth_guard(AUTHZ_PATH) if config.verifier_port else []
@@ -251,20 +260,20 @@ def _host_servers(config: GatewayConfig, ingress_limit: list[str]) -> list[str]:
                 continue  # Istio takes the first route that matches
             seen.add(route.prefix)
             guards = [*authz, *ingress_limit]
-            mirror = route.mirror if route.mirror and route.mirror_percent > 0 else None
-            if mirror:
+            if route.mirrored:
                 guards.append(f"      mirror /.kubemind/mirror/{index};")
             lines += _rest_location(_variable(route.entry), guards=guards, location=route.prefix)
-            if mirror:
-                shadow = _variable(mirror)
-                lines += [f"    location = /.kubemind/mirror/{index} {{  # to {mirror}; nginx drops its answer",
-                          "      internal;"]
+            if route.mirrored:
+                # A service's revision is drawn per request (its split variable); a revision is fixed.
+                shadow = route.mirror_revision or f"${_variable(route.mirror or '')}"
+                lines += [f"    location = /.kubemind/mirror/{index} {{  # to {route.mirror_revision or route.mirror};"
+                          " nginx drops its answer", "      internal;"]
                 if route.mirror_percent < 100:
                     lines.append(f'      if (${_mirror_variable(index)} = "") {{ return 204; }}')
                 lines += ["      proxy_set_header Host $host-shadow;  # as Envoy marks a mirrored request",
-                          f"      proxy_set_header {ACTIVATE_HEADER} ${shadow};",
+                          f"      proxy_set_header {ACTIVATE_HEADER} {shadow};",
                           '      proxy_set_header Connection "";',
-                          f"      proxy_pass http://${shadow}-http$request_uri;",
+                          f"      proxy_pass http://{shadow}-http$request_uri;",
                           "    }"]
         if "/" not in seen:
             lines.append(f'    location / {{ return 404 "no route of {", ".join(sources)} matches $uri\n"; }}')

@@ -223,10 +223,10 @@ class KubeApi:
             name = candidate["metadata"]["name"]
             causes = [{"reason": "FieldValueInvalid", "message": p.message, "field": p.path} for p in problems]
             raise ApiStatusError(
-                f'{target.resource.kind}.{GROUP} "{name}" is invalid: '
+                f'{target.resource.kind}.{target.resource.group} "{name}" is invalid: '
                 + "; ".join(f"{p.path}: Invalid value: {p.message}" for p in problems),
                 HTTPStatus.UNPROCESSABLE_ENTITY, "Invalid",
-                {"name": name, "group": GROUP, "kind": target.resource.kind, "causes": causes})
+                {"name": name, "group": target.resource.group, "kind": target.resource.kind, "causes": causes})
         if dry_run:
             return candidate
         return self.store.put(candidate)
@@ -433,7 +433,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         if not metadata.get("name"):
             raise ApiStatusError("metadata.name: Required value: name or generateName is required",
                                  HTTPStatus.UNPROCESSABLE_ENTITY, "Invalid",
-                                 {"kind": target.resource.kind, "group": GROUP, "causes": [
+                                 {"kind": target.resource.kind, "group": target.resource.group, "causes": [
                                      {"reason": "FieldValueRequired", "message": "Required value", "field": "metadata.name"}]})
         if metadata.get("namespace") not in (None, "", target.namespace):
             raise ApiStatusError("the namespace of the provided object does not match the namespace sent on the request")
@@ -442,9 +442,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         with self.api.store.write_lock:
             named = Target(target.resource, target.namespace, str(metadata["name"]))
             if self.api.store.get(named.key()) is not None:
-                raise ApiStatusError(f'{target.resource.plural}.{GROUP} "{metadata["name"]}" already exists',
+                raise ApiStatusError(f'{target.resource.plural}.{target.resource.group} "{metadata["name"]}" already exists',
                                      HTTPStatus.CONFLICT, "AlreadyExists",
-                                     {"name": metadata["name"], "group": GROUP, "kind": target.resource.plural})
+                                     {"name": metadata["name"], "group": target.resource.group, "kind": target.resource.plural})
             stored = self.api.commit(named, obj, self._dry_run(query))
         self._json(HTTPStatus.CREATED, self._as_version(target, stored))
 
@@ -501,9 +501,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         if version != current["metadata"]["resourceVersion"]:
             assert target.name is not None
             raise ApiStatusError(
-                f'Operation cannot be fulfilled on {target.resource.plural}.{GROUP} "{target.name}": the object has'
+                f'Operation cannot be fulfilled on {target.resource.plural}.{target.resource.group} "{target.name}": the object has'
                 " been modified; please apply your changes to the latest version and try again",
-                HTTPStatus.CONFLICT, "Conflict", {"name": target.name, "group": GROUP, "kind": target.resource.plural})
+                HTTPStatus.CONFLICT, "Conflict", {"name": target.name, "group": target.resource.group, "kind": target.resource.plural})
         if target.subresource == "status":
             stored = current if self._dry_run(query) else self.api.store.set_status(target.key(), new.get("status") or {})
             self._json(HTTPStatus.OK, self._as_version(target, stored or current))

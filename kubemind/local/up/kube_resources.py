@@ -1,10 +1,11 @@
 """What the local Kubernetes API serves, from the CRDs kubemind ships: discovery and tables.
 
-Every served version of every `serving.kserve.io` CRD, and kubemind's own `kubemind.io` ones
-(the RolloutPolicy the release controller reads), is listed, readable and watchable, with its
-short names and printer columns, so `kubectl get isvc` prints the columns a cluster prints.
-Only InferenceServices take writes: they are what the local runner runs and the release
-controller drives; the rest come from the overlay and are read-only here (405).
+Every served version of every `serving.kserve.io` CRD, kubemind's own `kubemind.io` ones (the
+RolloutPolicy the release controller reads) and Istio's `networking.istio.io` ones is listed,
+readable and watchable, with its short names and printer columns, so `kubectl get isvc` prints
+the columns a cluster prints. InferenceServices and VirtualServices take writes: they are what
+the local runner runs and the release controller drives (canary weights; the shadow phase's
+mirror); the rest come from the overlay and are read-only here (405).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from typing import Any
 from kubemind.manifests.crd_catalog import crd_documents, default_crd_dir
 
 GROUP = "serving.kserve.io"
-# kubemind's own kinds, read-only here: the release controller reads RolloutPolicies.
-GROUPS = (GROUP, "kubemind.io")
-WRITABLE_KINDS = frozenset({"InferenceService"})
+# kubemind's own kinds, read-only here: the release controller reads RolloutPolicies. Istio's
+# networking kinds: the gateway runs their routes, and the controller mirrors through them.
+GROUPS = (GROUP, "kubemind.io", "networking.istio.io")
+WRITABLE_KINDS = frozenset({"InferenceService", "VirtualService"})
 KUBERNETES_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kubemind-up", "platform": "linux/amd64"}
 WRITE_VERBS = ["create", "delete", "patch", "update"]
 READ_VERBS = ["get", "list", "watch"]
@@ -56,7 +58,7 @@ class Resource:
         """The APIResource entries: the resource and its status subresource."""
         main = {"name": self.plural, "singularName": self.singular, "namespaced": self.namespaced,
                 "kind": self.kind, "verbs": READ_VERBS + (WRITE_VERBS if self.writable else []),
-                "shortNames": list(self.short_names), "categories": ["all", "kserve"] if self.writable else []}
+                "shortNames": list(self.short_names), "categories": ["all", "kserve"] if self.group == GROUP and self.writable else []}
         entries = [main]
         if self.has_status:
             entries.append({"name": f"{self.plural}/status", "singularName": "", "namespaced": self.namespaced,

@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kubemind.manifests.istio_routes import route_destination
 from kubemind.manifests.problems import ManifestObject
 
 LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
@@ -124,9 +125,6 @@ def gateway_policy(objects: list[ManifestObject]) -> GatewayPolicy:
     )
 
 
-KNATIVE_LOCAL_GATEWAY = "knative-local-gateway.istio-system.svc.cluster.local"
-
-
 def _is_istio(obj: ManifestObject, kind: str) -> bool:
     return obj.kind == kind and obj.group.endswith("istio.io")
 
@@ -148,27 +146,15 @@ def _routes(obj: ManifestObject) -> list[VirtualRoute]:
         matches = http.get("match") or [{}]
         prefixes = [str((match.get("uri") or {}).get("prefix", "/")) for match in matches
                     if set(match) <= {"uri"} and set(match.get("uri") or {"prefix": "/"}) == {"prefix"}]
-        destinations = http.get("route") or []
-        if not prefixes or not destinations:
+        if not prefixes or not http.get("route"):
             continue  # header, exact or regex matches and redirects: not routed locally
-        destination = str((destinations[0].get("destination") or {}).get("host", ""))
-        authority = (http.get("rewrite") or {}).get("authority")
-        if destination == KNATIVE_LOCAL_GATEWAY and authority:
-            destination = str(authority)
+        destination = route_destination(http)
         mirror = (http.get("mirror") or {}).get("host")
         percent = float((http.get("mirrorPercentage") or {}).get("value", 100.0))
         for prefix in prefixes:
             found.append(VirtualRoute(hosts, prefix, destination, namespace, f"VirtualService/{namespace}/{obj.name}",
                                       str(mirror) if mirror else None, percent))
     return found
-
-
-def service_name(host: str, namespace: str) -> tuple[str, str]:
-    """(namespace, name) of the Kubernetes Service a host names, relative to `namespace`."""
-    for suffix in (".svc.cluster.local", ".svc"):
-        host = host.removesuffix(suffix)
-    name, _, host_namespace = host.partition(".")
-    return (host_namespace or namespace), name
 
 
 def _jwt_rules(obj: ManifestObject) -> list[JwtRule]:

@@ -42,7 +42,7 @@ from kubemind.local.up.kube_api import KubeApi, write_kubeconfig
 from kubemind.local.up.kube_objects import ObjectKey, ObjectStore, object_key
 from kubemind.local.up.kube_resources import GROUP
 from kubemind.local.up.kube_status import inference_service_status
-from kubemind.local.up.policy import GatewayPolicy, VirtualRoute, gateway_policy, service_name
+from kubemind.local.up.policy import GatewayPolicy, VirtualRoute, gateway_policy
 from kubemind.local.up.replicas import Replica, Revision
 from kubemind.local.up.specs import (
     POD_MODEL_DIR,
@@ -58,6 +58,7 @@ from kubemind.local.up.specs import (
 )
 from kubemind.local.up.state import kubeconfig_path, up_home, write_state
 from kubemind.local.up.storage import local_model_dir
+from kubemind.manifests.istio_routes import service_name
 from kubemind.manifests.problems import ManifestObject, Problem
 from kubemind.manifests.references import Allowed
 from kubemind.processes import free_port
@@ -118,8 +119,11 @@ class Runner:
         self.jwks = dict(jwks or {})
         """jwksUri -> local JWKS file, for RequestAuthentications without an inline jwks."""
         self.verifier: Verifier | None = None
-        self.virtual_routes: list[tuple[VirtualRoute, str, str | None]] = []
-        """Each VirtualService route with the keys of its service and of its mirror's."""
+        self.virtual_routes: list[tuple[VirtualRoute, str, tuple[str, str] | None]] = []
+        """Each VirtualService route with its service's key and its mirror's (namespace, name):
+        a service `up` runs, or one revision (resolved when the gateway is configured)."""
+        self.unmirrored: set[str] = set()
+        """Routes whose mirror names nothing `up` runs, reported once each."""
         self.allowed_refs = list(allowed_refs)
         self.cache_dir = cache_dir
         self.report = report
@@ -276,8 +280,8 @@ class Runner:
         self.announced_ready = False
         self._settle(force=True)
 
-    def _virtual_routes(self, routes: Iterable[VirtualRoute]) -> list[tuple[VirtualRoute, str, str | None]]:
-        """The routes whose destination is a service `up` runs, with their mirror's when it is one."""
+    def _virtual_routes(self, routes: Iterable[VirtualRoute]) -> list[tuple[VirtualRoute, str, tuple[str, str] | None]]:
+        """The routes whose destination is a service `up` runs, with their mirror host's Service."""
         found = []
         for route in routes:
             service = "/".join(service_name(route.destination, route.namespace))
@@ -285,13 +289,28 @@ class Runner:
                 self.report(f"kubemind up: {route.source}: {route.destination} is not an InferenceService `up`"
                             f" runs; {', '.join(route.hosts)} not routed")
                 continue
-            mirror = "/".join(service_name(route.mirror, route.namespace)) if route.mirror else None
-            if mirror is not None and mirror not in self.services:
-                self.report(f"kubemind up: {route.source}: mirror {route.mirror} is not an InferenceService `up`"
-                            " runs; not mirrored")
-                mirror = None
-            found.append((route, service, mirror))
+            found.append((route, service, service_name(route.mirror, route.namespace) if route.mirror else None))
         return found
+
+    def _host_routes(self, entries: dict[str, str], upstreams: set[tuple[str, str]]) -> tuple[HostRoute, ...]:
+        """The VirtualService routes for the gateway; a mirror goes to a service's entry or, when
+        its host is a revision's Service, to that revision (`upstreams`: (namespace, revision)
+        of those the gateway has)."""
+        found = []
+        for route, service, mirror in self.virtual_routes:
+            if service not in entries:
+                continue
+            to_service = entries.get("/".join(mirror)) if mirror else None
+            to_revision = mirror[1] if mirror and not to_service and mirror in upstreams else None
+            if mirror and not (to_service or to_revision) and route.source not in self.unmirrored:
+                self.unmirrored.add(route.source)
+                self.report(f"kubemind up: {route.source}: mirror {route.mirror} is neither an InferenceService"
+                            " nor a revision `up` runs; not mirrored")
+            elif to_service or to_revision:
+                self.unmirrored.discard(route.source)
+            found.append(HostRoute(route.hosts, route.prefix, entries[service], route.source, to_service,
+                                   route.mirror_percent, to_revision))
+        return tuple(found)
 
     def _state(self, plan: ComponentPlan) -> ComponentState:
         state = self.components.get(plan.key)
@@ -490,10 +509,9 @@ class Runner:
             ServiceRoute(p.name, p.namespace, p.components[p.entry].key)
             for p in self.services.values() if p.components and p.components[p.entry].key in routed)
         entries = {f"{s.namespace}/{s.name}": s.entry for s in services}
-        host_routes = tuple(
-            HostRoute(route.hosts, route.prefix, entries[service], route.source,
-                      entries.get(mirror) if mirror else None, route.mirror_percent)
-            for route, service, mirror in self.virtual_routes if service in entries)
+        upstreams = {(component.key.split("/")[0], revision.revision)
+                     for component in components for revision in component.revisions}
+        host_routes = self._host_routes(entries, upstreams)
         self.gateway.apply(GatewayConfig(self.http_port, self.grpc_port, self.generation,
                                          tuple(components), services, self.gateway.folder, self.gateway_policy,
                                          self.https_port, self.certificate, host_routes,
