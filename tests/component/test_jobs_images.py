@@ -221,12 +221,15 @@ def test_a_form_without_its_fields_is_400_naming_them(stack: tuple[ServerProcess
     no_image = httpx.post(f"{writer.http_url}/v2/models/{MODEL}/jobs", data={"callback_url": receiver.url()},
                           files={"picture": ("a.jpg", photo("coffee"), "image/jpeg")}, timeout=30)  # fmt: skip
     empty = upload_raw(writer, b"", receiver.url())
+    garbled = httpx.post(f"{writer.http_url}/v2/models/{MODEL}/jobs", content=b"--x\r\nnot a part",
+                         headers={"content-type": "multipart/form-data; boundary=x"}, timeout=30)  # fmt: skip
 
     for reply in (no_callback_form, no_callback_raw, private_callback):
         assert reply.status_code == 400, reply.text
         assert reply.json()["error"].startswith("callback_url: "), reply.text
     assert no_image.status_code == 400 and no_image.json()["error"].startswith("image: required"), no_image.text
     assert empty.status_code == 400 and empty.json()["error"].startswith("image: "), empty.text
+    assert garbled.status_code == 400 and garbled.json()["error"].startswith(("body: malformed", "image: required")), garbled.text
     assert jobs_in_db(plumbing.database_url) == before
 
 
