@@ -33,6 +33,9 @@ COMPONENT_SETTINGS: dict[str, str] = {
 # component's entry point (`python -m MODULE`) parses that component's settings.
 MODULE_SETTINGS: dict[str, str] = {
     "kubemind_transformers.router": "kubemind_transformers.router.settings:RouterSettings",
+    # the job writer: the Triton predictor with the jobs routes (the worker is kubemind_workers.worker)
+    "kubemind_workers": "kubemind_workers.settings:JobWriterSettings",
+    "kubemind_workers.worker": "kubemind_workers.settings:CVWorkerSettings",
 }
 
 # KServe fills these templates in ServingRuntime args at deploy time.
@@ -184,15 +187,17 @@ def _check_model_on_runtime(
 
 def model_container(model: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any] | None:
     """The container KServe assembles for `predictor.model` on `runtime`: the runtime's
-    kserve-container with the model's args and env appended and its image, if any, instead."""
+    kserve-container with the model's args and env appended and its image and command, if any,
+    instead."""
     for container in _get(runtime, ("spec", "containers")) or []:
         if container.get("name") != "kserve-container":
             continue
         merged = dict(container)
         merged["args"] = [*(container.get("args") or []), *(model.get("args") or [])]
         merged["env"] = [*(container.get("env") or []), *(model.get("env") or [])]
-        if model.get("image"):
-            merged["image"] = model["image"]
+        for replaced in ("image", "command"):
+            if model.get(replaced):
+                merged[replaced] = model[replaced]
         return merged
     return None
 

@@ -97,6 +97,9 @@ class Route:
     model_in_body: bool = False
     """OpenAI style: the body's `model` field names the model (a name or an alias)."""
     check_ready: bool = True
+    uploads: bool = False
+    """Also takes uploads (a `multipart/form-data` or `image/*` body): those are not parsed as
+    JSON; `RouteCall.body` is None and the handler reads `RouteCall.request`."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class _MountedPath:
     path: str
     protocol: str
     model_in_body: bool
+    uploads: bool
     by_model: dict[str, Route] = field(default_factory=dict)
 
 
@@ -130,6 +134,19 @@ def _sse(item: dict[str, Any] | str) -> bytes:
 def stream_ended_by_shutdown() -> ServerNotReady:
     """The final error of a stream still open when the drain period ran out."""
     return ServerNotReady("the server is shutting down: the stream was ended before it finished")
+
+
+UPLOAD_MEDIA_TYPES = ("multipart/form-data", "image/")
+
+
+def media_type(request: Request) -> str:
+    """The request's content type without its parameters, lower case ("" when it has none)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def is_upload(request: Request) -> bool:
+    """A body a route with `uploads` reads itself: a form with files, or a raw image."""
+    return media_type(request).startswith(UPLOAD_MEDIA_TYPES)
 
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -232,8 +249,10 @@ class Pipeline:
         mounted: dict[tuple[str, str], _MountedPath] = {}
         for model_name, route in routes:
             key = (route.method, route.path)
-            entry = mounted.setdefault(key, _MountedPath(route.method, route.path, route.protocol, route.model_in_body))
-            if entry.protocol != route.protocol or entry.model_in_body != route.model_in_body:
+            entry = mounted.setdefault(
+                key, _MountedPath(route.method, route.path, route.protocol, route.model_in_body, route.uploads)
+            )
+            if (entry.protocol, entry.model_in_body, entry.uploads) != (route.protocol, route.model_in_body, route.uploads):
                 raise ValueError(f"route {route.method} {route.path} is declared with two protocols")
             entry.by_model[model_name] = route
         return [(entry.method, entry.path, self._declared_endpoint(entry)) for entry in mounted.values()]
@@ -260,7 +279,7 @@ class Pipeline:
 
     async def _call_declared(self, entry: _MountedPath, request: Request, record: RequestRecord) -> Response:
         raw = await request.body()
-        body = parse_json_body(raw) if raw.strip() else None
+        body = parse_json_body(raw) if raw.strip() and not (entry.uploads and is_upload(request)) else None
         if entry.model_in_body:
             if not isinstance(body, dict):
                 raise InvalidInput("body: must be a JSON object", param="body")

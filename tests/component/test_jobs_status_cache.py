@@ -114,3 +114,47 @@ async def test_each_newer_state_replaces_the_cached_one(
     seen.append((await cache.get(job_id) or {}).get("state"))
 
     assert seen == ["queued", "running", "succeeded"]
+
+
+@pytest.fixture
+async def short_cache(redis_target: RedisTarget) -> AsyncIterator[StatusCache]:
+    status_cache = StatusCache(redis_target.url, f"{redis_target.prefix}{uuid.uuid4().hex[:6]}:", ttl_seconds=2)
+    await status_cache.open()
+    try:
+        yield status_cache
+    finally:
+        await status_cache.close()
+
+
+async def test_a_read_older_than_the_ttl_does_not_refill_an_expired_entry(store: JobStore, short_cache: StatusCache) -> None:
+    """The entry showing `running` expires by TTL while a writer still holds the `queued` it read
+    before the claim: that write must not bring `queued` back; a fresh read caches again."""
+    import asyncio
+
+    job_id = await _new_job(store)
+    read_before_the_claim = await store.get_job(job_id)
+    claim = (await store.claim_many([job_id], "worker-a"))[job_id]
+    await short_cache.put(claim.job)
+    assert (await short_cache.get(job_id) or {}).get("state") == "running"
+    await asyncio.sleep(short_cache.ttl_seconds + 0.3)
+    assert await short_cache.get(job_id) is None  # expired in Redis
+    assert read_before_the_claim is not None
+
+    await short_cache.put(read_before_the_claim)  # the writer's old read arrives at last
+    after_the_old_write = await short_cache.get(job_id)
+    fresh = await store.get_job(job_id)
+    assert fresh is not None
+    await short_cache.put(fresh)
+
+    assert after_the_old_write is None, "an expired entry was refilled with an older state"
+    assert (await short_cache.get(job_id) or {}).get("state") == "running"
+
+
+async def test_a_recent_read_fills_an_empty_entry(store: JobStore, short_cache: StatusCache) -> None:
+    job_id = await _new_job(store)
+    queued = await store.get_job(job_id)
+    assert queued is not None
+
+    await short_cache.put(queued)
+
+    assert (await short_cache.get(job_id) or {}).get("state") == "queued"

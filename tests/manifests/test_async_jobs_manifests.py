@@ -98,3 +98,93 @@ def test_staging_and_prod_run_the_worker_as_the_kafkasource_sink(env: str) -> No
 @pytest.mark.parametrize("env", ["dev", "local"])
 def test_dev_and_local_have_no_worker(env: str) -> None:
     assert not [o for o in _rendered("inferenceservices", env) if o["metadata"]["name"] == "cv-worker"]
+
+
+# -- the job writer: the cv-classifier predictor with the jobs routes ---------------------------------
+def _writer_and_worker(served: list[dict]) -> tuple[dict, dict]:
+    """(the container KServe assembles for cv-classifier's predictor, the cv-worker container)."""
+    from kubemind.manifests.component_args import model_container
+
+    isvc = _one(served, "InferenceService", "cv-classifier")
+    model = isvc["spec"]["predictor"]["model"]
+    writer = model_container(model, _one(served, "ClusterServingRuntime", model["runtime"]))
+    assert writer is not None
+    (worker,) = _one(served, "Deployment", "cv-worker")["spec"]["template"]["spec"]["containers"]
+    return writer, worker
+
+
+def _settings(container: dict, settings_cls: type, name: str = "cv-classifier") -> object:
+    """The container's settings as its process parses them (plain env values; Secret refs aside)."""
+    from kubemind.manifests.component_args import expand_arg
+    from kubemind.settings import parse_settings
+
+    args = [expand_arg(str(arg), name, {}) for arg in container.get("args") or []]
+    return parse_settings(settings_cls, args)
+
+
+def _secret_refs(container: dict) -> dict[str, dict]:
+    """env name without its component prefix (DATABASE_URL) -> its secretKeyRef."""
+    return {
+        e["name"].removeprefix("KUBEMIND_JOBS_").removeprefix("KUBEMIND_WORKER_"): e["valueFrom"]["secretKeyRef"]
+        for e in container.get("env") or []
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_staging_and_prod_serve_the_jobs_routes_on_the_cv_classifier_predictor(env: str) -> None:
+    """The predictor runs the job writer, publishing where the worker's KafkaSource consumes (same
+    topic, same brokers), with the worker's database Secret and Redis; its REST port has a Service."""
+    from kubemind_workers.settings import CVWorkerSettings, JobWriterSettings
+
+    served, eventing = _rendered("inferenceservices", env), _rendered("knative", env)
+    writer_container, worker_container = _writer_and_worker(served)
+    source = _one(eventing, "KafkaSource", "cv-jobs")
+    service = _one(served, "Service", "cv-classifier-jobs")
+
+    assert writer_container["command"][-2:] == ["-m", "kubemind_workers"]
+    writer = _settings(writer_container, JobWriterSettings)
+    worker = _settings(worker_container, CVWorkerSettings)
+    assert isinstance(writer, JobWriterSettings) and isinstance(worker, CVWorkerSettings)
+    assert writer.model_name == "cv-classifier" and writer.model_dir is not None and writer.launch_triton
+    assert writer.topic == worker.topic == "cv-jobs"
+    assert writer.topic in source["spec"]["topics"]
+    assert (writer.broker, writer.broker_url.split(",")) == ("kafka", source["spec"]["bootstrapServers"])
+    assert (writer.redis_url, writer.redis_prefix, writer.status_ttl_seconds) == (
+        worker.redis_url, worker.redis_prefix, worker.status_ttl_seconds)  # fmt: skip
+    writer_secrets, worker_secrets = _secret_refs(writer_container), _secret_refs(worker_container)
+    assert writer_secrets["DATABASE_URL"] == worker_secrets["DATABASE_URL"] == {"name": "kubemind-jobs", "key": "database-url"}
+    assert worker.predictor_host.startswith("cv-classifier-predictor.")  # the worker infers where the writer validated
+    assert service["spec"]["selector"] == {"serving.kserve.io/inferenceservice": "cv-classifier", "component": "predictor"}
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [writer.http_port]
+
+
+@pytest.mark.parametrize("env", ["dev", "local"])
+def test_dev_and_local_predictors_run_no_job_writer(env: str) -> None:
+    isvc = _one(_rendered("inferenceservices", env), "InferenceService", "cv-classifier")
+    assert "command" not in isvc["spec"]["predictor"]["model"]
+
+
+def test_on_rabbitmq_the_writer_and_the_worker_read_one_broker_secret(tmp_path: Path) -> None:
+    import yaml
+
+    from kubemind.manifests.rendering import render
+    from kubemind_workers.settings import CVWorkerSettings, JobWriterSettings
+
+    root = tmp_path / "inferenceservices"
+    shutil.copytree(REPO / "inferenceservices", root)
+    overlay = root / "overlays" / "rabbitmq"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../../base]\ncomponents: [../../components/async-jobs, ../../components/async-jobs-rabbitmq]\n"
+    )
+    served = [o for o in yaml.safe_load_all(render(overlay)) if o]
+    writer_container, worker_container = _writer_and_worker(served)
+    writer = _settings(writer_container, JobWriterSettings)
+    worker = _settings(worker_container, CVWorkerSettings)
+
+    assert isinstance(writer, JobWriterSettings) and isinstance(worker, CVWorkerSettings)
+    assert writer.broker == worker.broker == "rabbitmq" and writer.topic == worker.topic == "cv-jobs"
+    assert not any(arg.startswith("--broker_url") for arg in writer_container["args"])
+    amqp = {"name": "kubemind-jobs", "key": "amqp-url"}
+    assert _secret_refs(writer_container)["BROKER_URL"] == _secret_refs(worker_container)["BROKER_URL"] == amqp

@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubemind.settings import ComponentSettings
 from kubemind_predictors.triton.settings import TritonPredictorSettings
+from kubemind_transformers.image.settings import ImagePreparationSettings
 
 KillPoint = Literal["", "after_infer", "after_store", "stall_after_infer"]
 
@@ -51,8 +52,11 @@ class JobPlumbingSettings(BaseSettings):
     link-local (a receiver inside the cluster; the tests' local listener)."""
 
 
-class JobWriterSettings(TritonPredictorSettings, JobPlumbingSettings):
-    """The Triton predictor with the async jobs routes: POST /v2/models/{model}/jobs and GET /v2/jobs/{id}."""
+class JobWriterSettings(TritonPredictorSettings, JobPlumbingSettings, ImagePreparationSettings):
+    """The Triton predictor with the async jobs routes: POST /v2/models/{model}/jobs and GET /v2/jobs/{id}.
+
+    Image uploads are prepared with the image transformer's settings (image_size, resize_ratio,
+    max_pixels): keep them equal to the transformer's so both paths give the same answer."""
 
     model_config = SettingsConfigDict(
         env_prefix="KUBEMIND_JOBS_",
@@ -71,6 +75,10 @@ class JobWriterSettings(TritonPredictorSettings, JobPlumbingSettings):
 
     relay_interval_seconds: float = Field(default=0.5, gt=0)
     """How often the outbox relay looks for committed jobs whose message is not yet published."""
+
+    image_input_name: str = "input"
+    """The model's UINT8 [n, image_size, image_size, 3] pixel input that an image upload fills
+    (the image transformer's predictor_input_name); a model without it takes JSON jobs only."""
 
     requeue_after_seconds: float = Field(default=300.0, gt=0)
     """An unfinished job unchanged for this long has its message published again (the broker

@@ -8,12 +8,19 @@ change of the job's row) beside the status, and a Lua script replaces it only wi
 version, atomically. So writers racing each other (a worker caching `running` while the writer
 re-caches the `queued` it read a moment before, a stale attempt's late write) can never make
 the cache show an older state than one it showed already.
+
+An expired entry forgets its version, so a write of an older read could then fill it again. It
+cannot: every newer version than a read was cached after that read was sent (Postgres committed
+it after the read's snapshot), so it is still cached — and the script refuses the older write —
+until a TTL has passed since the read. A status read longer ago than that (less a margin for the
+round trip to Redis) is not cached at all; the next read from Postgres caches a fresh one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +41,9 @@ redis.call('HSET', KEYS[1], 'version', ARGV[1], 'status', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
+READ_AGE_MARGIN_SECONDS = 1.0
+"""How much sooner than the TTL a read is too old to cache: more than a write's trip to Redis
+(its socket timeout is 0.5 s), so the newer entry it could overwrite has not expired there yet."""
 
 
 class StatusCache:
@@ -65,7 +75,10 @@ class StatusCache:
 
     @traced("redis EVALSHA put-if-newer", attributes=_REDIS)
     async def put_many(self, jobs: Sequence[Job]) -> None:
-        """Cache each job's status unless the cache holds a newer version of it; one round trip."""
+        """Cache each job's status unless the cache holds a newer version of it, or could have
+        held one that expired since (a read older than the TTL); one round trip."""
+        oldest = time.monotonic() - (self.ttl_seconds - min(READ_AGE_MARGIN_SECONDS, self.ttl_seconds / 2))
+        jobs = [job for job in jobs if job.read_at > oldest]
         if self._client is None or not jobs:
             return
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ class Job:
     """The submitting request's trace context (kubemind.tracing.inject)."""
     version: int = 0
     """The row's status_version: raised by every change, so the status cache keeps the newest."""
+    read_at: float = field(default_factory=time.monotonic, compare=False)
+    """time.monotonic() when the statement that read this row was sent (not later than
+    Postgres's snapshot of it): how old a status is when it is cached (status_cache.py)."""
 
     def status(self) -> dict[str, Any]:
         """What GET /v2/jobs/{id} answers (and what Redis caches)."""
@@ -121,7 +125,7 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _job(row: asyncpg.Record) -> Job:
+def _job(row: asyncpg.Record, read_at: float) -> Job:
     return Job(
         id=str(row["id"]),
         model=row["model"],
@@ -137,6 +141,7 @@ def _job(row: asyncpg.Record) -> Job:
         delivery_error=row["delivery_error"],
         trace_context=_json(row.get("trace_context")) or {},
         version=row["status_version"],
+        read_at=read_at,
     )
 
 
@@ -185,6 +190,7 @@ class JobStore:
         Returns (job, created, outbox id). With an Idempotency-Key already used, the existing job
         comes back (created False, no new message): a client retrying never makes a second job.
         """
+        started = time.monotonic()
         job_id = uuid.uuid4()
         payload: dict[str, Any] = {"job_id": str(job_id), "model": model, "model_version": model_version}
         if trace_context:
@@ -207,17 +213,18 @@ class JobStore:
                 existing = await connection.fetchrow(
                     "SELECT * FROM kubemind_jobs WHERE idempotency_key = $1", idempotency_key
                 )
-                return _job(existing), False, None
-        return _job(row), True, row["outbox_id"]
+                return _job(existing, started), False, None
+        return _job(row, started), True, row["outbox_id"]
 
     @traced("postgres select job", attributes=_DB)
     async def get_job(self, job_id: str) -> Job | None:
+        started = time.monotonic()
         try:
             key = uuid.UUID(job_id)
         except ValueError:
             return None
         row = await self.pool.fetchrow("SELECT * FROM kubemind_jobs WHERE id = $1", key)
-        return _job(row) if row is not None else None
+        return _job(row, started) if row is not None else None
 
     # -- outbox relay -----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -271,6 +278,7 @@ class JobStore:
         the attempt. Jobs finished already (a redelivery after the result was stored: the caller
         just acknowledges) or unknown are left out. The token also counts the job's claims: the
         caller dead-letters one claimed too often (a poison message)."""
+        started = time.monotonic()
         rows = await self.pool.fetch(
             """WITH claimed AS (
                    UPDATE kubemind_jobs SET fencing_token = fencing_token + 1, state = 'running', updated_at = now()
@@ -283,7 +291,7 @@ class JobStore:
             [uuid.UUID(job_id) for job_id in dict.fromkeys(job_ids)], worker,
         )  # fmt: skip
         return {
-            str(r["id"]): Claim(_job(r))
+            str(r["id"]): Claim(_job(r, started))
             for r in rows
         }
 
@@ -293,6 +301,7 @@ class JobStore:
         jobs stored, by id. An attempt left out was stale (a newer one holds the job): it is
         recorded so and changes nothing. Storing makes the webhook due in the same statement,
         so a stored result is always delivered."""
+        started = time.monotonic()
         rows = await self.pool.fetch(
             """WITH input AS (
                    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS t(id, token, result)),
@@ -313,7 +322,7 @@ class JobStore:
             [claim.token for claim, _ in results],
             [json.dumps(result) for _, result in results],
         )  # fmt: skip
-        return {str(row["id"]): _job(row) for row in rows}
+        return {str(row["id"]): _job(row, started) for row in rows}
 
     async def superseded(self, claims: Sequence[Claim]) -> bool:
         """Whether a newer attempt has claimed every one of these jobs (their tokens are stale)."""
@@ -358,6 +367,7 @@ class JobStore:
     async def lease_deliveries(self, limit: int, lease_seconds: float) -> list[DueDelivery]:
         """Due deliveries, each leased for `lease_seconds` so no other sender takes it meanwhile
         (a sender that dies mid-POST loses its lease, and the delivery is retried)."""
+        started = time.monotonic()
         rows = await self.pool.fetch(
             """UPDATE kubemind_jobs SET next_delivery_at = now() + make_interval(secs => $2),
                       delivery_attempts = delivery_attempts + 1
@@ -367,7 +377,7 @@ class JobStore:
                RETURNING *""",
             limit, lease_seconds,
         )  # fmt: skip
-        return [DueDelivery(_job(row), row["delivery_attempts"]) for row in rows]
+        return [DueDelivery(_job(row, started), row["delivery_attempts"]) for row in rows]
 
     @traced("postgres record delivery", attributes=_DB)
     async def record_delivery(
@@ -383,6 +393,7 @@ class JobStore:
     ) -> Job:
         """One webhook attempt, and what follows it: delivered, retried later, or given up.
         Returns the job as it now is."""
+        started = time.monotonic()
         state = "delivered" if delivered else ("pending" if retry_in is not None else "failed")
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(
@@ -397,4 +408,4 @@ class JobStore:
                    WHERE id = $1 RETURNING *""",
                 uuid.UUID(job_id), state, None if delivered else error, retry_in,
             )  # fmt: skip
-        return _job(row)
+        return _job(row, started)

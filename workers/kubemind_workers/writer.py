@@ -1,8 +1,13 @@
 """The job writer: `POST /v2/models/{model}/jobs` and `GET /v2/jobs/{id}` on the one request pipeline.
 
-A job request is the model's v2 infer body plus a `callback_url`. It is decoded and validated
-exactly as a synchronous infer (the v2 codecs, then the model's own `validate_request`), so bad
-input gets the same 400 before anything is written.
+A job request is the model's v2 infer body plus a `callback_url`, or an image upload: a
+`multipart/form-data` body with the file in part `image` and `callback_url` as a form field, or the
+raw image as the body (`Content-Type: image/jpeg`, `image/png`, ...) with `?callback_url=`. An
+upload is decoded, checked and resized by the image transformer's own preprocessing (the same
+formats and pixel limit) into the model's UINT8 [1, image_size, image_size, 3] input
+`image_input_name`, so the stored job is a plain v2 request the worker runs unchanged. Either way
+the request is decoded and validated exactly as a synchronous infer (the v2 codecs, then the
+model's own `validate_request`), so bad input gets the same 400 before anything is written.
 
 When is a job acknowledged (202)? Only once it is committed and its message published (the
 broker confirmed it). The job row and its outbox message are one transaction, so a crash
@@ -23,16 +28,28 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from kserve.model import BaseKServeModel
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from kubemind.codecs import decode_rest_request
-from kubemind.errors import BackendUnavailable, InvalidInput, InvalidSettings
+from kubemind.errors import BackendUnavailable, InvalidInput, InvalidSettings, UnsupportedMediaType
 from kubemind.model import KubemindModel
-from kubemind.protocol.pipeline import Route, RouteCall, ServerRoute, json_response
+from kubemind.protocol.pipeline import (
+    Route,
+    RouteCall,
+    ServerRoute,
+    is_upload,
+    json_response,
+    media_type,
+)
 from kubemind.telemetry import RequestRecord
 from kubemind.tracing import SpanKind, inject, remote_parent, span
+from kubemind_transformers.image.preprocessing import ImagePreprocessor
 from kubemind_workers.brokers import Broker, open_broker
 from kubemind_workers.callback_urls import CallbackPolicy
 from kubemind_workers.errors import BrokerUnavailable, JobNotFound
@@ -45,6 +62,9 @@ logger = logging.getLogger("kubemind.workers.writer")
 IDEMPOTENCY_HEADER = "idempotency-key"
 RELAY_BATCH = 100
 MAX_IDEMPOTENCY_KEY = 200
+IMAGE_FIELD = "image"
+"""The form part (multipart uploads) holding the image; also what errors about the image name."""
+CALLBACK_FIELD = "callback_url"
 
 
 def _messaging(topic: str, job_id: str) -> dict[str, str]:
@@ -113,6 +133,7 @@ class JobWriter:
         self.cache = StatusCache(settings.redis_url, settings.redis_prefix, settings.status_ttl_seconds)
         self.broker = open_broker(settings, consumer=False)
         self.policy = CallbackPolicy(settings.callback_allow_list)
+        self.preprocessor = ImagePreprocessor(settings)
         self.relay = OutboxRelay(
             self.store,
             self.broker,
@@ -138,22 +159,29 @@ class JobWriter:
         await self.store.close()
 
     def routes_for(self, model: BaseKServeModel) -> Sequence[Route]:
-        return [Route("POST", "/v2/models/{model_name}/jobs", "jobs_submit", self.submit)]
+        return [Route("POST", "/v2/models/{model_name}/jobs", "jobs_submit", self.submit, uploads=True)]
 
     def server_routes(self) -> Sequence[ServerRoute]:
         return [ServerRoute("GET", "/v2/jobs/{job_id}", "jobs_status", self.status)]
 
     async def submit(self, call: RouteCall) -> Response:
-        body = call.body
-        if not isinstance(body, dict):
-            raise InvalidInput("request body must be a JSON object")
-        callback_url = await self.policy.check(body.get("callback_url"))
+        if is_upload(call.request):
+            callback, image = await self._upload(call.request)
+            callback_url = await self.policy.check(callback)
+            request = await self._image_request(call.model, image)
+            encoded = orjson.dumps(request)
+        else:
+            body = call.body
+            if not isinstance(body, dict):
+                raise InvalidInput("request body must be a JSON object")
+            callback_url = await self.policy.check(body.get(CALLBACK_FIELD))
+            request = {k: v for k, v in body.items() if k != CALLBACK_FIELD}
+            encoded = await call.request.body()
         key = call.request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidInput(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters", param="Idempotency-Key")
-        request = {k: v for k, v in body.items() if k != "callback_url"}
         # The synchronous route's own decoding and validation: the same 400 for the same input.
-        decoded = decode_rest_request(await call.request.body(), None, call.model.name, call.version)
+        decoded = decode_rest_request(encoded, None, call.model.name, call.version)
         if isinstance(call.model, KubemindModel):
             call.model.validate_request(decoded)
         if not await self.broker.healthy():
@@ -182,6 +210,41 @@ class JobWriter:
                 ) from None
         reply: dict[str, Any] = {"id": job.id, "state": job.state, "status_url": f"/v2/jobs/{job.id}"}
         return json_response(reply, HTTPStatus.ACCEPTED, headers={"location": f"/v2/jobs/{job.id}"})
+
+    async def _upload(self, request: Request) -> tuple[object, bytes]:
+        """(callback_url, encoded image) of an upload: a form with an `image` file part, or a raw
+        image body with `?callback_url=`."""
+        if media_type(request) != "multipart/form-data":
+            return request.query_params.get(CALLBACK_FIELD), await request.body()
+        try:
+            form = await request.form(max_files=1, max_fields=8)
+        except (HTTPException, MultiPartException) as exc:
+            detail = exc.detail if isinstance(exc, HTTPException) else exc.message
+            raise InvalidInput(f"body: malformed multipart/form-data ({detail})", param="body") from None
+        try:
+            part = form.get(IMAGE_FIELD)
+            if not isinstance(part, UploadFile):
+                raise InvalidInput(f"{IMAGE_FIELD}: required, a file part of the form", param=IMAGE_FIELD)
+            return form.get(CALLBACK_FIELD), await part.read()
+        finally:
+            await form.close()
+
+    async def _image_request(self, model: BaseKServeModel, image: bytes) -> dict[str, Any]:
+        """The model's v2 request for one uploaded image: its pixels, prepared as the image
+        transformer prepares them (in a thread: decoding is CPU work)."""
+        name = self.settings.image_input_name
+        if isinstance(model, KubemindModel) and model.inputs:
+            spec = next((t for t in model.inputs if t.name == name), None)
+            if spec is None or spec.datatype != "UINT8":
+                raise UnsupportedMediaType(
+                    f"model '{model.name}' takes no image uploads (no UINT8 input '{name}'); send its v2 request as JSON"
+                )
+        if not image:
+            raise InvalidInput(f"{IMAGE_FIELD}: empty; expected an encoded image", param=IMAGE_FIELD)
+        pixels = self.preprocessor.new_batch(1)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.preprocessor.prepare, IMAGE_FIELD, image, pixels[0])
+        return {"inputs": [{"name": name, "datatype": "UINT8", "shape": list(pixels.shape), "data": pixels.ravel().tolist()}]}
 
     async def status(self, request: Request, record: RequestRecord) -> Response:
         job_id = request.path_params["job_id"]

@@ -5,7 +5,7 @@ cast, mean/std and HWC -> CHW transpose), and the forwarded tensor is a quarter 
 
 Runs in a thread pool (Pillow releases the GIL while decoding and resizing), never on the event
 loop. Every error names the instance index, because a batch of 32 with one bad image should say
-which one.
+which one (or, for an upload, the form field or body it came in: pass that name as `index`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from kubemind.errors import InvalidInput
-from kubemind_transformers.image.settings import ImageTransformerSettings
+from kubemind_transformers.image.settings import ImagePreparationSettings
 
 # Magic numbers of the formats Pillow decodes that clients send; anything else is tried as base64.
 _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*")
@@ -28,6 +28,11 @@ _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
 NOT_ACCEPTED = f"not an image in an accepted format ({', '.join(ALLOWED_FORMATS)})"
 _ADDRESS = re.compile(r" (object )?at 0x[0-9a-fA-F]+")
+
+
+def _subject(index: int | str) -> str:
+    """What an error names: a batch's instance, or an upload's field."""
+    return f"instance {index}" if isinstance(index, int) else index
 
 
 def _reason(exc: BaseException) -> str:
@@ -44,13 +49,13 @@ def raw_image_bytes(index: int, item: bytes | str) -> bytes:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         # Raw bytes in no accepted format and base64 of one get the same answer.
-        raise InvalidInput(f"instance {index}: {NOT_ACCEPTED} (raw or base64)") from None
+        raise InvalidInput(f"{_subject(index)}: {NOT_ACCEPTED} (raw or base64)") from None
 
 
 class ImagePreprocessor:
     """Turns encoded images into a batch of resized RGB pixels, as the classifier takes them."""
 
-    def __init__(self, settings: ImageTransformerSettings):
+    def __init__(self, settings: ImagePreparationSettings):
         self.size = settings.image_size
         self.resize_short_side = round(settings.image_size / settings.resize_ratio)
         self.max_pixels = settings.max_pixels
@@ -59,24 +64,24 @@ class ImagePreprocessor:
         # so that is the one limit: Pillow's is switched off (process-wide; it has no other knob).
         Image.MAX_IMAGE_PIXELS = None
 
-    def open(self, index: int, data: bytes) -> Image.Image:
+    def open(self, index: int | str, data: bytes) -> Image.Image:
         """Read the header (cheap) and refuse oversized images before decoding a pixel."""
         try:
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)  # lazy: reads the header only
         except UnidentifiedImageError:
-            raise InvalidInput(f"instance {index}: {NOT_ACCEPTED}") from None
+            raise InvalidInput(f"{_subject(index)}: {NOT_ACCEPTED}") from None
         except Image.DecompressionBombError as exc:
-            raise InvalidInput(f"instance {index}: {_reason(exc)}") from None
+            raise InvalidInput(f"{_subject(index)}: {_reason(exc)}") from None
         except (OSError, ValueError, SyntaxError) as exc:
-            raise InvalidInput(f"instance {index}: cannot decode image ({_reason(exc)})") from None
+            raise InvalidInput(f"{_subject(index)}: cannot decode image ({_reason(exc)})") from None
         width, height = image.size
         if width * height > self.max_pixels:
             raise InvalidInput(
-                f"instance {index}: image of {width}x{height} pixels is over the limit of {self.max_pixels}"
+                f"{_subject(index)}: image of {width}x{height} pixels is over the limit of {self.max_pixels}"
             )
         return image
 
-    def prepare(self, index: int, data: bytes, out: np.ndarray) -> None:
+    def prepare(self, index: int | str, data: bytes, out: np.ndarray) -> None:
         """One image -> `out`, a UINT8 [size, size, 3] slice of the batch."""
         image = self.open(index, data)
         try:
@@ -85,7 +90,7 @@ class ImagePreprocessor:
             image.draft("RGB", (self.resize_short_side, self.resize_short_side))
             image = image.convert("RGB")
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise InvalidInput(f"instance {index}: cannot decode image ({_reason(exc)})") from None
+            raise InvalidInput(f"{_subject(index)}: cannot decode image ({_reason(exc)})") from None
         width, height = image.size
         ratio = self.resize_short_side / min(width, height)
         resized = (max(self.size, round(width * ratio)), max(self.size, round(height * ratio)))

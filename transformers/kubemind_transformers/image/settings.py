@@ -5,12 +5,28 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubemind.settings import ComponentSettings
 
 
-class ImageTransformerSettings(ComponentSettings):
+class ImagePreparationSettings(BaseSettings):
+    """How an encoded image becomes the classifier's pixels: the image transformer's, and the job
+    writer's for image uploads (the same limits, so both paths refuse the same images)."""
+
+    model_config = SettingsConfigDict(use_attribute_docstrings=True)
+
+    image_size: int = Field(default=224, gt=0)
+    """Side of the square model input in pixels (centre crop after resizing the short side)."""
+
+    resize_ratio: float = Field(default=224 / 256, gt=0, le=1)
+    """image_size / short side after resizing (the classic 224-of-256 crop)."""
+
+    max_pixels: int = Field(default=40_000_000, gt=0)
+    """Largest accepted image (width x height); larger ones get 400 before being decoded."""
+
+
+class ImageTransformerSettings(ComponentSettings, ImagePreparationSettings):
     """A KServe transformer: encoded images in, top-k ImageNet labels out, via a v2 predictor."""
 
     model_config = SettingsConfigDict(
@@ -46,15 +62,6 @@ class ImageTransformerSettings(ComponentSettings):
 
     retry_budget: int = Field(default=2, ge=0)
     """Retries per request after the predictor answered UNAVAILABLE."""
-
-    image_size: int = Field(default=224, gt=0)
-    """Side of the square model input in pixels (centre crop after resizing the short side)."""
-
-    resize_ratio: float = Field(default=224 / 256, gt=0, le=1)
-    """image_size / short side after resizing (the classic 224-of-256 crop)."""
-
-    max_pixels: int = Field(default=40_000_000, gt=0)
-    """Largest accepted image (width x height); larger ones get 400 before being decoded."""
 
     max_batch: int = Field(default=32, gt=0)
     """Most images in one request."""
