@@ -2,7 +2,7 @@
 client, a real Prometheus scraping the replicas, load through the gateway the whole time.
 
 One rig serves the tests in order: a good candidate is promoted with no failed request, an
-erroring one is rolled back within failureLimit intervals, a rollout whose Prometheus stops
+erroring one and a slow one are rolled back within failureLimit intervals, a rollout whose Prometheus stops
 holds and continues once it is back, and the audit log of all of it verifies.
 """
 
@@ -78,6 +78,24 @@ def test_an_erroring_candidate_is_rolled_back_within_the_failure_limit(rig: Rig)
     failed = [r for r in records if r["action"] == "rollout.analysis" and r["after"]["revision"] == state.candidate]
     assert len(failed) == 2 and failed[0]["reason"]["gates"]["success"]["value"] < 0.99
     assert records[-1]["action"] == "rollout.rollback" and records[-1]["before"]["weight"] == 20
+
+
+def test_a_slow_candidate_is_rolled_back_on_the_latency_gate_with_no_failed_request(rig: Rig) -> None:
+    primary = predictor_status(rig.api)["latestRolledoutRevision"]
+    load = Load(rig.gateway)  # 300 ms per answer against the policy's p90 of 200 ms: slow, not failing
+    try:
+        new_revision(rig.api, ("--delay_seconds=0.3",), version="3")
+        started = wait_for_state(rig.api, lambda s: s.candidate != primary and s.phase == CANARY, "started")
+        state = wait_for_state(rig.api, lambda s: s.phase == ROLLED_BACK and s.candidate == started.candidate,
+                               "rolled back", timeout=120)
+    finally:
+        load.finish()
+    assert load.errors == [], load.errors[:5]
+    assert load.by_revision.get(state.candidate, 0) > 0  # it served its canary share, slowly
+    assert state.failures == 2 and "p90" in state.reason and "success" not in state.reason, state.reason
+    assert state.gates["p90"]["value"] > 0.2 and state.gates["success"]["value"] == 1.0
+    rig.up.wait_for(lambda s: {r["revision"]: r["traffic"] for r in s["services"][0]["components"][0]["revisions"]}
+                    .get(primary) == 100, "all traffic on the primary")
 
 
 def test_a_rollout_holds_while_prometheus_is_down_and_continues_after(rig: Rig) -> None:
