@@ -5,7 +5,7 @@ export VENV
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test serve up lint bench protos validate observability images test-images test-storm
+.PHONY: install test serve up lint bench protos validate observability images test-images test-storm test-fuzz
 
 install:
 	@flock $(CURDIR)/.install.lock tools/install.sh
@@ -63,3 +63,11 @@ test-images: install
 # (real RabbitMQ, Postgres, Redis, Triton). Minutes long, so deselected from `make test`.
 test-storm: install
 	$(PY) -m pytest -m storm tests/component/test_jobs.py $(PYTEST_ARGS)
+
+# The extended schemathesis runs: the OIP spec against `simple` and OpenAI's spec against the
+# vLLM predictor (tiny Llama), KUBEMIND_FUZZ_EXAMPLES cases per operation (`make test` runs the
+# same tests with a few each). No response may be a 5xx and the servers must stay up. About
+# 10-15 minutes at the default; --hypothesis-show-statistics prints the cases run per operation.
+test-fuzz: install
+	$(PY) -m pytest -m fuzz --hypothesis-show-statistics tests/component/test_schemathesis.py \
+		tests/component/test_hardening_llm.py $(PYTEST_ARGS)

@@ -1,6 +1,8 @@
 """`kubemind serve`: start every local service on 127.0.0.1, print endpoints and sample calls,
-and stop them all (by PID) on Ctrl+C or SIGTERM. With `--model models:/NAME@ALIAS`, serve that
-registered model instead (kubemind.local.serve_model)."""
+restart one that exits (on its own ports, with backoff, as `kubemind up` restarts a replica: a
+server whose engine died exits to be restarted), and stop them all (by PID) on Ctrl+C or SIGTERM.
+With `--model models:/NAME@ALIAS`, serve that registered model instead
+(kubemind.local.serve_model)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from kubemind.local.services import local_services
+from kubemind.local.up.replicas import Replica
 from kubemind.processes import PortInUse, ServerProcess, check_port_free, start_server
 
 
@@ -75,6 +79,7 @@ def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     running: dict[str, ServerProcess] = {}
+    supervised: list[Replica] = []
     try:
         for index, service in enumerate(services):
             ports = () if args.port_base == 0 else (args.port_base + 2 * index, args.port_base + 2 * index + 1)
@@ -105,6 +110,12 @@ def serve(args: argparse.Namespace) -> int:
                       f" log: {log_dir / f'{service.name}.log'}", file=sys.stderr)
                 return 1
             running[service.name] = server
+            supervised.append(
+                Replica(service.name, 0, service.module, (*service.args, *forward), dict(service.env),
+                        log_dir / f"{service.name}.log", service.ready_timeout, lambda line: print(line, flush=True),
+                        server=server, ports=(server.http_port, server.grpc_port), ready=True,
+                        started_at=time.monotonic())
+            )
             print(
                 f"\n== {service.name}: REST {server.http_url}  gRPC {server.grpc_address}  (pid {server.pid})\n"
                 f"{service.sample_call(server.http_url, server.grpc_address)}\n",
@@ -112,11 +123,10 @@ def serve(args: argparse.Namespace) -> int:
             )
         print(f"logs: {log_dir}\nall services ready; Ctrl+C stops them.", flush=True)
         while not stop.wait(0.5):
-            for server in running.values():
-                if server.process.poll() is not None:
-                    print(f"{server.log_path.stem} exited with {server.process.returncode}; see {server.log_path}")
-                    return 1
+            for replica in supervised:
+                replica.poll()  # an exited service is restarted on the same ports, with backoff
         return 0
     finally:
-        for server in reversed(running.values()):
-            server.stop()
+        for replica in reversed(supervised):
+            if replica.server is not None:
+                replica.server.stop()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,10 @@ BAD_REQUESTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "infer-empty-text": (INFER, infer_body(""), "text_input"),
     "infer-n-5": (INFER, infer_body("hi", n=5), "n"),
     "infer-min-over-max": (INFER, infer_body("hi", min_tokens=10, max_tokens=2), "min_tokens"),
+    "infer-oov-allowed-tokens": (INFER, infer_body("hi", allowed_token_ids=[OUT_OF_VOCABULARY]), "allowed_token_ids"),
+    "infer-prompt-logprobs-100": (INFER, infer_body("hi", prompt_logprobs=100), "prompt_logprobs"),
+    "infer-bad-words-int": (INFER, infer_body("hi", bad_words=[5]), "bad_words"),
+    "infer-bad-regex": (INFER, infer_body("hi", structured_outputs={"regex": "(("}), "structured_outputs"),
     "unknown-role": (CHAT, {"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]}, "role"),
     "image-part": (
         CHAT,
@@ -98,6 +103,7 @@ BAD_REQUESTS: dict[str, tuple[str, dict[str, Any], str]] = {
         {"model": MODEL, "messages": MESSAGES, "tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
         "tool",
     ),
+    "tool-choice-without-tools": (CHAT, {"model": MODEL, "messages": MESSAGES, "tool_choice": "required"}, "tool_choice"),
 }
 
 
@@ -117,6 +123,32 @@ def test_a_bad_parameter_is_a_400_json_naming_the_field(http: httpx.Client, path
     assert "Traceback" not in message
     # The keep-alive connection is still good: the next request on it is served.
     assert http.get("/v2/health/live").status_code == 200
+
+
+GRPC_BAD_PARAMETERS: dict[str, tuple[str, dict[str, int], str]] = {
+    "empty-text": ("", {}, "text_input"),
+    "n-5": ("hi", {"n": 5}, "n"),
+    "min-over-max": ("hi", {"min_tokens": 10, "max_tokens": 2}, "min_tokens"),
+    "prompt-logprobs-100": ("hi", {"prompt_logprobs": 100}, "prompt_logprobs"),
+}
+
+
+@pytest.mark.parametrize(("text", "parameters", "field"), GRPC_BAD_PARAMETERS.values(), ids=list(GRPC_BAD_PARAMETERS))
+def test_a_bad_parameter_over_grpc_is_invalid_argument_naming_the_field(
+    server: ServerProcess, text: str, parameters: dict[str, int], field: str
+) -> None:
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    request = pb.ModelInferRequest(model_name=MODEL)
+    request.inputs.add(name="text_input", datatype="BYTES", shape=[1]).contents.bytes_contents.append(text.encode())
+    for key, value in parameters.items():
+        request.parameters[key].int64_param = value
+    with grpc.insecure_channel(server.grpc_address) as channel, pytest.raises(grpc.RpcError) as caught:
+        pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=120)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert field in str(caught.value.details())
 
 
 def test_generate_stream_with_a_bad_parameter_fails_before_the_first_byte(http: httpx.Client) -> None:
@@ -152,33 +184,44 @@ def test_the_openai_model_object(http: httpx.Client) -> None:
 # Requests generated from ../shared/specs/openai for chat, completions, embeddings and models,
 # valid or not: none may get a 5xx. `model` is pinned to the served one so requests reach the
 # engine, and generations are capped at 8 tokens (longer ones prove nothing more on two cores).
+# `make test-fuzz` (the `fuzz` marker) runs the same test with KUBEMIND_FUZZ_EXAMPLES per operation.
 OPENAI_SPEC = Path(__file__).parents[3] / "shared" / "specs" / "openai" / "openapi-2.0.0.yaml"
 SCHEMATHESIS_EXAMPLES = 8
+FUZZ_EXAMPLES = int(os.environ.get("KUBEMIND_FUZZ_EXAMPLES", "2000"))
 
 if OPENAI_SPEC.is_file():
     import schemathesis
     from hypothesis import HealthCheck, settings
     from schemathesis.checks import not_a_server_error
 
-    openai_schema = schemathesis.openapi.from_path(
-        OPENAI_SPEC,
-        config=schemathesis.Config.from_dict(
-            {"generation": {"mode": "all", "max-examples": SCHEMATHESIS_EXAMPLES}, "seed": 20261202}
-        ),
-    ).include(path_regex=r"^/(chat/completions|completions|embeddings|models|models/\{model\})$")
+    def openai_spec_test(max_examples: int) -> Callable[..., None]:
+        """No 5xx over the spec's chat, completions, embeddings and models operations,
+        `max_examples` cases each; the server stays up throughout."""
+        openai_schema = schemathesis.openapi.from_path(
+            OPENAI_SPEC,
+            config=schemathesis.Config.from_dict(
+                {"generation": {"mode": "all", "max-examples": max_examples}, "seed": 20261202}
+            ),
+        ).include(path_regex=r"^/(chat/completions|completions|embeddings|models|models/\{model\})$")
 
-    @openai_schema.parametrize()
-    @settings(max_examples=SCHEMATHESIS_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    def test_openai_spec_gets_no_5xx(case: schemathesis.Case, server: ServerProcess) -> None:
-        if isinstance(case.body, dict) and "model" in case.body:
-            case.body["model"] = MODEL
-            for key in ("max_tokens", "max_completion_tokens"):
-                if isinstance(case.body.get(key), int) and case.body[key] > 8:
-                    case.body[key] = 8
-        if case.path_parameters and "model" in case.path_parameters:
-            case.path_parameters["model"] = MODEL
-        response = case.call(base_url=f"{server.http_url}/openai/v1", timeout=120)
-        case.validate_response(response, checks=[not_a_server_error])
+        @openai_schema.parametrize()
+        @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        def test(case: schemathesis.Case, server: ServerProcess) -> None:
+            if isinstance(case.body, dict) and "model" in case.body:
+                case.body["model"] = MODEL
+                for key in ("max_tokens", "max_completion_tokens"):
+                    if isinstance(case.body.get(key), int) and case.body[key] > 8:
+                        case.body[key] = 8
+            if case.path_parameters and "model" in case.path_parameters:
+                case.path_parameters["model"] = MODEL
+            response = case.call(base_url=f"{server.http_url}/openai/v1", timeout=120)
+            case.validate_response(response, checks=[not_a_server_error])
+            assert server.process.poll() is None, "the server exited"
+
+        return test
+
+    test_openai_spec_gets_no_5xx = openai_spec_test(SCHEMATHESIS_EXAMPLES)
+    test_openai_spec_gets_no_5xx_extended = pytest.mark.timeout(3600)(pytest.mark.fuzz(openai_spec_test(FUZZ_EXAMPLES)))
 
 
 def test_zz_a_killed_engine_core_makes_the_process_exit_for_a_restart(server: ServerProcess) -> None:
@@ -187,10 +230,29 @@ def test_zz_a_killed_engine_core_makes_the_process_exit_for_a_restart(server: Se
     parent = psutil.Process(server.process.pid)
     cores = [child for child in parent.children(recursive=True) if "EngineCore" in " ".join(child.cmdline()) or "EngineCore" in child.name()]
     assert cores, [c.cmdline() for c in parent.children(recursive=True)]
+    # A stream in flight when the core dies ends with an error event and [DONE], not a cut
+    # (the finding: in-flight requests got a text/plain 500).
+    events: list[str] = []
+    streaming = threading.Event()
+
+    def stream() -> None:
+        body = {"model": MODEL, "messages": MESSAGES, "stream": True, "max_tokens": 240, "min_tokens": 240}
+        with httpx.stream("POST", f"{server.http_url}{CHAT}", json=body, timeout=120) as reply:
+            for line in reply.iter_lines():
+                if line.startswith("data: "):
+                    events.append(line.removeprefix("data: "))
+                    streaming.set()
+
+    reader = threading.Thread(target=stream, daemon=True)
+    reader.start()
+    assert streaming.wait(120), events
     for core in cores:
         os.kill(core.pid, signal.SIGKILL)
     code = server.process.wait(timeout=120)
+    reader.join(30)
     assert code != 0
+    assert events[-1] == "[DONE]", events[-3:]
+    assert "error" in json.loads(events[-2]), events[-3:]
     log = server.log_path.read_text(errors="replace")
     assert "cannot serve any more: the vLLM engine core has died" in log
     assert not [p for p in psutil.process_iter(["pid", "ppid"]) if p.info["ppid"] == parent.pid]

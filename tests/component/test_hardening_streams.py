@@ -1,7 +1,8 @@
 """Issue 18: SIGTERM (server.stop) with streams in flight ends every stream with a final event
 within the grace period, instead of cutting them at the limit with tracebacks: v2 generate
 streams, OpenAI streams (the error event, then `[DONE]`) and gRPC ModelStreamInfer calls (a
-"shutting down" error message, then the call ends with OK)."""
+"shutting down" error message, then the call ends with OK). A backend that fails after the
+first byte ends the stream with its error as the final event too."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
-from kubemind.errors import OPENAI
+from kubemind.errors import OPENAI, BackendUnavailable
 from kubemind.model import KubemindModel
 from kubemind.protocol import triton_extensions_pb2 as ext
 from kubemind.protocol.pipeline import EventStream, Route, RouteCall
@@ -61,9 +62,23 @@ class EndlessGenerator(KubemindModel):
         return EventStream(chunks())
 
 
-async def started_server() -> KubemindServer:
+class FailingGenerator(EndlessGenerator):
+    """A generator whose backend dies after the first delta (the engine lost mid-stream)."""
+
+    async def stream_text(self, prompt: str, options: Mapping[str, Any]) -> AsyncIterator[tuple[str, str | None]]:
+        async def deltas() -> AsyncIterator[tuple[str, str | None]]:
+            yield "word ", None
+            raise BackendUnavailable(ENGINE_LOST)
+
+        return deltas()
+
+
+ENGINE_LOST = "the vLLM engine cannot serve requests: the engine core died"
+
+
+async def started_server(model: KubemindModel | None = None) -> KubemindServer:
     settings = ComponentSettings(host="127.0.0.1", http_port=0, grpc_port=0, grace_period_seconds=3, log_requests=False)
-    server = KubemindServer(settings, [EndlessGenerator()])
+    server = KubemindServer(settings, [model or EndlessGenerator()])
     await server.start()
     return server
 
@@ -161,3 +176,23 @@ async def test_grpc_streams_at_shutdown_end_with_an_error_message_and_ok(caplog:
         assert answers[-1].error_message == SHUTDOWN_MESSAGE
         assert code == grpc.StatusCode.OK
     no_errors_logged(caplog)
+
+
+async def test_an_error_after_the_first_byte_is_the_streams_final_event() -> None:
+    """The 200 and the first event are already sent: the failure is the last event (v2: the
+    error object; OpenAI: the error object, then `[DONE]`), not a connection cut."""
+    server = await started_server(FailingGenerator())
+    base = f"http://127.0.0.1:{server.http_port}"
+    chat = {"model": "endless", "messages": [{"role": "user", "content": "go"}], "stream": True}
+    try:
+        async with httpx.AsyncClient(timeout=60) as client:
+            generate = await read_stream(client, f"{base}/v2/models/endless/generate_stream", {"text_input": "go"}, asyncio.Event())
+            openai = await read_stream(client, f"{base}/openai/v1/chat/completions", chat, asyncio.Event())
+            assert (await client.get(f"{base}/v2/health/live")).status_code == 200
+    finally:
+        await server.stop()
+    assert generate[0]["text_output"] == "word "
+    assert generate[-1] == {"error": ENGINE_LOST}
+    assert openai[0]["choices"][0]["delta"] == {"content": "word "}
+    assert openai[-2] == {"error": {"message": ENGINE_LOST, "type": "BackendUnavailable", "param": None, "code": "503"}}
+    assert openai[-1] == "[DONE]"

@@ -292,6 +292,13 @@ def test_raw_eps_bytes_are_refused_as_base64_ones_are(transformer: ServerProcess
     assert response.json()["error"].startswith("instance 0:")
 
 
+def test_an_empty_image_batch_is_400_at_the_transformer(transformer: ServerProcess) -> None:
+    """Batch 0 at the transformer ('image' of shape [0]): a 400 naming the tensor, not a 500."""
+    response = infer_rest(transformer, v2_request([]))
+    assert response.status_code == 400, response.text
+    assert "image" in response.json()["error"], response.text
+
+
 def test_batch_zero_is_400_at_the_predictor(stack: tuple[ServerProcess, ServerProcess]) -> None:
     predictor = stack[0]
     body = {"inputs": [{"name": "input", "datatype": "UINT8", "shape": [0, 224, 224, 3], "data": []}]}

@@ -3,10 +3,15 @@
 schemathesis generates requests from `../shared/specs/oip/open_inference_rest.templated.yaml`
 (path parameters pinned to MODEL_NAME=simple, MODEL_VERSION=1, so the requests reach a real
 model rather than the 404 of an unknown one) and validates every response.
+
+`make test` runs a bounded number of examples per operation; `make test-fuzz` (the `fuzz`
+marker) runs the same test with KUBEMIND_FUZZ_EXAMPLES per operation.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,8 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 from kubemind.processes import ServerProcess  # noqa: E402
 
 MAX_EXAMPLES_PER_OPERATION = 50
+# The extended run (make test-fuzz): with the OpenAI run, about 15 minutes on a 2-core machine.
+FUZZ_EXAMPLES_PER_OPERATION = int(os.environ.get("KUBEMIND_FUZZ_EXAMPLES", "2000"))
 
 # The checks, and why these and not schemathesis' defaults:
 # - not_a_server_error: the issue's bar -- no generated request, valid or not, may get a 5xx.
@@ -44,28 +51,41 @@ MAX_EXAMPLES_PER_OPERATION = 50
 # model (any datatype string, any shape), so a "valid" request per spec is rightly a 400 here.
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
-CONFIG = schemathesis.Config.from_dict(
-    {
-        "parameters": {"path.MODEL_NAME": "simple", "path.MODEL_VERSION": "1"},
-        # Both valid and invalid requests: invalid ones probe the "4xx, never 5xx" rule.
-        "generation": {"mode": "all", "max-examples": MAX_EXAMPLES_PER_OPERATION},
-        "seed": 20261122,
-    }
-)
 
-schema = schemathesis.openapi.from_path(SPEC_PATH, config=CONFIG)
+def load_schema(max_examples: int) -> schemathesis.BaseSchema:
+    config = schemathesis.Config.from_dict(
+        {
+            "parameters": {"path.MODEL_NAME": "simple", "path.MODEL_VERSION": "1"},
+            # Both valid and invalid requests: invalid ones probe the "4xx, never 5xx" rule.
+            "generation": {"mode": "all", "max-examples": max_examples},
+            "seed": 20261122,
+        }
+    )
+    return schemathesis.openapi.from_path(SPEC_PATH, config=config)
 
 
-@schema.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES_PER_OPERATION,
-    deadline=None,  # a shared 2-core machine: wall-clock deadlines would be flaky, not informative
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
-def test_open_inference_rest_spec(case: schemathesis.Case, simple_server: ServerProcess) -> None:
-    response = case.call(base_url=simple_server.http_url, timeout=10)
-    case.validate_response(response, checks=CHECKS)
+def spec_test(max_examples: int) -> Callable[..., None]:
+    """The conformance test over every operation of the spec, `max_examples` cases each."""
+
+    @load_schema(max_examples).parametrize()
+    @settings(
+        max_examples=max_examples,
+        deadline=None,  # a shared 2-core machine: wall-clock deadlines would be flaky, not informative
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+    )
+    def test(case: schemathesis.Case, simple_server: ServerProcess) -> None:
+        response = case.call(base_url=simple_server.http_url, timeout=10)
+        case.validate_response(response, checks=CHECKS)
+        assert simple_server.process.poll() is None, "the server exited"
+
+    return test
+
+
+test_open_inference_rest_spec = spec_test(MAX_EXAMPLES_PER_OPERATION)
+# an hour per operation at most, not the 5 minutes a bounded test gets
+test_open_inference_rest_spec_extended = pytest.mark.timeout(3600)(pytest.mark.fuzz(spec_test(FUZZ_EXAMPLES_PER_OPERATION)))
+schema = load_schema(MAX_EXAMPLES_PER_OPERATION)
 
 
 GOLDEN_INFER_BODY: dict[str, Any] = {
