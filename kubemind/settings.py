@@ -215,6 +215,16 @@ def parse_settings(
     return settings_from_values(settings_cls, given)
 
 
+def parse_flags(settings_cls: type[AnySettingsT], argv: Sequence[str] | None = None, prog: str | None = None,
+                description: str | None = None) -> AnySettingsT:
+    """Parse argv into settings that are not a server's (no KServe flags): one flag per field,
+    the environment for the rest; unknown flags exit as argparse does, bad values raise
+    InvalidSettings naming the flag."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
+    add_settings_flags(parser, settings_cls)
+    return settings_from_values(settings_cls, vars(parser.parse_args(list(argv) if argv is not None else None)))
+
+
 def settings_from_values(settings_cls: type[AnySettingsT], values: dict[str, Any]) -> AnySettingsT:
     """Build settings from already-parsed values, turning pydantic errors into InvalidSettings."""
     try:

@@ -12,9 +12,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic_settings import BaseSettings
+
 from kubemind.errors import InvalidSettings
 from kubemind.manifests.problems import FieldPath, ManifestObject, Problem
-from kubemind.settings import ComponentSettings, parse_settings
+from kubemind.settings import ComponentSettings, parse_flags, parse_settings
 
 # The one map from a kubemind image (repository path, any registry and tag) to the settings
 # class its entry point parses. Overlays retag and re-home images with `images:`; the last two
@@ -36,6 +38,8 @@ MODULE_SETTINGS: dict[str, str] = {
     # the job writer: the Triton predictor with the jobs routes (the worker is kubemind_workers.worker)
     "kubemind_workers": "kubemind_workers.settings:JobWriterSettings",
     "kubemind_workers.worker": "kubemind_workers.settings:CVWorkerSettings",
+    # the release controller's Deployment (not a server: no KServe flags)
+    "kubemind.release": "kubemind.release.settings:ReleaseSettings",
 }
 
 # KServe fills these templates in ServingRuntime args at deploy time.
@@ -70,7 +74,8 @@ def image_repository(image: str) -> str:
 
 # Images whose ENTRYPOINT is a bare `python -m`: the first arg names the module (the image's
 # CMD, the `simple` predictor, when there are no args).
-GENERIC_IMAGES: dict[str, str] = {"kubemind/core": "kubemind_predictors.simple"}
+GENERIC_IMAGES: dict[str, str] = {"kubemind/core": "kubemind_predictors.simple",
+                                  "kubemind/rollout-controller": "kubemind.release"}
 
 
 def settings_class_for(image: str) -> str | None:
@@ -110,11 +115,11 @@ def _settings_module(dotted: str) -> str:
     return dotted.partition(":")[0].removesuffix(".settings")
 
 
-def _import_settings(dotted: str) -> type[ComponentSettings]:
+def _import_settings(dotted: str) -> type[BaseSettings]:
     module_name, _, class_name = dotted.partition(":")
     settings_cls = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(settings_cls, type) and issubclass(settings_cls, ComponentSettings)):
-        raise TypeError(f"{dotted} is not a ComponentSettings subclass")
+    if not (isinstance(settings_cls, type) and issubclass(settings_cls, BaseSettings)):
+        raise TypeError(f"{dotted} is not a settings class")
     return settings_cls
 
 
@@ -142,7 +147,10 @@ def args_problem(dotted: str, args: list[str], env: dict[str, str]) -> str | Non
     stderr = io.StringIO()
     try:
         with _container_environment(env), contextlib.redirect_stderr(stderr):
-            parse_settings(settings_cls, args, prog=settings_cls.__name__)
+            if issubclass(settings_cls, ComponentSettings):  # a server: KServe's flags too
+                parse_settings(settings_cls, args, prog=settings_cls.__name__)
+            else:
+                parse_flags(settings_cls, args, prog=settings_cls.__name__)
     except InvalidSettings as exc:
         return str(exc)
     except SystemExit:

@@ -3,21 +3,22 @@ a cluster): every InferenceService of its namespace that names a RolloutPolicy."
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 
+from kubemind.errors import InvalidSettings
 from kubemind.release.settings import ReleaseSettings
+from kubemind.settings import parse_flags
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubemind.release", description=__doc__)
-    for name, field in ReleaseSettings.model_fields.items():
-        parser.add_argument(f"--{name}", dest=name, default=argparse.SUPPRESS, help=field.description)
-    given = vars(parser.parse_args(argv))
-    settings = ReleaseSettings(**given)
+    try:
+        settings = parse_flags(ReleaseSettings, argv, "python -m kubemind.release", __doc__)
+    except InvalidSettings as exc:
+        print(f"python -m kubemind.release: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     from kubemind.release.controller import Controller
 

@@ -3,6 +3,10 @@ and its container args are flags `python -m kubemind.release` accepts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from kubemind.manifests import rendering
 from kubemind.manifests.crd_catalog import default_crd_dir
 from kubemind.manifests.references import load_allow_list
@@ -48,3 +52,21 @@ def test_the_container_args_are_flags_the_controller_accepts() -> None:
     values = dict(flag.removeprefix("--").split("=", 1) for flag in flags)
     assert set(values) <= set(ReleaseSettings.model_fields)
     assert ReleaseSettings(**values).namespace == deployment["metadata"]["namespace"]
+
+
+def test_validate_refuses_a_controller_flag_the_controller_does_not_take(tmp_path: Path) -> None:
+    # The component-args contract covers the controller's Deployment like any kubemind container.
+    docs = objects()
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"] += ["--namspace=other", "--tick_seconds=0"]
+    (tmp_path / "controller.yaml").write_text(yaml.safe_dump_all(docs))
+    result = validate_paths([tmp_path / "controller.yaml"], default_crd_dir(),
+                            allowed_refs=load_allow_list(REPO / "external-objects.yaml"))
+    messages = [p.message for p in result.problems if p.object == "Deployment/kubemind-rollout"]
+    assert any("--namspace=other" in m for m in messages), result.problems
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"][-2:] = ["--tick_seconds=0"]
+    (tmp_path / "controller.yaml").write_text(yaml.safe_dump_all(docs))
+    result = validate_paths([tmp_path / "controller.yaml"], default_crd_dir(),
+                            allowed_refs=load_allow_list(REPO / "external-objects.yaml"))
+    messages = [p.message for p in result.problems if p.object == "Deployment/kubemind-rollout"]
+    assert any("--tick_seconds" in m and "greater than 0" in m for m in messages), result.problems
