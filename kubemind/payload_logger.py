@@ -263,13 +263,17 @@ class PayloadLogger:
         if not sampled(record.request_id, self.settings.log_sample_rate):
             self.metrics.sampled_out.inc()
             return
-        event = PayloadEvent(self._attributes(record, event_type), body, content_type or "application/json")
+        event = self.event(record, event_type, body, content_type)
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             self.metrics.dropped.labels("queue_full").inc()
             return
         self.metrics.queued.inc()
+
+    def event(self, record: RequestRecord, event_type: str, body: bytes, content_type: str) -> PayloadEvent:
+        """The CloudEvent of `record`'s request or response (what the sink gets)."""
+        return PayloadEvent(self._attributes(record, event_type), body, content_type or "application/json")
 
     def _attributes(self, record: RequestRecord, event_type: str) -> dict[str, str]:
         settings = self.settings
