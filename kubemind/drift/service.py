@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kubemind.drift.features import Row, rows_of, rows_of_grpc
+from kubemind.drift.features import Row, assembled_stream, rows_of, rows_of_grpc
 from kubemind.drift.profile import ReferenceProfile
 from kubemind.drift.statistics import DriftScore, Thresholds, score
 from kubemind.errors import InvalidSettings
@@ -203,6 +203,8 @@ def rows_of_event(headers: dict[str, str], body: bytes) -> list[Row]:
     response = headers.get("ce-type") == RESPONSE_TYPE
     if content_type.startswith("application/x-protobuf"):
         return rows_of_grpc(body, response)
+    if content_type.startswith("text/event-stream"):  # a streamed reply, logged whole when it ended
+        return rows_of(assembled_stream(body))
     return rows_of(json.loads(body))
 
 
