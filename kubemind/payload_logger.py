@@ -259,17 +259,33 @@ class PayloadLogger:
         if self.enabled and self.log_responses:
             self._put(record, RESPONSE_TYPE, body, content_type)
 
+    def stream_buffer(self, record: RequestRecord) -> list[bytes] | None:
+        """Where a streamed reply collects what it sends, for its response event once it ends
+        (KServe's agent logs a stream's whole body after the handler returns); None when no
+        response event will be made: logger off, request-only mode, or the request sampled out
+        (counted here, as a response event not made)."""
+        if not (self.enabled and self.log_responses):
+            return None
+        if not sampled(record.request_id, self.settings.log_sample_rate):
+            self.metrics.sampled_out.inc()
+            return None
+        return []
+
     def _put(self, record: RequestRecord, event_type: str, body: bytes, content_type: str) -> None:
         if not sampled(record.request_id, self.settings.log_sample_rate):
             self.metrics.sampled_out.inc()
             return
-        event = PayloadEvent(self._attributes(record, event_type), body, content_type or "application/json")
+        event = self.event(record, event_type, body, content_type)
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             self.metrics.dropped.labels("queue_full").inc()
             return
         self.metrics.queued.inc()
+
+    def event(self, record: RequestRecord, event_type: str, body: bytes, content_type: str) -> PayloadEvent:
+        """The CloudEvent of `record`'s request or response (what the sink gets)."""
+        return PayloadEvent(self._attributes(record, event_type), body, content_type or "application/json")
 
     def _attributes(self, record: RequestRecord, event_type: str) -> dict[str, str]:
         settings = self.settings

@@ -47,9 +47,12 @@ class ReceivedSpan:
     service: str
     attributes: dict[str, Any]
     events: tuple[str, ...]
+    event_ns: tuple[int, ...]
+    """each event's time"""
     links: tuple[str, ...]
     """span ids this span links to"""
     start_ns: int
+    end_ns: int
     status_code: int
     transport: str = field(compare=False)
     """grpc or http: how the exporter sent it"""
@@ -78,8 +81,10 @@ def _spans(request: trace_service_pb2.ExportTraceServiceRequest, transport: str)
                         service=str(resource.get("service.name", "")),
                         attributes={a.key: _value(a.value) for a in span.attributes},
                         events=tuple(event.name for event in span.events),
+                        event_ns=tuple(event.time_unix_nano for event in span.events),
                         links=tuple(link.span_id.hex() for link in span.links),
                         start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
                         status_code=span.status.code,
                         transport=transport,
                     )
@@ -234,7 +239,7 @@ class ReceiverProcess(_Spans):
         import httpx
 
         reply = httpx.get(f"http://127.0.0.1:{self.http_port}/spans", timeout=10)
-        return [ReceivedSpan(**{**item, "events": tuple(item["events"]), "links": tuple(item["links"])}) for item in reply.json()]
+        return [ReceivedSpan(**{**item, **{key: tuple(item[key]) for key in ("events", "event_ns", "links")}}) for item in reply.json()]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -264,7 +269,8 @@ def roots(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
 
 
 def render_tree(spans: list[ReceivedSpan]) -> str:
-    """The spans as indented trees, one per trace (for failure messages and reports)."""
+    """The spans as indented trees, one per trace (for failure messages and reports): each line
+    a span's name, kind, service and duration, its events and links; children by start time."""
     children: dict[str, list[ReceivedSpan]] = {}
     for span in spans:
         children.setdefault(span.parent_span_id, []).append(span)
@@ -273,7 +279,8 @@ def render_tree(spans: list[ReceivedSpan]) -> str:
     def walk(span: ReceivedSpan, depth: int) -> None:
         events = f" events={list(span.events)}" if span.events else ""
         links = f" links={len(span.links)}" if span.links else ""
-        lines.append(f"{'  ' * depth}{span.name} [{span.kind}, {span.service}]{events}{links}")
+        took = f" {(span.end_ns - span.start_ns) / 1e6:.1f} ms" if span.end_ns >= span.start_ns else ""
+        lines.append(f"{'  ' * depth}{span.name} [{span.kind}, {span.service}]{took}{events}{links}")
         for child in sorted(children.get(span.span_id, []), key=lambda s: s.start_ns):
             walk(child, depth + 1)
 

@@ -88,6 +88,7 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("transformer-image"),
     ImageSpec("transformer-rag"),
     ImageSpec("worker-cv"),
+    ImageSpec("drift-service"),
     ImageSpec("rollout-controller"),
     ImageSpec("predictor-triton"),
     # torch's CPU build comes from this machine's local wheel, not PyTorch's index.

@@ -12,7 +12,8 @@ and the live window are measured the same way:
   `prediction:NAME`, a score matrix [batch, k] as its argmax class, a numeric output [batch]
   as a number;
 - LLMs: `prompt_tokens` and `completion_tokens` (OpenAI `usage` when the reply has it, else
-  whitespace tokens of the prompt and the text).
+  whitespace tokens of the prompt and the text); a streamed reply counts as the reply its
+  events add up to (`assembled_stream`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,40 @@ def rows_of(body: Any) -> list[Row]:
     return []
 
 
+def assembled_stream(body: bytes) -> Any:
+    """A streamed reply's logged body (its SSE events as sent) as the one reply it adds up to:
+    an OpenAI stream's text deltas (and `usage`, when its last chunk has it) as a completion,
+    a v2 generate_stream's text as one `text_output`; None when it holds neither."""
+    import json
+
+    texts: list[str] = []
+    usage: dict[str, Any] | None = None
+    shape = None
+    for line in body.decode("utf-8", "replace").splitlines():
+        if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+            continue
+        try:
+            event = json.loads(line[5:])
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        if isinstance(event.get("choices"), list):
+            shape = "openai"
+            for choice in event["choices"]:
+                if isinstance(choice, dict):
+                    texts.append(str((choice.get("delta") or {}).get("content") or choice.get("text") or ""))
+            usage = event.get("usage") or usage
+        elif "text_output" in event:
+            shape = "generate"
+            texts.append(str(event["text_output"]))
+    if shape == "openai":
+        return {"choices": [{"message": {"content": "".join(texts)}}], **({"usage": usage} if usage else {})}
+    if shape == "generate":
+        return {"text_output": "".join(texts)}
+    return None
+
+
 def rows_of_grpc(message_bytes: bytes, response: bool) -> list[Row]:
     """The feature rows of a v2 gRPC ModelInferRequest / ModelInferResponse (the payload
     logger's protobuf events)."""
@@ -107,4 +142,4 @@ def rows_of_grpc(message_bytes: bytes, response: bool) -> list[Row]:
     return _tensor_rows(((t.name, t.datatype, np.asarray(t.as_numpy())) for t in request.inputs), prediction=False)
 
 
-__all__ = ["Row", "rows_of", "rows_of_grpc"]
+__all__ = ["Row", "assembled_stream", "rows_of", "rows_of_grpc"]

@@ -29,6 +29,7 @@ COMPONENT_SETTINGS: dict[str, str] = {
     "kubemind/transformer-image": "kubemind_transformers.image.settings:ImageTransformerSettings",
     "kubemind/transformer-rag": "kubemind_transformers.rag.settings:RagSettings",
     "kubemind/worker-cv": "kubemind_workers.settings:CVWorkerSettings",
+    "kubemind/drift-service": "kubemind.drift.service:DriftSettings",
 }
 
 # kubemind images hold every component's code; a container whose command runs another

@@ -139,9 +139,10 @@ class Objective(BaseModel):
 
 class DriftAlert(BaseModel):
     """Drift tickets of a service's model, on the drift service's gauges: the share of scored
-    features that drifted (kubemind_drift_drifted_features_ratio{model}) over a threshold, and
-    each feature's PSI (kubemind_drift_psi{model,feature}) over another; both only while the
-    window holds at least `min_window_rows` rows (kubemind_drift_window_rows{model}), so a
+    features that drifted (kubemind_drift_drifted_features_ratio{inferenceservice,model}) over a
+    threshold, and each feature's PSI (kubemind_drift_psi{inferenceservice,model,feature}) over
+    another; both only while the window holds at least `min_window_rows` rows
+    (kubemind_drift_window_rows{inferenceservice,model}), so a
     window a few requests fill after a restart or a quiet night does not open a ticket."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -353,12 +354,19 @@ def drift_alert_name(spec: ServiceSLOs) -> str:
     return "".join(part.capitalize() for part in spec.service.split("-")) + DRIFT_ALERT_SUFFIX
 
 
+def drift_labels(spec: ServiceSLOs, drift: DriftAlert) -> dict[str, str]:
+    """The labels the drift tickets select on: the drift service names each series after the
+    InferenceService whose events it measures (`--reference SERVICE=PATH`) and the profile's
+    model, so a model served by two services is never judged on the other's window."""
+    return {"inferenceservice": spec.selector.get("inferenceservice", spec.service), "model": drift.model}
+
+
 def drift_alerts(spec: ServiceSLOs, drift: DriftAlert) -> list[dict[str, Any]]:
     """One alert rule per threshold set, both named drift_alert_name(spec) and told apart by
     `drift_signal`. The gauges of one model come from one scrape of the drift service, so the
     ratio and the row count share their labels and `and` matches them as they are; a PSI series
     has a `feature` more, which the match ignores."""
-    model = _selector({"model": drift.model})
+    model = _selector(drift_labels(spec, drift))
     enough_rows = f"kubemind_drift_window_rows{model} >= {drift.min_window_rows}"
     labels = {"slo_service": spec.service, "severity": "ticket"}
     where = f"over a window of at least {drift.min_window_rows} rows, for {drift.for_}"

@@ -74,6 +74,7 @@ class EventStream:
 
 
 SSE_DONE = "data: [DONE]\n\n"
+STREAM_CONTENT_TYPE = "text/event-stream"
 """OpenAI's end-of-stream marker: the last event of every OpenAI-shaped stream, an error's too
 (stock clients read until it; vLLM sends it after an error event as well)."""
 
@@ -201,7 +202,8 @@ class Pipeline:
 
     async def log_payloads(self, record: RequestRecord, request: Request, response: Response | None) -> None:
         """Queue the payload logger's events of a REST request (never waits on the sink; off:
-        returns at once). A streamed reply logs its request only."""
+        returns at once). A streamed reply's response event is queued when the stream ends
+        (`_stream`)."""
         if not self.payloads.enabled:
             return
         with contextlib.suppress(Exception):  # a body that never arrived (over the limit): nothing to log
@@ -320,13 +322,22 @@ class Pipeline:
         idle = self.settings.stream_idle_timeout_seconds
         started = record.started
 
+        # The payload logger's response event of a stream: the body as sent, every event of it,
+        # queued once the stream has ended (a client that hung up got no whole reply: none).
+        sent = self.payloads.stream_buffer(record)
+
         async def events() -> AsyncIterator[bytes]:
             iterator = stream.events
             left = total
+            ended = False
             try:
                 if first is None:
+                    ended = True
                     return
-                yield _sse(first)
+                chunk = _sse(first)
+                if sent is not None:
+                    sent.append(chunk)
+                yield chunk
                 while True:
                     now = time.perf_counter()
                     left = total - (now - started)
@@ -337,7 +348,11 @@ class Pipeline:
                         item = await asyncio.wait_for(anext(iterator), timeout=wait)
                     except StopAsyncIteration:
                         break
-                    yield _sse(item)
+                    chunk = _sse(item)
+                    if sent is not None:
+                        sent.append(chunk)
+                    yield chunk
+                ended = True
             except Exception as exc:
                 if isinstance(exc, TimeoutError) and self.drain_deadline is not None and time.perf_counter() >= self.drain_deadline:
                     exc = stream_ended_by_shutdown()
@@ -347,15 +362,20 @@ class Pipeline:
                     )
                 status, body = error_body(exc, protocol)
                 record.status, record.error = int(status), as_kubemind_error(exc).message
-                yield _sse(body)
-                if protocol == OPENAI:
-                    yield SSE_DONE.encode()
+                tail = [_sse(body), *([SSE_DONE.encode()] if protocol == OPENAI else [])]
+                if sent is not None:
+                    sent.extend(tail)
+                for chunk in tail:
+                    yield chunk
+                ended = True
             finally:
                 with contextlib.suppress(Exception):
                     await iterator.aclose()  # type: ignore[attr-defined]
+                if sent is not None and ended:
+                    self.payloads.response(record, b"".join(sent), STREAM_CONTENT_TYPE)
                 self.finish(record)
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return StreamingResponse(events(), media_type=STREAM_CONTENT_TYPE)
 
 
 __all__ = [

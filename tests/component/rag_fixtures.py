@@ -18,6 +18,7 @@ from pydoc_data.topics import topics
 from kubemind_predictors.vllm.convert import cache_root
 from kubemind_transformers.rag import corpus
 from kubemind_transformers.rag.embedder import default_onnx_dir, graph_version
+from kubemind_transformers.rag.features import FeatureRepo, repository_root
 from kubemind_transformers.rag.index import build_embedder, build_index, open_store
 from kubemind_transformers.rag.settings import IndexSettings
 from kubemind_transformers.rag.store import ChunkStore
@@ -111,6 +112,15 @@ def stored_ids(index_dir: Path) -> set[str]:
 def copy_demo_index(destination: Path) -> Path:
     shutil.copytree(cached_demo_index(), destination)
     return destination
+
+
+def applied_feature_repo(destination: Path) -> FeatureRepo:
+    """A copy of features/ at `destination`, applied and materialized into its SQLite online store."""
+    shutil.copytree(repository_root(), destination, ignore=shutil.ignore_patterns("data"))
+    repo = FeatureRepo(destination)
+    repo.apply()
+    repo.materialize()
+    return repo
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def _send(server: ServerProcess, rng: np.random.Generator, count: int, shift: fl
 
 
 def _wait_events(drift_url: str, requests: int, timeout: float = 60) -> dict[str, float]:
-    key = 'kubemind_drift_events_total{"model": "simple", "type": "request"}'
+    key = 'kubemind_drift_events_total{"inferenceservice": "simple", "model": "simple", "type": "request"}'
     deadline = time.monotonic() + timeout
     while (metrics := _drift_metrics(drift_url)).get(key, 0) < requests:
         assert time.monotonic() < deadline, f"the drift service got {metrics.get(key, 0)} of {requests} request events"
@@ -103,7 +103,7 @@ def test_a_shifted_stream_drifts_an_unshifted_one_does_not_and_the_report_render
     assert not any(quiet.values()), {k: v for k, v in quiet.items() if v}
     assert all(shifted[f"INPUT0[{i}]"] == 1 for i in range(16))  # shifted by 2.5 standard deviations
     assert not any(shifted[f"INPUT1[{i}]"] for i in range(16))  # untouched
-    assert shifted_metrics['kubemind_drift_drifted_features_ratio{"model": "simple"}'] >= 0.4
+    assert shifted_metrics['kubemind_drift_drifted_features_ratio{"inferenceservice": "simple", "model": "simple"}'] >= 0.4
     psi = {k: v for k, v in shifted_metrics.items() if k.startswith("kubemind_drift_psi{") and '"INPUT0[0]"' in k}
     assert next(iter(psi.values())) > 0.25
 

@@ -1,6 +1,7 @@
 """The payload logger with a real HTTP receiver: every request and response of the `simple`
-server arrives as a binary-mode CloudEvent with KServe's Ce-* headers; a dead sink leaves
-requests unaffected and every lost event counted."""
+server arrives as a binary-mode CloudEvent with KServe's Ce-* headers; a streamed reply's
+response event is its whole body, sent once the stream ends; a dead sink leaves requests
+unaffected and every lost event counted."""
 
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from kubemind.drift.service import rows_of_event
 from kubemind.payload_logger import GRPC_REQUEST_CONTENT_TYPE, REQUEST_TYPE, RESPONSE_TYPE, sampled
 from kubemind.processes import ServerProcess, free_port, running_server
+from kubemind.server import KubemindServer
+from kubemind.settings import ComponentSettings
 from tests.component.jobs_fixtures import TansuBroker, simple_body
+from tests.component.test_pipeline import EchoGenerator
 
 REST_REQUESTS = 20
 GRPC_REQUESTS = 5
@@ -153,6 +158,49 @@ def test_every_request_and_response_arrives_as_a_kserve_cloudevent(receiver: Eve
     assert counters["kubemind_payload_events_sent_total[request]"] == REST_REQUESTS + GRPC_REQUESTS
     assert counters["kubemind_payload_events_sent_total[response]"] == REST_REQUESTS + GRPC_REQUESTS
     assert not any(k.startswith("kubemind_payload_events_dropped_total") and v for k, v in counters.items())
+
+
+async def test_a_streamed_reply_is_logged_whole_once_the_stream_ends(receiver: EventReceiver) -> None:
+    """KServe's agent logs a stream's body after the handler returns; so does kubemind: the
+    response event of a v2 generate_stream and of an OpenAI stream is every SSE event as sent
+    (`text/event-stream`), under the request's id, after the request's own event."""
+    import asyncio
+
+    settings = ComponentSettings(host="127.0.0.1", http_port=0, grpc_port=0, grace_period_seconds=0, log_requests=False,
+                                 log_url=receiver.url, inference_service="echo-isvc")  # fmt: skip
+    server = KubemindServer(settings, [EchoGenerator()])
+    await server.start()
+    calls = {
+        "stream-v2": ("/v2/models/echo/generate_stream", {"text_input": "a b c"}),
+        "stream-openai": ("/openai/v1/completions", {"model": "echo", "prompt": "hello", "stream": True}),
+    }
+    replies: dict[str, httpx.Response] = {}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}", timeout=10) as client:
+            for request_id, (path, body) in calls.items():
+                replies[request_id] = await client.post(path, json=body, headers={"x-request-id": request_id})
+                assert replies[request_id].status_code == 200, replies[request_id].text
+        events = await asyncio.to_thread(receiver.wait_for, 2 * len(calls))
+        sent = server.metrics.registry.get_sample_value("kubemind_payload_events_sent_total", {"type": "response"})
+    finally:
+        await server.stop()
+
+    assert len(events) == 2 * len(calls)
+    for request_id, (_, body) in calls.items():
+        mine = [e for e in events if e.headers["ce-id"] == request_id]
+        assert [e.headers["ce-type"] for e in mine] == [REQUEST_TYPE, RESPONSE_TYPE]  # in that order
+        request, response = mine
+        assert json.loads(request.body) == body
+        assert response.headers["content-type"] == "text/event-stream"
+        assert response.body == replies[request_id].content  # the whole stream, as the client got it
+        assert response.headers["ce-inferenceservicename"] == "echo-isvc"
+        # The drift service reads it as the one reply it adds up to.
+        words = len((body.get("text_input") or body.get("prompt") or "").split())
+        assert rows_of_event(response.headers, response.body) == [{"completion_tokens": float(words)}]
+    v2_events = [line for line in replies["stream-v2"].text.splitlines() if line.startswith("data: ")]
+    assert len(v2_events) == 3  # one event a word: the logged body holds them all
+    assert replies["stream-openai"].text.rstrip().endswith("data: [DONE]")
+    assert sent == len(calls)
 
 
 def test_a_dead_sink_drops_counted_events_and_requests_are_unaffected(tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ from kubemind_transformers.rag.features import (
     FeastUnavailable,
     FeatureRepo,
     OnlineFeatures,
-    repository_root,
 )
 from kubemind_transformers.rag.index import EmbedderMismatch, build_embedder, open_store
 from kubemind_transformers.rag.metrics import RagMetrics
@@ -37,7 +36,7 @@ from tests.component.llm_fixtures import (
     metric_value,
     smollm2_dir,
 )
-from tests.component.rag_fixtures import LABELLED_QUESTIONS, copy_demo_index
+from tests.component.rag_fixtures import LABELLED_QUESTIONS, applied_feature_repo, copy_demo_index
 
 QUESTION = "What does the assert statement do?"
 # The module's servers (SmolLM2, the transformer) start within the first test's budget; on a
@@ -58,13 +57,7 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def feature_repo(tmp_path_factory: pytest.TempPathFactory) -> FeatureRepo:
-    """A copy of features/ applied and materialized into its SQLite online store."""
-    path = tmp_path_factory.mktemp("rag-features") / "features"
-    shutil.copytree(repository_root(), path, ignore=shutil.ignore_patterns("data"))
-    repo = FeatureRepo(path)
-    repo.apply()
-    repo.materialize()
-    return repo
+    return applied_feature_repo(tmp_path_factory.mktemp("rag-features") / "features")
 
 
 @pytest.fixture(scope="module")

@@ -228,6 +228,7 @@ def _drift_tests(spec: slo.ServiceSLOs) -> list[dict[str, Any]]:
     length = 2 * hold + 10
     name = slo.drift_alert_name(spec)
     model = drift.model
+    service = slo.drift_labels(spec, drift)["inferenceservice"]
     enough, few = drift.min_window_rows, drift.min_window_rows - 1
     # Values the annotations render: humanizePercentage(0.75) and printf "%.2f" of the PSI.
     high_ratio = 0.75 if drift.drifted_features_ratio is None else round((drift.drifted_features_ratio + 1) / 2, 4)
@@ -238,13 +239,15 @@ def _drift_tests(spec: slo.ServiceSLOs) -> list[dict[str, Any]]:
         return [value] * (minutes + 1)
 
     def inputs(
-        model: str, ratio: list[float], rows: list[float], psi: dict[str, float], target: dict[str, str] = DRIFT_TARGET
+        model: str, ratio: list[float], rows: list[float], psi: dict[str, float], target: dict[str, str] = DRIFT_TARGET,
+        service: str = service,
     ) -> list[dict[str, str]]:
+        labels = {"inferenceservice": service, "model": model}  # the drift service's (--reference SERVICE=PATH)
         series = [
-            _gauge("kubemind_drift_drifted_features_ratio", ratio, target, model=model),
-            _gauge("kubemind_drift_window_rows", rows, target, model=model),
+            _gauge("kubemind_drift_drifted_features_ratio", ratio, target, **labels),
+            _gauge("kubemind_drift_window_rows", rows, target, **labels),
         ]
-        series += [_gauge("kubemind_drift_psi", constant(psi.get(f, quiet_psi / 2)), target, model=model, feature=f) for f in FEATURES]
+        series += [_gauge("kubemind_drift_psi", constant(psi.get(f, quiet_psi / 2)), target, **labels, feature=f) for f in FEATURES]
         return series
 
     def expected(signal: str, value_text: str, **extra: str) -> dict[str, Any]:
@@ -255,7 +258,8 @@ def _drift_tests(spec: slo.ServiceSLOs) -> list[dict[str, Any]]:
                      .replace("{{ $labels.feature }}", extra.get("feature", ""))
             for key, text in rule["annotations"].items()
         }
-        return {"exp_labels": {"model": model, **extra, **DRIFT_TARGET, **rule["labels"]}, "exp_annotations": annotations}
+        return {"exp_labels": {"inferenceservice": service, "model": model, **extra, **DRIFT_TARGET, **rule["labels"]},
+                "exp_annotations": annotations}  # fmt: skip
 
     def check(*at: tuple[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         return [{"eval_time": f"{m}m", "alertname": name, "exp_alerts": alerts} for m, alerts in at]
@@ -307,6 +311,11 @@ def _drift_tests(spec: slo.ServiceSLOs) -> list[dict[str, Any]]:
         case(
             "another model drifting is not this service's ticket",
             inputs(f"not-{model}", constant(0.99), constant(10 * enough), dict.fromkeys(FEATURES, 10.0)),
+            (hold + 1, []), (length, []),
+        ),
+        case(
+            "the same model drifting in another service's window is not this service's ticket",
+            inputs(model, constant(0.99), constant(10 * enough), dict.fromkeys(FEATURES, 10.0), service=f"not-{service}"),
             (hold + 1, []), (length, []),
         ),
         case(

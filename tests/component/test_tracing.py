@@ -1,6 +1,7 @@
 """Traces across hops, received by a real OTLP receiver (tests/otlp_receiver.py).
 
-A router chain (router -> `simple` over grpc-v2 -> `simple` over v2 REST) and an async job
+A router chain (router -> `simple` over grpc-v2 -> `simple` over v2 REST), a RAG request
+(transformer -> embedder, Milvus Lite, Feast -> the vLLM predictor's engine) and an async job
 (writer -> RabbitMQ -> worker -> predictor -> Postgres/Redis -> webhook) each make one connected
 trace: every span's parent is in the trace except the root's, which is the client's own span.
 The exporters use both OTLP transports (gRPC and HTTP/protobuf) so both are covered.
@@ -17,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from kubemind.processes import running_server
+from kubemind.processes import free_port, running_server, spawn_server, wait_until_ready
 from kubemind_predictors.triton.launcher import TritonServerProcess
 from tests.component.jobs_fixtures import (
     JobsPlumbing,
@@ -29,6 +30,13 @@ from tests.component.jobs_fixtures import (
     simple_body,
     submit,
 )
+from tests.component.llm_fixtures import (
+    ENGINE_ARGS,
+    ENGINE_ENV,
+    ENGINE_READY_TIMEOUT,
+    tiny_llama_dir,
+)
+from tests.component.rag_fixtures import applied_feature_repo
 from tests.component.triton_fixtures import running_triton
 from tests.otlp_receiver import (  # noqa: F401
     ReceivedSpan,
@@ -128,6 +136,76 @@ def test_health_probes_get_no_span_unless_the_caller_traces_them(otlp_receiver: 
     assert sorted(span.name for span in spans) == ["rest infer", "rest ready"], render_tree(spans)
     (ready,) = [span for span in spans if span.name == "rest ready"]
     assert (ready.trace_id, ready.parent_span_id) == (CLIENT_TRACE, CLIENT_SPAN)
+
+
+# -- a RAG request ---------------------------------------------------------------------------------------
+# Three short documents: indexed in seconds when the transformer starts, and a prompt that fits the
+# tiny Llama's 512 positions (its text is noise; the trace is what is under test).
+RAG_DOCUMENTS = {
+    "assert": "The assert statement checks a condition while debugging: when the expression is false it raises AssertionError.",
+    "pass": "The pass statement is a null operation: nothing happens when it runs. It fills a block that must hold a statement.",
+    "break": "The break statement ends the nearest enclosing for or while loop, skipping its optional else clause.",
+}
+
+
+@pytest.mark.timeout(900)  # the vLLM engine's start, on two shared cores
+def test_a_rag_request_is_one_trace_from_the_transformer_to_the_engine(otlp_receiver: ReceiverProcess, tmp_path: Path) -> None:  # noqa: F811
+    """The transformer's server span holds the retrieval (embed, Milvus, Feast, re-rank) and the
+    LLM call, whose child is the predictor's server span; under it the engine's `vllm generate`
+    span carries the engine's own timestamps as events: queued, prefill (scheduled), decode
+    (first token), last_token."""
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    for name, text in RAG_DOCUMENTS.items():
+        (corpus / f"{name}.md").write_text(text)
+    features = applied_feature_repo(tmp_path / "features")
+    llm_ports = (free_port(), free_port())
+    llm_args = ["--model_name", "tiny", "--model_dir", str(tiny_llama_dir()), *ENGINE_ARGS]
+    rag_args = ["--index_dir", str(tmp_path / "index"), "--index_corpus", str(corpus), "--feature_repo", str(features.path),
+                "--llm_url", f"http://127.0.0.1:{llm_ports[0]}", "--llm_model", "tiny", "--top_k", "1", "--max_tokens", "4"]  # fmt: skip
+    # Both start at once: the engine's start is most of the wait.
+    llm = spawn_server("kubemind_predictors.vllm", llm_args, tmp_path / "llm.log",
+                       env={**ENGINE_ENV, **otlp_receiver.env("llm", "grpc")}, ports=llm_ports)  # fmt: skip
+    try:
+        rag = spawn_server("kubemind_transformers.rag", rag_args, tmp_path / "rag.log", env=otlp_receiver.env("rag", "http/protobuf"))
+        try:
+            wait_until_ready(llm.http_url, llm.process, ENGINE_READY_TIMEOUT, llm.log_path)
+            wait_until_ready(rag.http_url, rag.process, 600, rag.log_path)
+            body = {"model": "rag", "messages": [{"role": "user", "content": "What does the pass statement do?"}],
+                    "temperature": 0, "user": "alice"}  # fmt: skip
+            reply = httpx.post(f"{rag.http_url}/openai/v1/chat/completions", json=body, headers={"traceparent": TRACEPARENT}, timeout=120)
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["sources"][0]["source"] == "pass.md"
+            expected = {"rag retrieve", "rag embed", "milvus search docs", "feast get_online_features", "rag rerank",
+                        "POST /openai/v1/chat/completions", "vllm generate"}  # fmt: skip
+            spans = otlp_receiver.wait_for_trace(lambda t: t[0].trace_id == CLIENT_TRACE and expected <= names(t)
+                                                 and len([s for s in t if s.kind == "server"]) == 2)  # fmt: skip
+        finally:
+            rag.stop()
+    finally:
+        llm.stop()
+
+    print(render_tree(spans))  # shown with -rP: the trace as a tree
+    _connected(spans)
+    (root,) = roots(spans)
+    assert (root.name, root.kind, root.service) == ("rest openai_chat_completions", "server", "rag")
+    retrieve = _child(spans, root, "rag retrieve")
+    stages = {name: _child(spans, retrieve, name) for name in ("rag embed", "milvus search docs", "feast get_online_features", "rag rerank")}
+    assert [stages[name].kind for name in stages] == ["internal", "client", "client", "internal"]
+    assert stages["milvus search docs"].attributes["db.system.name"] == "milvus"
+    assert stages["rag embed"].start_ns < stages["milvus search docs"].start_ns < stages["feast get_online_features"].start_ns
+    llm_call = _child(spans, root, "POST /openai/v1/chat/completions")
+    assert llm_call.kind == "client" and llm_call.attributes["http.response.status_code"] == 200
+    assert retrieve.start_ns < llm_call.start_ns  # the prompt needs the retrieval
+    served = _child(spans, llm_call, "rest openai_chat_completions")
+    assert (served.kind, served.service) == ("server", "llm")
+    generate = _child(spans, served, "vllm generate")
+    assert generate.events == ("queued", "prefill", "decode", "last_token"), render_tree(spans)
+    assert list(generate.event_ns) == sorted(generate.event_ns)  # the engine's stamps, in their order
+    assert 1 <= generate.attributes["gen_ai.usage.output_tokens"] <= 4  # --max_tokens 4 (or an early end of sequence)
+    assert generate.attributes["gen_ai.usage.input_tokens"] > 0
+    for stage in ("time_in_queue", "time_in_model_prefill", "time_in_model_decode"):
+        assert generate.attributes[f"gen_ai.latency.{stage}"] >= 0
 
 
 # -- the async path -------------------------------------------------------------------------------------

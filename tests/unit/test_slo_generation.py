@@ -92,10 +92,12 @@ def test_drift_tickets_need_a_full_window_and_hold_for_their_duration() -> None:
     ratio, psi = groups[-1]["rules"]
     assert ratio["alert"] == psi["alert"] == "SvcFeatureDrift"
     assert ratio["expr"] == (
-        'kubemind_drift_drifted_features_ratio{model="m-1"} > 0.3\nand\nkubemind_drift_window_rows{model="m-1"} >= 50'
+        'kubemind_drift_drifted_features_ratio{inferenceservice="svc",model="m-1"} > 0.3\nand\n'
+        'kubemind_drift_window_rows{inferenceservice="svc",model="m-1"} >= 50'
     )
     assert psi["expr"] == (
-        'kubemind_drift_psi{model="m-1"} > 0.2\nand ignoring (feature)\nkubemind_drift_window_rows{model="m-1"} >= 50'
+        'kubemind_drift_psi{inferenceservice="svc",model="m-1"} > 0.2\nand ignoring (feature)\n'
+        'kubemind_drift_window_rows{inferenceservice="svc",model="m-1"} >= 50'
     )
     assert ratio["for"] == psi["for"] == "1h"
     assert ratio["labels"] == {"slo_service": "svc", "severity": "ticket", "drift_signal": "drifted_features_ratio"}
@@ -127,7 +129,8 @@ def test_a_drift_section_that_cannot_work_is_refused(drift: dict[str, object], m
 
 def test_the_classifier_drift_ticket_reads_its_registered_model() -> None:
     """The drift service labels its gauges with the reference profile's model, which is the name
-    the version was registered under: the one in the classifier's storageUri."""
+    the version was registered under (the one in the classifier's storageUri), and with the
+    InferenceService its reference names (tests/unit/test_drift_deployment.py)."""
     import yaml
 
     (spec,) = [s for s in slo.load_specs(REPO / "observability" / "slos") if s.service == "cv-classifier"]
@@ -137,4 +140,4 @@ def test_the_classifier_drift_ticket_reads_its_registered_model() -> None:
     manifest = slo.prometheus_rule(spec, "kubemind")
     (drift,) = [g for g in manifest["spec"]["groups"] if g["name"] == "kubemind-slo-cv-classifier-drift"]
     assert {r["alert"] for r in drift["rules"]} == {"CvClassifierFeatureDrift"}
-    assert all(f'{{model="{registered}"}}' in r["expr"] for r in drift["rules"])
+    assert all(f'{{inferenceservice="cv-classifier",model="{registered}"}}' in r["expr"] for r in drift["rules"])
