@@ -25,7 +25,7 @@ from kubemind.observability import slo
 from kubemind.payload_logger import REQUEST_TYPE, RESPONSE_TYPE, PayloadLogger
 from kubemind.settings import parse_settings
 from kubemind.telemetry import RequestRecord
-from kubemind_predictors.triton.settings import TritonPredictorSettings
+from kubemind_workers.settings import JobWriterSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SELECTOR = re.compile(r"(kubemind_drift_\w+)\{([^}]*)\}")
@@ -64,7 +64,9 @@ def test_the_classifier_events_reach_the_drift_service_and_its_series_match_the_
     registered = predictor["storageUri"].removeprefix("models:/").split("/")[0]
 
     # The predictor's payload logger sends to the drift Service, naming the InferenceService.
-    logger_settings = parse_settings(TritonPredictorSettings, ["--model_name=cv-classifier", *predictor["args"]])
+    # (In staging and prod the predictor runs the job writer, components/async-jobs: its settings.)
+    assert predictor["command"][-2:] == ["-m", "kubemind_workers"]
+    logger_settings = parse_settings(JobWriterSettings, ["--model_name=cv-classifier", *predictor["args"]])
     sink = urlsplit(logger_settings.log_url)
     drift_service = objects[("Service", "kubemind-drift")]
     assert sink.hostname == f"kubemind-drift.{drift_service['metadata']['namespace']}.svc.cluster.local"
