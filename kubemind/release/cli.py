@@ -1,4 +1,4 @@
-"""`kubemind rollout run|status|pause|resume|promote|abort NAME`."""
+"""`kubemind rollout run|status|pause|resume|promote|abort|rehearse NAME`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ COMMANDS = {
     "resume": "continue a paused rollout (audited)",
     "promote": "manual override: promote NAME's candidate now (audited)",
     "abort": "manual override: roll NAME back to its primary now (audited)",
+    "rehearse": "print the commands that rehearse a canary of NAME under a running `kubemind up`",
 }
 
 
@@ -48,6 +49,10 @@ def _run(command: str) -> Any:
 
         overrides = {k: getattr(args, k) for k in ("kubeconfig", "context", "namespace", "prometheus_url")
                      if getattr(args, k, None)}
+        if command == "rehearse" and "kubeconfig" not in overrides:
+            from kubemind.local.up.state import kubeconfig_path
+
+            overrides["kubeconfig"] = str(kubeconfig_path())  # the running `kubemind up`'s API
         try:
             controller = Controller(ReleaseSettings(**overrides))
         except KubemindError as exc:
@@ -75,6 +80,12 @@ def _command(controller: Any, command: str, args: argparse.Namespace) -> int:
     from kubemind.release.controller import DONE, RolloutState, revisions
 
     namespace = controller.settings.namespace
+    if command == "rehearse":
+        from kubemind.release.rehearse import PROMETHEUS_URL, rehearsal
+
+        isvc = controller.api.get_isvc(namespace, args.name)
+        print(rehearsal(args.name, namespace, isvc, prometheus_url=args.prometheus_url or PROMETHEUS_URL))
+        return 0
     if command == "run":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
         stop = threading.Event()

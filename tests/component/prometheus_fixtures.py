@@ -21,7 +21,9 @@ SCRAPE_INTERVAL = "500ms"
 
 
 class PrometheusServer:
-    def __init__(self, folder: Path, scrape_interval: str = SCRAPE_INTERVAL):
+    def __init__(self, folder: Path, scrape_interval: str = SCRAPE_INTERVAL, targets_file: Path | None = None):
+        """`targets_file`: a file_sd file somebody else keeps (`kubemind up`'s), instead of the
+        one set_targets writes."""
         binary = shutil.which("prometheus")
         if binary is None:
             pytest.skip("prometheus is not installed (Debian's prometheus package: requirements/apt.txt)")
@@ -29,8 +31,9 @@ class PrometheusServer:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.targets_file = folder / "targets.json"
-        self.set_targets([])
+        self.targets_file = targets_file or folder / "targets.json"
+        if targets_file is None:
+            self.set_targets([])
         (folder / "prometheus.yml").write_text(yaml.safe_dump({
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
             "scrape_configs": [{

@@ -1,5 +1,6 @@
 """A rollout rig: `kubemind up` of a service that names a RolloutPolicy (`simple` unless a test
-writes another overlay), a real Prometheus scraping its replicas by revision, load through the
+writes another overlay), a real Prometheus scraping its replicas by revision (the targets file
+`up` keeps), load through the
 gateway counting failures, and the release controller on a thread, driving `up` through its
 Kubernetes API."""
 
@@ -115,27 +116,6 @@ class Load:
         self.thread.join(60)
 
 
-class Targets:
-    """Keeps Prometheus' file_sd targets equal to `up`'s replicas (they change with revisions)."""
-
-    def __init__(self, up: Up, prometheus: PrometheusServer):
-        self.up, self.prometheus = up, prometheus
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        current: list[str] = []
-        while not self.stop.wait(0.3):
-            state = self.up.state()
-            wanted = sorted(f"127.0.0.1:{ports[0]}" for service in state.get("services", [])
-                            for component in service["components"] for revision in component["revisions"]
-                            for ports in revision["ports"])
-            if wanted and wanted != current:
-                self.prometheus.set_targets(wanted)
-                current = wanted
-
-
 class ControllerThread:
     """The release controller's loop, as `python -m kubemind.release` runs it, on a thread."""
 
@@ -179,21 +159,19 @@ def running_rig(
     """Prometheus, `kubemind up` of the rollout overlay (`overlay(folder, prometheus_url)`
     writes it) and the controller thread for `service`, all stopped on the way out (the
     component tests and bench_rollout share it)."""
-    prometheus = PrometheusServer(work / "prometheus")
-    prometheus.start()
     home = work / "home"
+    # Scraping the replicas `up` lists in its file_sd targets file, as `kubemind rollout rehearse`'s Prometheus does.
+    prometheus = PrometheusServer(work / "prometheus", targets_file=home / "up" / "prometheus-targets.json")
+    prometheus.start()
     up = Up(overlay(work / "overlay" / "local", prometheus.url), home)
-    targets = controller = None
+    controller = None
     try:
         up.wait_for(lambda s: s["ready"], "ready", timeout=ready_timeout)  # a loaded 2-core machine
-        targets = Targets(up, prometheus)
         controller = ControllerThread(up.kubeconfig, home, prometheus.url, service)
         yield Rig(up, prometheus, KubeApi(str(up.kubeconfig)), controller, service)
     finally:
         if controller is not None:
             controller.finish()
-        if targets is not None:
-            targets.stop.set()
         up.stop()
         prometheus.stop()
 
