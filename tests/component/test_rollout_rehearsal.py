@@ -38,9 +38,12 @@ def test_the_printed_rehearsal_takes_a_canary_to_promotion(tmp_path: Path) -> No
         assert "kubectl -n kubemind annotate isvc simple kubemind.io/rollout-policy=rehearsal" in commands
         # The commands as a user pastes them, with this venv's kubemind first on PATH.
         env = {**os.environ, "KUBEMIND_HOME": str(home), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        script = subprocess.Popen(["bash", "-e", "-c", commands], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        output, _ = script.communicate(timeout=300)
+        log = tmp_path / "rehearsal.log"  # a file, not a pipe: the backgrounded commands keep theirs open
+        with log.open("w") as out:
+            script = subprocess.Popen(["bash", "-e", "-c", commands], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+            script.wait(timeout=300)
+        output = log.read_text()
         assert script.returncode == 0, output
     finally:
         if script is not None:  # the backgrounded Prometheus and curl loop
