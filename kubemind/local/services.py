@@ -158,15 +158,23 @@ def _rag() -> list[LocalService]:
     ]
 
 
+JOBS_MODEL = "efficientnet_lite0"
+"""The model `kubemind serve`'s job writer runs jobs of: the CV model, whose UINT8 pixel input
+(the writer's `image_input_name`) an image upload fills."""
+
+
 def _jobs_sample(http_url: str, grpc_address: str) -> str:
-    """Submit a job with a local listener as its callback; print the signed webhook's result."""
+    """Upload matplotlib's grace_hopper.jpg as a job (curl -F, as a client would) with a local
+    listener as its callback; verify the signed webhook and print its top classes."""
     from kubemind_workers.settings import CVWorkerSettings  # pydantic only: cheap
 
     secret = CVWorkerSettings().webhook_secret
     return "\n".join(
         [
             f"{python_command()} - <<'PY'",
-            "import http.server, json, threading, time, uuid, httpx",
+            "import http.server, json, pathlib, subprocess, threading, time, uuid",
+            "import matplotlib, numpy as np",
+            "from kubemind_transformers.image.labels import ImageNetLabels, top_k",
             "from kubemind_workers.signing import verify",
             "got = {}",
             "class Hook(http.server.BaseHTTPRequestHandler):",
@@ -175,29 +183,34 @@ def _jobs_sample(http_url: str, grpc_address: str) -> str:
             "        self.send_response(204); self.end_headers()",
             "listener = http.server.HTTPServer(('127.0.0.1', 0), Hook)",
             "threading.Thread(target=listener.handle_request).start()",
-            "tensor = lambda name, value: {'name': name, 'datatype': 'INT32', 'shape': [1, 16], 'data': [value] * 16}",
-            "body = {'inputs': [tensor('INPUT0', 2), tensor('INPUT1', 1)],",
-            "        'callback_url': f'http://127.0.0.1:{listener.server_port}/hook'}",
-            f"print(httpx.post('{http_url}/v2/models/simple/jobs', json=body, headers={{'Idempotency-Key': str(uuid.uuid4())}}).json())",
-            "deadline = time.monotonic() + 30",
+            "image = pathlib.Path(matplotlib.get_data_path()) / 'sample_data' / 'grace_hopper.jpg'",
+            f"upload = ['curl', '-sS', '-X', 'POST', '{http_url}/v2/models/{JOBS_MODEL}/jobs', '-H', f'Idempotency-Key: {{uuid.uuid4()}}',",
+            "          '-F', f'image=@{image};type=image/jpeg', '-F', f'callback_url=http://127.0.0.1:{listener.server_port}/hook']",
+            "print(subprocess.run(upload, check=True, stdout=subprocess.PIPE, text=True).stdout)",
+            "deadline = time.monotonic() + 60",
             "while 'body' not in got and time.monotonic() < deadline: time.sleep(0.1)",
+            "assert 'body' in got, 'no webhook within 60 s: is the jobs-worker running?'",
             f"verify('{secret}', {{k.lower(): v for k, v in got['headers'].items()}}, got['body'])",
-            "print('signed webhook:', json.loads(got['body'])['data']['result']['outputs'])",
+            "(logits,) = json.loads(got['body'])['data']['result']['outputs']",
+            "classes, probabilities = top_k(np.asarray(logits['data'], dtype=np.float32).reshape(logits['shape']), 3)",
+            "names = ImageNetLabels.load().names",
+            "print('signed webhook:', [(names[c], round(float(p), 3)) for c, p in zip(classes[0], probabilities[0])])",
             "PY",
         ]
     )
 
 
 def _jobs_services() -> list[LocalService]:
-    """The job writer (the Triton predictor with the jobs routes, launching its own Triton with
-    `simple`) and one CV worker, on the machine's RabbitMQ, Postgres and Redis. The database is
-    KUBEMIND_JOBS_DATABASE_URL / KUBEMIND_WORKER_DATABASE_URL (default: postgres on 127.0.0.1)."""
+    """The job writer (the Triton predictor with the jobs routes, launching its own Triton with the
+    CV model, which takes image uploads, and `simple` for JSON jobs) and one CV worker, on the
+    machine's RabbitMQ, Postgres and Redis. The database is KUBEMIND_JOBS_DATABASE_URL /
+    KUBEMIND_WORKER_DATABASE_URL (default: postgres on 127.0.0.1)."""
     broker = ("--broker", "rabbitmq", "--broker_url", "amqp://guest:guest@127.0.0.1:5672/",
               "--topic", "cv-jobs-local", "--callback_allow_list", "127.0.0.1")  # fmt: skip
     writer = LocalService(
         "jobs",
         "kubemind_workers",
-        ("--launch_triton", "true", "--models", "simple",
+        ("--launch_triton", "true", "--models", f"{JOBS_MODEL},simple",
          "--triton_http_port", "0", "--triton_grpc_port", "0", "--triton_metrics_port", "0", *broker),
         _jobs_sample,
         ready_timeout=180.0,

@@ -9,8 +9,10 @@ written, with the synchronous path's own message about the image.
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ from kubemind_transformers.image.preprocessing import ImagePreprocessor
 from kubemind_transformers.image.settings import ImageTransformerSettings
 from tests.component.jobs_fixtures import (
     WAIT_SECONDS,
+    WEBHOOK_SECRET,
     JobsPlumbing,
     RedisTarget,
     WebhookReceiver,
@@ -166,6 +169,31 @@ def test_uploaded_images_become_jobs_whose_results_equal_the_sync_infer(
         np.testing.assert_allclose(probabilities, sync["probabilities"], rtol=1e-5, atol=1e-6)
     labels = {name: sync_transformer_infer(transformer, images[name])["labels"][0][0] for name in images}
     assert labels["coffee"] == "espresso"
+
+
+def test_the_serve_sample_call_uploads_an_image_and_prints_its_signed_webhook(
+    stack: tuple[ServerProcess, ServerProcess], plumbing: JobsPlumbing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `kubemind serve --only jobs-worker` prints for the writer, pasted into a shell: curl
+    uploads grace_hopper.jpg, the worker's webhook reaches the snippet's listener, its signature
+    verifies, and the top classes it prints are the synchronous image path's."""
+    import subprocess
+
+    from kubemind.local.services import local_services
+
+    writer, transformer = stack
+    monkeypatch.setenv("KUBEMIND_WORKER_WEBHOOK_SECRET", WEBHOOK_SECRET)  # what the workers sign with
+    sample = {s.name: s for s in local_services()}["jobs"].sample_call(writer.http_url, writer.grpc_address)
+    before = jobs_in_db(plumbing.database_url)
+    with running_workers(writer.grpc_address, plumbing, tmp_path, 1, "--batch_wait_seconds", "0"):
+        run = subprocess.run(["bash", "-c", sample], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    submitted, webhook = run.stdout.strip().splitlines()[-2:]
+    assert json.loads(submitted)["state"] == "queued"
+    assert jobs_in_db(plumbing.database_url) == before + 1
+    top = [name for name, _ in ast.literal_eval(webhook.removeprefix("signed webhook: "))]
+    assert top == sync_transformer_infer(transformer, photo("grace_hopper"))["labels"][0][:3].tolist()
 
 
 def test_the_same_idempotency_key_on_an_upload_returns_the_same_job(
