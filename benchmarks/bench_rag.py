@@ -12,7 +12,8 @@ Feast on SQLite. In one process, side by side:
             hybrid_search, Feast get_online_features) in sequence; ratio goal <= 1.1x.
   ttft:     (KUBEMIND_BENCH_RAG_TTFT=1) time to first token (the first chunk with text) of a RAG
             answer through the transformer server minus that of the same prompt sent straight to the
-            vLLM predictor (SmolLM2), KUBEMIND_BENCH_RAG_TTFT_ROUNDS (30) rounds; goal <= 30 ms p50.
+            vLLM predictor (SmolLM2), KUBEMIND_BENCH_RAG_TTFT_ROUNDS (30) rounds; goal <= 30 ms p50; with
+            the transformer's own stage means (its /metrics), to see where a difference goes.
   synthetic: (KUBEMIND_BENCH_RAG_SYNTHETIC=100000, opt-in: on 2 cores the build took 1.5-3.4 min and the
             measurement takes about 5 min more, each search being hundreds of ms) the same
             retrieval latency over a synthetic collection of that many chunks, built once with the
@@ -263,6 +264,7 @@ def ttft(index_dir: Path, closed_index: Path, repo: Any, workdir: Path) -> None:
         for _ in range(int(os.environ.get("KUBEMIND_BENCH_RAG_TTFT_ROUNDS", "30"))):
             direct_times.append(first_token(f"{llm.http_url}/openai/v1/chat/completions", direct_body))
             rag_times.append(first_token(f"{rag.http_url}/openai/v1/chat/completions", rag_body))
+        stages = _stage_means(httpx.get(f"{rag.http_url}/metrics", timeout=30).text)
     difference = (statistics.median(rag_times) - statistics.median(direct_times)) * 1000
     print(f"\nTTFT ({len(rag_times)} rounds, the two alternating; the same prompt, whose answers "
           f"{'match' if same else 'DIFFER (the rebuilt prompt is not the one sent)'}; time to the first chunk with text)")
@@ -270,6 +272,23 @@ def ttft(index_dir: Path, closed_index: Path, repo: Any, workdir: Path) -> None:
           f"{statistics.median(rag_times) * 1000:.1f} ms (p99 {percentile(rag_times, 99):.1f}), "
           f"difference {difference:.1f} ms (goal <= 30): {'ok' if difference <= 30 else 'MISSED'}; "
           f"median of the paired differences {statistics.median(r - d for r, d in zip(rag_times, direct_times, strict=True)) * 1000:.1f} ms")
+    print("the transformer's own stage means over those requests (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
+
+
+def _stage_means(text: str) -> dict[str, float]:
+    """Mean milliseconds per stage from the transformer's kubemind_rag_stage_seconds histogram."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            stage = sample.labels.get("stage")
+            if sample.name == "kubemind_rag_stage_seconds_sum" and stage:
+                sums[stage] = sample.value
+            elif sample.name == "kubemind_rag_stage_seconds_count" and stage:
+                counts[stage] = sample.value
+    return {stage: sums[stage] / counts[stage] * 1000 for stage in sums if counts.get(stage)}
 
 
 def _prompt_of(reply: dict[str, Any], question: str, index_dir: Path) -> str:
