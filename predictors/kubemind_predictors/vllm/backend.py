@@ -132,15 +132,31 @@ class VLLMEngine:
                 self._engine = engine
             return engine
 
-        engine = await asyncio.wait_for(
-            loop.run_in_executor(None, build), timeout=self.settings.engine_start_timeout_seconds
-        )
+        try:
+            engine = await asyncio.wait_for(
+                loop.run_in_executor(None, build), timeout=self.settings.engine_start_timeout_seconds
+            )
+        except TimeoutError:
+            self._abandon_start()
+            raise
         self._tokenizer = engine.get_tokenizer()
         self._max_model_len = int(engine.model_config.max_model_len)
         self._generation_defaults = dict(engine.model_config.get_diff_sampling_param())
         logger.info(
             "vLLM engine ready: %s (max_model_len %d)", self.settings.model_dir, self._max_model_len
         )
+
+    def _abandon_start(self) -> None:
+        """The build thread cannot be cancelled: it waits for the engine core it is starting,
+        and the process could not exit before the whole engine had started (minutes on a busy
+        CPU). Killing the core (this server's child processes are vLLM's) makes it fail now."""
+        import psutil
+
+        with self._lock:
+            self._stop_requested = True
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
 
     async def stop(self) -> None:
         self.shutdown()
