@@ -181,7 +181,14 @@ async def test_a_streamed_reply_is_logged_whole_once_the_stream_ends(receiver: E
                 replies[request_id] = await client.post(path, json=body, headers={"x-request-id": request_id})
                 assert replies[request_id].status_code == 200, replies[request_id].text
         events = await asyncio.to_thread(receiver.wait_for, 2 * len(calls))
-        sent = server.metrics.registry.get_sample_value("kubemind_payload_events_sent_total", {"type": "response"})
+        # The sender counts an event once the sink's answer is back, a moment after the receiver
+        # has it.
+        sent = None
+        for _ in range(100):
+            sent = server.metrics.registry.get_sample_value("kubemind_payload_events_sent_total", {"type": "response"})
+            if sent == len(calls):
+                break
+            await asyncio.sleep(0.05)
     finally:
         await server.stop()
 
