@@ -71,7 +71,8 @@ async def sync_rate(url: str) -> float:
 async def submit(client: httpx.AsyncClient, url: str, callback: str, seed: int) -> tuple[str, float]:
     at = time.monotonic()
     reply = await client.post(f"{url}/v2/models/simple/jobs", json={**simple_body(seed), "callback_url": callback})
-    reply.raise_for_status()
+    if reply.status_code != 202:  # the writer's own reason, not only the status
+        raise RuntimeError(f"submit answered {reply.status_code}: {reply.text[:500]}")
     return reply.json()["id"], at
 
 
