@@ -5,7 +5,7 @@ gRPC unless the row says REST, at concurrency 1 and 8, in one run:
 
     simple   tritonserver directly (Python-backend `simple`)
     simple   kubemind's TritonPredictor in front of that Triton (gRPC passthrough, and with
-             --grpc_passthrough false: every request decoded into numpy and encoded again)
+             --passthrough false: every request decoded into numpy and encoded again)
     simple   kubemind serving `simple` itself, gRPC and REST
     classifier (EfficientNet-Lite0, UINT8 224x224x3 pixels) directly and through the TritonPredictor
 
@@ -161,7 +161,7 @@ def main() -> None:
                 "kubemind_predictors.triton",
                 ["--models", ",".join(models), "--triton_grpc_port", str(triton.grpc_port),
                  "--triton_http_port", str(triton.http_port), "--triton_metrics_port", str(triton.metrics_port),
-                 "--log_requests", "false", "--grpc_passthrough", str(passthrough).lower()],
+                 "--log_requests", "false", "--passthrough", str(passthrough).lower()],
                 workdir / f"predictor-passthrough-{passthrough}.log",
             ))  # fmt: skip
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -186,7 +187,7 @@ def check_name(name: str, where: str) -> None:
         )
 
 
-def check_protocol_parameters(request: InferRequest) -> None:
+def check_protocol_parameters(request: InferRequest | RestInferBody) -> None:
     """The protocol's own switches (binary_data_output, an output's binary_data) must be booleans:
     a string "false" must not silently count as true."""
     for key in PROTOCOL_BOOLEAN_PARAMETERS:
@@ -337,18 +338,21 @@ def deserialize_bytes(name: str, buffer: bytes | memoryview, count: int) -> np.n
 
 
 def array_from_bytes(name: str, datatype: str, shape: Sequence[int], buffer: bytes | memoryview) -> np.ndarray:
-    count = element_count(name, shape)
     if datatype == "BYTES":
-        return deserialize_bytes(name, buffer, count).reshape(shape)
+        return deserialize_bytes(name, buffer, element_count(name, shape)).reshape(shape)
+    check_byte_size(name, datatype, shape, len(buffer))
     if datatype == "BF16":
-        if len(buffer) != count * 2:
-            raise _size_mismatch(name, len(buffer), shape, count * 2, unit="bytes")
         return bf16_from_bytes(buffer).reshape(shape)
-    dtype = DATATYPES[datatype]
-    expected = count * dtype.itemsize
-    if len(buffer) != expected:
-        raise _size_mismatch(name, len(buffer), shape, expected, unit="bytes")
-    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+    return np.frombuffer(buffer, dtype=DATATYPES[datatype]).reshape(shape)
+
+
+def check_byte_size(name: str, datatype: str, shape: Sequence[int], size: int) -> None:
+    """A fixed-size tensor's data must be exactly its shape's bytes (BYTES has no fixed size)."""
+    if datatype == "BYTES":
+        return
+    expected = element_count(name, shape) * (2 if datatype == "BF16" else DATATYPES[datatype].itemsize)
+    if size != expected:
+        raise _size_mismatch(name, size, shape, expected, unit="bytes")
 
 
 def array_to_bytes(array: np.ndarray, datatype: str) -> bytes:
@@ -392,15 +396,36 @@ def parse_json_body(body: bytes | memoryview) -> Any:
         raise InvalidInput(f"malformed JSON request body: {exc}") from None
 
 
-def decode_rest_request(
-    body: bytes,
-    json_length: int | None,
-    model_name: str,
-    model_version: str | None,
-    shared_memory: SharedMemoryRegistry | None = None,
-) -> DecodedRequest:
-    """Decode a v2 REST infer body (JSON, or JSON + binary tensors when json_length is given;
-    inputs may name a registered shared-memory region instead of carrying data)."""
+@dataclass
+class RestTensor:
+    """One input of a REST infer body as the header describes it, its data not yet decoded:
+    `binary` is its slice of a binary body, `data` its JSON data, `shared_memory` its region's
+    parameters (exactly one of the three)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict | None
+    binary: memoryview | None = None
+    data: Any = None
+    shared_memory: bool = False
+
+
+@dataclass
+class RestInferBody:
+    """A v2 REST infer body checked for structure (names, datatypes, shapes, parameters, the
+    binary layout), with no tensor data decoded: the decoding path and the passthrough path
+    (kubemind.protocol.rest_forward) both start here."""
+
+    id: str | None
+    inputs: list[RestTensor]
+    parameters: dict | None
+    request_outputs: list[RequestedOutput] | None
+    binary: bool
+
+
+def parse_rest_request(body: bytes, json_length: int | None) -> RestInferBody:
+    """Parse a v2 REST infer body (JSON, or JSON + binary tensors when json_length is given)."""
     if json_length is not None:
         _expect(0 <= json_length <= len(body), f"{JSON_HEADER_LENGTH} {json_length} is outside the body ({len(body)} bytes)")
     view = memoryview(body)
@@ -412,7 +437,7 @@ def decode_rest_request(
     _expect(request_id is None or isinstance(request_id, str), "id must be a string")
     offset = json_length if json_length is not None else len(body)
     used_binary = False
-    inputs: list[InferInput] = []
+    inputs: list[RestTensor] = []
     for index, entry in enumerate(raw_inputs):
         _expect(isinstance(entry, dict), f"inputs[{index}] must be a JSON object")
         name = entry.get("name")
@@ -423,8 +448,9 @@ def decode_rest_request(
         _expect(isinstance(shape, list), f"input '{name}': shape must be a list of integers")
         parameters = _parameters(entry.get("parameters"), f"input '{name}'")
         binary_size = parameters.get("binary_data_size") if parameters else None
+        tensor = RestTensor(name, datatype, shape, parameters)
         if uses_shared_memory(parameters):
-            array = array_from_bytes(name, datatype, shape, _shared(shared_memory).read(name, parameters or {}))
+            tensor.shared_memory = True
         elif binary_size is not None:
             _expect(
                 isinstance(binary_size, int) and not isinstance(binary_size, bool) and binary_size >= 0,
@@ -432,25 +458,56 @@ def decode_rest_request(
             )
             _expect(json_length is not None, f"input '{name}': binary_data_size given but the request has no {JSON_HEADER_LENGTH} header")
             _expect(offset + binary_size <= len(body), f"input '{name}': binary_data_size {binary_size} overruns the request body")
-            array = array_from_bytes(name, datatype, shape, view[offset : offset + binary_size])
+            tensor.binary = view[offset : offset + binary_size]
             offset += binary_size
             used_binary = True
         else:
             _expect("data" in entry, f"input '{name}': data is missing")
-            array = array_from_json(name, datatype, shape, entry["data"])
-        inputs.append(NumpyInput(name, array, datatype, parameters))
+            tensor.data = entry["data"]
+        inputs.append(tensor)
     _expect(offset == len(body), f"request body has {len(body) - offset} bytes of binary data no input claims")
-    decoded = DecodedRequest(
-        model_name=model_name,
-        infer_inputs=inputs,
-        request_id=request_id,
+    parsed = RestInferBody(
+        id=request_id,
+        inputs=inputs,
         parameters=_parameters(header.get("parameters"), "request"),
         request_outputs=_requested_outputs(header.get("outputs")),
-        model_version=model_version,
-        encoding="binary" if used_binary else "json",
+        binary=used_binary,
     )
-    check_protocol_parameters(decoded)
-    return decoded
+    check_protocol_parameters(parsed)
+    return parsed
+
+
+def decode_rest_request(
+    body: bytes,
+    json_length: int | None,
+    model_name: str,
+    model_version: str | None,
+    shared_memory: SharedMemoryRegistry | None = None,
+    parsed: RestInferBody | None = None,
+) -> DecodedRequest:
+    """Decode a v2 REST infer body into numpy (inputs may name a registered shared-memory region
+    instead of carrying data); `parsed` is the body's parse_rest_request() when it was parsed already."""
+    if parsed is None:
+        parsed = parse_rest_request(body, json_length)
+    inputs: list[InferInput] = []
+    for tensor in parsed.inputs:
+        name, datatype, shape = tensor.name, tensor.datatype, tensor.shape
+        if tensor.shared_memory:
+            array = array_from_bytes(name, datatype, shape, _shared(shared_memory).read(name, tensor.parameters or {}))
+        elif tensor.binary is not None:
+            array = array_from_bytes(name, datatype, shape, tensor.binary)
+        else:
+            array = array_from_json(name, datatype, shape, tensor.data)
+        inputs.append(NumpyInput(name, array, datatype, tensor.parameters))
+    return DecodedRequest(
+        model_name=model_name,
+        infer_inputs=inputs,
+        request_id=parsed.id,
+        parameters=parsed.parameters,
+        request_outputs=parsed.request_outputs,
+        model_version=model_version,
+        encoding="binary" if parsed.binary else "json",
+    )
 
 
 def _selected_outputs(response: InferResponse, request: InferRequest) -> list[InferOutput]:
@@ -487,7 +544,7 @@ def _write_shared(
     return {REGION: region[REGION], BYTE_SIZE: written}
 
 
-def _wants_binary(request: InferRequest, name: str) -> bool:
+def wants_binary(request: InferRequest | RestInferBody, name: str) -> bool:
     request_default = bool((request.parameters or {}).get("binary_data_output", False))
     for requested in request.request_outputs or ():
         if requested.name == name and requested.parameters and "binary_data" in requested.parameters:
@@ -519,7 +576,7 @@ def encode_rest_response(
         region = _output_region(request, output.name)
         if region is not None:
             parameters.update(_write_shared(shared_memory, output.name, region, array, output.datatype))
-        elif _wants_binary(request, output.name):
+        elif wants_binary(request, output.name):
             blob = array_to_bytes(array, output.datatype)
             parameters["binary_data_size"] = len(blob)
             blobs.append(blob)
@@ -528,15 +585,31 @@ def encode_rest_response(
         if parameters:
             entry["parameters"] = parameters
         outputs_json.append(entry)
-    body: dict[str, Any] = {
-        "model_name": response.model_name or request.model_name,
-        "model_version": response.model_version or model_version,
-        "outputs": outputs_json,
-    }
-    if request.id:
-        body["id"] = request.id
-    if response.parameters:
-        body["parameters"] = dict(response.parameters)
+    return rest_reply_body(
+        response.model_name or request.model_name,
+        response.model_version or model_version,
+        outputs_json,
+        blobs,
+        request.id,
+        dict(response.parameters) if response.parameters else None,
+    )
+
+
+def rest_reply_body(
+    model_name: str,
+    model_version: str,
+    outputs_json: list[dict[str, Any]],
+    blobs: Sequence[bytes],
+    request_id: str | None,
+    parameters: dict[str, Any] | None,
+) -> tuple[bytes, int | None]:
+    """A v2 REST reply from its output entries and their binary data, in order; returns (body,
+    json_length), json_length None for pure JSON."""
+    body: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": outputs_json}
+    if request_id:
+        body["id"] = request_id
+    if parameters:
+        body["parameters"] = parameters
     header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
         return header, None

@@ -173,9 +173,10 @@ class KubemindModel(Model):
     # -- passthrough ----------------------------------------------------------------------------
     @property
     def forwards_grpc(self) -> bool:
-        """True when forward_grpc() serves v2 gRPC inference: the request's tensors are sent on
-        as serialised bytes instead of being decoded into numpy and encoded again (a hop that does
-        not transform them, like the Triton predictor in front of Triton)."""
+        """True when forward_grpc() serves v2 inference: the request's tensors are sent on as
+        serialised bytes instead of being decoded into numpy and encoded again (a hop that does
+        not transform them, like the Triton predictor in front of Triton). Binary REST requests
+        take the same path, translated to a ModelInferRequest (kubemind.protocol.rest_forward)."""
         return False
 
     async def forward_grpc(self, message: pb.ModelInferRequest, version: str, headers: dict[str, str]) -> bytes:

@@ -27,6 +27,7 @@ from kubemind.codecs import (
     decode_rest_request,
     encode_rest_response,
     parse_json_body,
+    parse_rest_request,
 )
 from kubemind.errors import (
     OPENAI,
@@ -39,6 +40,7 @@ from kubemind.errors import (
 )
 from kubemind.protocol.http_guard import ContentEncodingMiddleware
 from kubemind.protocol.pipeline import Pipeline, Route, ServerRoute, json_response
+from kubemind.protocol.rest_forward import grpc_request_from_rest, rest_reply_from_grpc
 from kubemind.protocol.service import InferenceService
 from kubemind.protocol.shared_memory import cuda_not_supported, cuda_status
 from kubemind.settings import ComponentSettings
@@ -141,20 +143,25 @@ class RestEndpoints:
         since = record.started
         body = await request.body()
         json_length = _json_length(request.headers.get(JSON_HEADER_LENGTH))
+        parsed = parse_rest_request(body, json_length)
+        forwarded = grpc_request_from_rest(parsed, name, version) if self.service.forwards_grpc(name, version) else None
+        if forwarded is not None:
+            # The passthrough path: the tensors go on as bytes, never decoded (rest_forward).
+            since = record.stage("decode", since)
+            reply = await self.service.forward_grpc(forwarded, record.headers, record)
+            if reply is not None:
+                since = time.perf_counter()
+                payload, header_length = rest_reply_from_grpc(reply, parsed)
+                record.stage("encode", since)
+                return _infer_reply(payload, header_length)
         shared_memory = self.service.shared_memory
-        infer_request = decode_rest_request(body, json_length, name, version, shared_memory)
+        infer_request = decode_rest_request(body, json_length, name, version, shared_memory, parsed=parsed)
         since = record.stage("decode", since)
         response, served_version = await self.service.infer(infer_request, record.headers, record)
         since = time.perf_counter()
         payload, header_length = encode_rest_response(response, infer_request, served_version, shared_memory)
         record.stage("encode", since)
-        if header_length is None:
-            return Response(payload, media_type="application/json")
-        return Response(
-            payload,
-            media_type="application/octet-stream",
-            headers={JSON_HEADER_LENGTH: str(header_length)},
-        )
+        return _infer_reply(payload, header_length)
 
 
     # -- system shared memory ---------------------------------------------------------------------
@@ -184,6 +191,12 @@ class RestEndpoints:
 
     async def cuda_shm_unregister(self, request: Request, record: RequestRecord) -> Response:
         return json_response({})  # nothing can have been registered
+
+
+def _infer_reply(payload: bytes, header_length: int | None) -> Response:
+    if header_length is None:
+        return Response(payload, media_type="application/json")
+    return Response(payload, media_type="application/octet-stream", headers={JSON_HEADER_LENGTH: str(header_length)})
 
 
 def _model_path(request: Request) -> tuple[str, str | None]:

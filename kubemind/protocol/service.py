@@ -20,6 +20,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind.errors import (
     InternalError,
+    KubemindError,
     ModelNotFound,
     ModelNotReady,
     NotImplementedByModel,
@@ -186,6 +187,15 @@ class InferenceService:
         if not isinstance(response, InferResponse):
             raise InternalError(f"model '{model.name}' returned {type(response).__name__}, not an InferResponse")
         return response, version
+
+    def forwards_grpc(self, name: str, version: str | None) -> bool:
+        """Whether the model a request names forwards inference as bytes (forward_grpc); False
+        for an unknown model, so the decoding path reports the request's own errors first."""
+        try:
+            model, _ = self.lookup(name, version)
+        except KubemindError:
+            return False
+        return isinstance(model, KubemindModel) and model.forwards_grpc
 
     async def forward_grpc(
         self, message: pb.ModelInferRequest, headers: dict[str, str], record: RequestRecord

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
+import orjson
 import pytest
 
 from kubemind.processes import ServerProcess, start_server
@@ -34,24 +36,41 @@ BODY = {
 GRPC_REQUEST = {"model": "simple", "inputs": BODY["inputs"], "timeout": 30.0}
 
 
+# The same request with binary tensors (what tritonclient.http sends): the REST passthrough path.
+_BINARY_HEADER = orjson.dumps({"inputs": [
+    {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "parameters": {"binary_data_size": 64}},
+    {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "parameters": {"binary_data_size": 64}},
+]})  # fmt: skip
+BINARY_BODY = _BINARY_HEADER + np.arange(16, dtype=np.int32).tobytes() + np.ones(16, dtype=np.int32).tobytes()
+
+
 @dataclass
 class Traffic:
-    """A stream of requests from a background thread, recording (status, seconds) per request."""
+    """A stream of requests from a background thread, JSON and binary bodies in turn, recording
+    (status, seconds, binary) per request."""
 
     url: str
-    results: list[tuple[int, float]] = field(default_factory=list)
+    results: list[tuple[int, float, bool]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+
+    def post(self, client: httpx.Client, binary: bool) -> int:
+        if binary:
+            headers = {"Inference-Header-Content-Length": str(len(_BINARY_HEADER))}
+            return client.post(self.url, content=BINARY_BODY, headers=headers).status_code
+        return client.post(self.url, json=BODY).status_code
 
     def run(self) -> None:
         # The client timeout is far past the predictor's deadline: a hang would show as a long call.
+        binary = False
         with httpx.Client(timeout=PREDICTOR_DEADLINE_SECONDS * 4) as client:
             while not self.stop.is_set():
                 started = time.monotonic()
                 try:
-                    status = client.post(self.url, json=BODY).status_code
+                    status = self.post(client, binary)
                 except httpx.TimeoutException:
                     status = -1
-                self.results.append((status, time.monotonic() - started))
+                self.results.append((status, time.monotonic() - started, binary))
+                binary = not binary
                 time.sleep(0.01)
 
 
@@ -83,8 +102,8 @@ def test_killed_triton_gives_fast_503_then_the_predictor_recovers(
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and recovered_at is None:
                 time.sleep(0.2)
-                recent = traffic.results[-3:]
-                if len(recent) == 3 and all(status == 200 for status, _ in recent):
+                recent = traffic.results[-4:]
+                if len(recent) == 4 and all(status == 200 for status, _, _ in recent):
                     recovered_at = time.monotonic()
             (grpc_recovered,) = stock_client(predictor.grpc_address, GRPC_REQUEST)
         finally:
@@ -94,11 +113,14 @@ def test_killed_triton_gives_fast_503_then_the_predictor_recovers(
     finally:
         traffic.stop.set()
 
-    assert before_kill > 0 and all(status == 200 for status, _ in traffic.results[:before_kill])
-    statuses = {status for status, _ in during_outage}
-    assert 503 in statuses, f"no 503 while Triton was down: {statuses}"
+    assert before_kill > 0 and all(status == 200 for status, _, _ in traffic.results[:before_kill])
+    statuses = {status for status, _, _ in during_outage}
     assert statuses <= {200, 503}, f"unexpected statuses while Triton was down: {statuses}"
-    slowest = max(seconds for _, seconds in during_outage)
+    for binary in (False, True):  # the decoding path and the passthrough path alike
+        assert 503 in {status for status, _, sent_binary in during_outage if sent_binary == binary}, (
+            f"no 503 for {'binary' if binary else 'JSON'} requests while Triton was down"
+        )
+    slowest = max(seconds for _, seconds, _ in during_outage)
     assert slowest < PREDICTOR_DEADLINE_SECONDS, f"a request took {slowest:.2f}s while Triton was down"
     assert len(during_outage) > 10, "requests should fail fast, not trickle"
     assert grpc_answer["error"]["status"] == "StatusCode.UNAVAILABLE"

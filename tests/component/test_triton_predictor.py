@@ -10,7 +10,9 @@ from pathlib import Path
 import grpc
 import httpx
 import numpy as np
+import orjson
 import pytest
+import tritonclient.http as triton_http
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from kubemind.processes import ServerProcess
@@ -92,6 +94,59 @@ def test_grpc_passthrough_answers_under_the_served_name_and_checks_the_signature
     assert (answer["model_name"], answer["model_version"]) == ("simple", "1")
     assert refused["error"]["status"] == "StatusCode.INVALID_ARGUMENT"
     assert "INPUT0" in refused["error"]["message"] and "[1, 8]" in refused["error"]["message"]
+
+
+def test_stock_http_client_binary_requests_answer_like_triton(stack: tuple[TritonServerProcess, ServerProcess]) -> None:
+    """tritonclient.http sends binary tensors: the predictor forwards them to Triton as bytes
+    (REST passthrough) and answers as Triton does, a binary output and a JSON output alike,
+    under kubemind's model name and version."""
+    triton, predictor = stack
+
+    def infer(url: str) -> triton_http.InferResult:
+        inputs = []
+        for name, array in (("INPUT0", INPUT0), ("INPUT1", INPUT1)):
+            tensor = triton_http.InferInput(name, list(array.shape), "INT32")
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        outputs = [
+            triton_http.InferRequestedOutput("OUTPUT1", binary_data=False),
+            triton_http.InferRequestedOutput("OUTPUT0", binary_data=True),
+        ]
+        client = triton_http.InferenceServerClient(url.removeprefix("http://"))
+        try:
+            return client.infer("simple", inputs, outputs=outputs, request_id="passthrough-1")
+        finally:
+            client.close()
+
+    ours, theirs = infer(predictor.http_url), infer(triton.http_url)
+
+    for name in ("OUTPUT0", "OUTPUT1"):
+        np.testing.assert_array_equal(ours.as_numpy(name), theirs.as_numpy(name))
+    np.testing.assert_array_equal(ours.as_numpy("OUTPUT0"), INPUT0 + INPUT1)
+    header = ours.get_response()
+    assert [o["name"] for o in header["outputs"]] == ["OUTPUT1", "OUTPUT0"]
+    assert header["outputs"][0]["data"] == (INPUT0 - INPUT1).ravel().tolist()
+    assert (header["model_name"], header["model_version"], header["id"]) == ("simple", "1", "passthrough-1")
+
+
+def test_binary_rest_with_a_wrong_byte_count_is_400_naming_the_tensor(
+    stack: tuple[TritonServerProcess, ServerProcess],
+) -> None:
+    _, predictor = stack
+    header = orjson.dumps({"inputs": [
+        {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "parameters": {"binary_data_size": 64}},
+        {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "parameters": {"binary_data_size": 10}},
+    ]})  # fmt: skip
+
+    response = httpx.post(
+        f"{predictor.http_url}/v2/models/simple/infer",
+        content=header + b"\0" * 74,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+        timeout=10,
+    )
+
+    assert response.status_code == 400, response.text
+    assert "INPUT1" in response.json()["error"] and "10 bytes" in response.json()["error"]
 
 
 def test_grpc_passthrough_relays_triton_refusing_the_data(stack: tuple[TritonServerProcess, ServerProcess]) -> None:

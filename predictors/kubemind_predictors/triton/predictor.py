@@ -132,7 +132,7 @@ class TritonPredictor(KubemindModel):
 
     @property
     def forwards_grpc(self) -> bool:
-        return self.connection.settings.grpc_passthrough
+        return self.connection.settings.passthrough
 
     async def forward_grpc(self, message: pb.ModelInferRequest, version: str, headers: dict[str, str]) -> bytes:
         # Triton's name and version for the model, and its [-1, 1] shape for flattened inputs (as

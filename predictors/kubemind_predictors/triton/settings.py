@@ -74,10 +74,12 @@ class TritonPredictorSettings(ComponentSettings):
     protocol: Literal["grpc-v2", "v2"] = "grpc-v2"
     """Transport to Triton: grpc-v2 (KServe's InferenceGRPCClient) or v2 (REST)."""
 
-    grpc_passthrough: bool = True
-    """v2 gRPC inference is forwarded to Triton as serialised bytes (names, datatypes and shapes
-    checked against the signature; the tensor data neither decoded nor copied into numpy). Off:
-    every request is decoded and encoded again, as REST requests always are."""
+    passthrough: bool = True
+    """v2 inference is forwarded to Triton as bytes: a gRPC request as it was serialised, a
+    binary REST request's tensors as the body carries them (names, datatypes and shapes checked
+    against the signature; the tensor data never decoded into numpy). REST requests with JSON
+    data or shared-memory regions are decoded either way. Off: every request is decoded and
+    encoded again."""
 
     cpu_threads: int = Field(default=1, ge=1)
     """Intra-op threads for ONNX Runtime inside each Triton Python-backend model instance."""
