@@ -8,6 +8,8 @@ gRPC unless the row says REST, at concurrency 1 and 8, in one run:
              --passthrough false: every request decoded into numpy and encoded again)
     simple   kubemind serving `simple` itself, gRPC and REST
     classifier (EfficientNet-Lite0, UINT8 224x224x3 pixels) directly and through the TritonPredictor
+    REST     `simple` and the classifier directly and through the predictor (perf_analyzer sends
+             binary tensors: the REST passthrough), and `simple` through the decoding predictor
 
 Besides infer/s and latency, each row gets the CPU time per request of the server processes
 (user+sys from /proc over the measurement, Triton's backend stubs included, perf_analyzer not):
@@ -111,6 +113,10 @@ def run_perf_analyzer(
     return infer_per_s, float(row["p50 latency"]) / 1000, float(row["p99 latency"]) / 1000, cpu_ms
 
 
+def http_address(server: ServerProcess) -> str:
+    return server.http_url.removeprefix("http://")
+
+
 def measure(binary: Path, targets: list[tuple[str, str, str, str, list[int]]], workdir: Path) -> list[Row]:
     rows = []
     for concurrency in CONCURRENCIES:
@@ -137,6 +143,9 @@ def report(rows: list[Row]) -> None:
         print(f"  simple via TritonPredictor / direct Triton: {ratio(('simple', 'TritonPredictor', 'grpc'), ('simple', 'tritonserver', 'grpc'), c)} (goal >= 0.6x)")
         print(f"  simple, passthrough predictor / decoding predictor: {ratio(('simple', 'TritonPredictor', 'grpc'), ('simple', 'decoding predictor', 'grpc'), c)}")
         print(f"  classifier via TritonPredictor / direct Triton: {ratio(('efficientnet_lite0', 'TritonPredictor', 'grpc'), ('efficientnet_lite0', 'tritonserver', 'grpc'), c)} (goal >= 0.95x)")
+        print(f"  simple via TritonPredictor / direct Triton, REST: {ratio(('simple', 'TritonPredictor', 'http'), ('simple', 'tritonserver', 'http'), c)} (goal >= 0.6x)")
+        print(f"  simple, REST passthrough predictor / decoding predictor: {ratio(('simple', 'TritonPredictor', 'http'), ('simple', 'decoding predictor', 'http'), c)}")
+        print(f"  classifier via TritonPredictor / direct Triton, REST: {ratio(('efficientnet_lite0', 'TritonPredictor', 'http'), ('efficientnet_lite0', 'tritonserver', 'http'), c)} (goal >= 0.95x)")
         print(f"  kubemind simple gRPC / REST: {ratio(('simple', 'kubemind', 'grpc'), ('simple', 'kubemind', 'http'), c)} (goal >= 1.0x)")
         print(f"  kubemind simple / tritonserver Python-backend simple (gRPC): {ratio(('simple', 'kubemind', 'grpc'), ('simple', 'tritonserver', 'grpc'), c)} (goal >= 0.8x at c=1)")
 
@@ -176,9 +185,15 @@ def main() -> None:
             ("simple", "TritonPredictor", "grpc", predictor.grpc_address, predictor_pids + triton_pids),
             ("simple", "decoding predictor", "grpc", decoding.grpc_address, [decoding.pid, *triton_pids]),
             ("simple", "kubemind", "grpc", own.grpc_address, [own.pid]),
-            ("simple", "kubemind", "http", own.http_url.removeprefix("http://"), [own.pid]),
+            ("simple", "kubemind", "http", http_address(own), [own.pid]),
             ("efficientnet_lite0", "tritonserver", "grpc", triton.grpc_url, triton_pids),
             ("efficientnet_lite0", "TritonPredictor", "grpc", predictor.grpc_address, predictor_pids + triton_pids),
+            # REST: perf_analyzer sends binary tensors, so the predictor takes its REST passthrough.
+            ("simple", "tritonserver", "http", triton.http_url.removeprefix("http://"), triton_pids),
+            ("simple", "TritonPredictor", "http", http_address(predictor), predictor_pids + triton_pids),
+            ("simple", "decoding predictor", "http", http_address(decoding), [decoding.pid, *triton_pids]),
+            ("efficientnet_lite0", "tritonserver", "http", triton.http_url.removeprefix("http://"), triton_pids),
+            ("efficientnet_lite0", "TritonPredictor", "http", http_address(predictor), predictor_pids + triton_pids),
         ]
         rows = measure(binary, targets, workdir)
     report(rows)
