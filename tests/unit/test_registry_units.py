@@ -332,6 +332,10 @@ def rag_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path,
     return root, registry
 
 
+needs_kustomize = pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
+                                     reason="kustomize (kubectl) not installed")
+
+
 def _rendered_isvc(root: Path, env: str, name: str) -> dict:
     (isvc,) = [o for o in yaml.safe_load_all(rendering.render(root / "inferenceservices" / "overlays" / env))
                if o and o["kind"] == "InferenceService" and o["metadata"]["name"] == name]
@@ -345,8 +349,7 @@ def test_rag_has_two_pin_targets_the_predictor_storage_uri_and_the_transformer_s
     ]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
-                    reason="kustomize (kubectl) not installed")
+@needs_kustomize
 def test_pinning_both_rag_artifacts_renders_them_and_validates(
     capsys: pytest.CaptureFixture[str], rag_checkout: tuple[Path, AliasRegistry]
 ) -> None:
@@ -391,8 +394,7 @@ def test_pinning_both_rag_artifacts_renders_them_and_validates(
     assert refreshed["spec"]["predictor"]["model"]["storageUri"] == "models:/smollm2-chat/8"
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
-                    reason="kustomize (kubectl) not installed")
+@needs_kustomize
 def test_a_reordered_base_env_fails_the_build_instead_of_pinning_another_variable(
     capsys: pytest.CaptureFixture[str], rag_checkout: tuple[Path, AliasRegistry]
 ) -> None:
@@ -447,8 +449,7 @@ def _pins_folder(root: Path, env: str) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted(folder.iterdir())}
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
-                    reason="kustomize (kubectl) not installed")
+@needs_kustomize
 def test_unpin_keeps_the_other_pins_and_the_last_one_leaves_the_overlay_as_before(
     capsys: pytest.CaptureFixture[str], rag_checkout: tuple[Path, AliasRegistry]
 ) -> None:
