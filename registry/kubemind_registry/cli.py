@@ -1,4 +1,4 @@
-"""`kubemind models register | alias | resolve | pin | demo`.
+"""`kubemind models register | alias | resolve | pin | unpin | demo`.
 
 `kubemind/cli.py` imports this module only when `kubemind models ...` is run, and calls
 `register(subparsers, name, help_text)`.
@@ -65,15 +65,25 @@ def register(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentPar
         help="the target (see below) and the models:/NAME@ALIAS it follows (repeatable);"
         " without it, the refs already in the pins file are refreshed",
     )
-    pin.add_argument(
-        "--root",
-        type=Path,
-        default=None,
-        help="the checkout (default: the nearest folder at or above the current one that has"
-        " inferenceservices/overlays/)",
-    )
+    root_help = ("the checkout (default: the nearest folder at or above the current one that has"
+                 " inferenceservices/overlays/)")
+    pin.add_argument("--root", type=Path, default=None, help=root_help)
     pin.add_argument("--check", action="store_true", help="fail if a pin is stale; write nothing")
     pin.set_defaults(func=_run(_pin))
+
+    unpin = commands.add_parser(
+        "unpin", help="remove pins from inferenceservices/overlays/ENV/pins/",
+        description="Remove pins `kubemind models pin` wrote into the overlay ENV; the other pins stay"
+        " at the versions they have (the registry is not asked). When the last pin goes, the overlay"
+        " renders exactly as it did before any pin.",
+        epilog="A target is ISVC/COMPONENT as `pin` prints it (rag/transformer), or ISVC when the"
+        " InferenceService has one pin. A target that is not pinned is an error listing the pins, and"
+        " nothing is written.",
+    )
+    unpin.add_argument("--env", required=True, help="overlay name: dev, staging, prod, ...")
+    unpin.add_argument("targets", nargs="+", metavar="ISVC[/COMPONENT]", help="the pins to remove")
+    unpin.add_argument("--root", type=Path, default=None, help=root_help)
+    unpin.set_defaults(func=_run(_unpin))
 
     demo = commands.add_parser(
         "demo", help="register the models the local overlay serves (SmolLM2, EfficientNet-Lite0, MiniLM,"
@@ -172,4 +182,15 @@ def _pin(args: argparse.Namespace) -> int:
     for pin in pins:
         print(f"{pin.target.name}: {pin.ref_uri} -> {pin.pinned_uri} ({pin.digest})")
     print(f"wrote {path}")
+    return 0
+
+
+def _unpin(args: argparse.Namespace) -> int:
+    from kubemind_registry.pin import find_root, pins_path, remove_pins
+
+    root = find_root(args.root if args.root is not None else Path.cwd())
+    for name in remove_pins(root, args.env, args.targets, home=_registry().settings.home):
+        print(f"{name}: unpinned")
+    path = pins_path(root, args.env)
+    print(f"wrote {path}" if path.exists() else f"no pins left for {args.env}: removed {path}")
     return 0

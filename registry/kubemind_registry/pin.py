@@ -14,6 +14,11 @@ the names found in the base, so a reordered base fails the build rather than cha
 
 The alias each pin follows is kept in its `...model-ref` annotation, so `pin --check` can re-resolve
 it and fail when the alias has moved since the files were written.
+
+`kubemind models unpin` removes pins without asking the registry: the pins it keeps are rewritten
+from the lineage already in the file, so they do not move to whatever their alias names now. When
+the last one goes, the folder is back to what it was before any pin (no `model-pins.yaml`, the
+Component with `patches: []`), and the overlay renders exactly as it did.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from kubemind import audit
 from kubemind.errors import InvalidInput
 from kubemind_registry.mlflow_store import MlflowRegistry
 from kubemind_registry.resolve import ModelRef, resolve
-from kubemind_registry.uris import parse_model_uri
+from kubemind_registry.uris import parse_model_uri, pinned_uri
 
 PINS_DIR = "pins"
 PINS_FILE = "model-pins.yaml"
@@ -373,7 +378,7 @@ def _pinned_target(root: Path, declared: dict[str, list[Target]], name: str) -> 
             return target
     raise InvalidInput(
         f"the pins file pins {name}, which {root.joinpath('inferenceservices', 'base')} no longer"
-        " declares: remove its patch from the pins file, then rerun `kubemind models pin`"
+        f" declares: remove it with `kubemind models unpin --env ENV {name}`"
     )
 
 
@@ -410,6 +415,62 @@ def _write(path: Path, text: str) -> None:
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def select_pins(env: str, written: Iterable[str], selectors: Iterable[str]) -> list[str]:
+    """The pinned ISVC/COMPONENT names `selectors` name. `ISVC` alone is that InferenceService's
+    only pin; a selector naming no pin, or several, is an error listing what is pinned."""
+    pinned = sorted(written)
+    listed = ", ".join(pinned) or "none"
+    chosen: list[str] = []
+    for selector in selectors:
+        isvc, _, component = selector.partition("/")
+        if not isvc or "/" in component or (selector.endswith("/") and not component):
+            raise InvalidInput(f"unpin {selector!r}: expected ISVC or ISVC/COMPONENT")
+        matches = [name for name in pinned if name == selector or (not component and name.split("/")[0] == isvc)]
+        if not matches:
+            raise InvalidInput(f"{selector} is not pinned in {env} (pinned there: {listed})")
+        if len(matches) > 1:
+            raise InvalidInput(
+                f"{selector} has {len(matches)} pins in {env}: name one as ISVC/COMPONENT ({', '.join(matches)})"
+            )
+        if matches[0] not in chosen:
+            chosen.append(matches[0])
+    return chosen
+
+
+def written_pin(root: Path, declared: dict[str, list[Target]], name: str, fields: dict[str, str]) -> Pin:
+    """A pin as the file records it, for rewriting it unchanged."""
+    return Pin(_pinned_target(root, declared, name), fields["ref"], pinned_uri(fields["name"], fields["version"]),
+               fields["name"], fields["version"], fields.get("run-id", ""), fields.get("digest", ""))
+
+
+def remove_pins(root: Path, env: str, selectors: Iterable[str], *, home: Path | None = None) -> list[str]:
+    """Remove the pins `selectors` name from the overlay `env`; returns their ISVC/COMPONENT names.
+
+    Nothing is written unless every selector names a pin.
+    """
+    check_overlay(root, env)
+    path = pins_path(root, env)
+    written = read_pins(path)
+    removed = select_pins(env, written, selectors)
+    declared = base_targets(root)
+    kept = [written_pin(root, declared, name, fields) for name, fields in sorted(written.items()) if name not in removed]
+    if kept:
+        _write(path, render_pins(env, kept))
+    else:
+        path.unlink()
+    _write(component_path(root, env), render_component(env, kept))
+    for name in removed:
+        was = written[name]
+        isvc, _, component = name.partition("/")
+        namespace = next((t.namespace for t in declared.get(isvc, [])), None)
+        audit.record("models.unpin", {"kind": "InferenceService", "name": isvc, "namespace": namespace,
+                                      "component": component, "overlay": env},
+                     home=home, model=was.get("name"), version=was.get("version"),
+                     before={"ref": was.get("ref"), "version": was.get("version"), "digest": was.get("digest")},
+                     after=None)
+    return removed
 
 
 def has_pins(root: Path, env: str) -> bool:

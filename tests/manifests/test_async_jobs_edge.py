@@ -26,7 +26,8 @@ HOST = "cv-classifier.models.kubemind.dev"
 SUBMIT, STATUS = "/v2/models/cv-classifier/jobs", "/v2/jobs/0b7f6a3e-5a8e-4a43-9d0c-4d3b7f1c2e11"
 GATEWAY = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 TRANSFORMER = "cluster.local/ns/kubemind/sa/cv-classifier-transformer"
-ACTIVATOR = "cluster.local/ns/knative-serving/sa/controller"
+ACTIVATOR = "cluster.local/ns/knative-serving/sa/activator"
+AUTOSCALER = "cluster.local/ns/knative-serving/sa/controller"
 INFER, METADATA = f"/{SERVICE_NAME}/ModelInfer", f"/{SERVICE_NAME}/ModelMetadata"
 
 
@@ -180,4 +181,4 @@ def test_the_predictor_admits_the_worker_and_the_gateway_for_their_calls_only(en
         assert not any(_allowed(policy, other, m, p, port) for m, p, port in
                        (("POST", INFER, grpc_port), ("POST", SUBMIT, writer_port), ("GET", STATUS, writer_port))), other
     principals = [p for rule in policy["spec"]["rules"] for entry in rule["from"] for p in entry["source"]["principals"]]
-    assert sorted(principals) == sorted([TRANSFORMER, ACTIVATOR, GATEWAY, worker])
+    assert sorted(principals) == sorted([TRANSFORMER, ACTIVATOR, AUTOSCALER, GATEWAY, worker])

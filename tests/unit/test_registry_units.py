@@ -332,6 +332,10 @@ def rag_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path,
     return root, registry
 
 
+needs_kustomize = pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
+                                     reason="kustomize (kubectl) not installed")
+
+
 def _rendered_isvc(root: Path, env: str, name: str) -> dict:
     (isvc,) = [o for o in yaml.safe_load_all(rendering.render(root / "inferenceservices" / "overlays" / env))
                if o and o["kind"] == "InferenceService" and o["metadata"]["name"] == name]
@@ -345,8 +349,7 @@ def test_rag_has_two_pin_targets_the_predictor_storage_uri_and_the_transformer_s
     ]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
-                    reason="kustomize (kubectl) not installed")
+@needs_kustomize
 def test_pinning_both_rag_artifacts_renders_them_and_validates(
     capsys: pytest.CaptureFixture[str], rag_checkout: tuple[Path, AliasRegistry]
 ) -> None:
@@ -391,8 +394,7 @@ def test_pinning_both_rag_artifacts_renders_them_and_validates(
     assert refreshed["spec"]["predictor"]["model"]["storageUri"] == "models:/smollm2-chat/8"
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
-                    reason="kustomize (kubectl) not installed")
+@needs_kustomize
 def test_a_reordered_base_env_fails_the_build_instead_of_pinning_another_variable(
     capsys: pytest.CaptureFixture[str], rag_checkout: tuple[Path, AliasRegistry]
 ) -> None:
@@ -440,3 +442,71 @@ def test_isvc_alone_is_its_container_storage_uri_when_that_is_its_only_artifact(
     assert target.path == ("spec", "predictor", "containers", 0, "env", 1, "value")
     assert target.guards == ((("spec", "predictor", "containers", 0), "kserve-container"),
                              (("spec", "predictor", "containers", 0, "env", 1), "STORAGE_URI"))
+
+
+def _pins_folder(root: Path, env: str) -> dict[str, str]:
+    folder = root / "inferenceservices" / "overlays" / env / "pins"
+    return {p.name: p.read_text() for p in sorted(folder.iterdir())}
+
+
+@needs_kustomize
+def test_unpin_keeps_the_other_pins_and_the_last_one_leaves_the_overlay_as_before(
+    capsys: pytest.CaptureFixture[str], rag_checkout: tuple[Path, AliasRegistry]
+) -> None:
+    root, registry = rag_checkout
+    overlay = root / "inferenceservices" / "overlays" / "prod"
+    before, folder_before = rendering.render(overlay), _pins_folder(root, "prod")
+    base_index = _rendered_isvc(root, "prod", "rag")["spec"]["transformer"]["containers"][0]["env"][0]
+    assert _kubemind(capsys, "models", "pin", "--env", "prod", "--root", str(root), *RAG_PINS)[0] == 0
+    unpin = ("models", "unpin", "--env", "prod", "--root", str(root))
+
+    # `rag` alone is ambiguous with two pins: an error naming both, nothing written.
+    pinned = _pins_folder(root, "prod")
+    code, _, err = _kubemind(capsys, *unpin, "rag")
+    assert code == 1
+    assert "rag has 2 pins in prod: name one as ISVC/COMPONENT (rag/predictor, rag/transformer)" in err
+    assert _pins_folder(root, "prod") == pinned
+
+    # The pin kept stays at its version although its alias has moved: unpin does not re-resolve.
+    registry.aliases["smollm2-chat@champion"] = "8"
+    code, out, err = _kubemind(capsys, *unpin, "rag/transformer")
+    assert code == 0, err
+    assert "rag/transformer: unpinned" in out
+    rag = _rendered_isvc(root, "prod", "rag")
+    assert rag["spec"]["transformer"]["containers"][0]["env"][0] == base_index
+    assert rag["spec"]["predictor"]["model"]["storageUri"] == "models:/smollm2-chat/7"
+    assert not any(key.startswith("kubemind.io/transformer-model-") for key in rag["metadata"]["annotations"])
+    assert read_refs(root / "inferenceservices" / "overlays" / "prod" / "pins" / "model-pins.yaml") == {
+        "rag/predictor": "models:/smollm2-chat@champion"}
+
+    # The last pin: `rag` alone names it now; the folder and the rendered overlay are as before pinning.
+    code, out, err = _kubemind(capsys, *unpin, "rag")
+    assert code == 0, err
+    assert "rag/predictor: unpinned" in out and "no pins left for prod" in out
+    assert _pins_folder(root, "prod") == folder_before
+    assert rendering.render(overlay) == before
+    assert _kubemind(capsys, "models", "pin", "--env", "prod", "--root", str(root), "--check")[0] == 0
+
+    log = [json.loads(line) for line in (registry.settings.home / "audit" / "audit.jsonl").read_text().splitlines()]
+    unpins = [(r["object"]["name"], r["object"]["component"], r["before"]["version"])
+              for r in log if r["action"] == "models.unpin"]
+    assert unpins == [("rag", "transformer", "5"), ("rag", "predictor", "7")]
+
+
+def test_unpin_of_a_model_that_is_not_pinned_is_an_error_naming_it(
+    capsys: pytest.CaptureFixture[str], rag_checkout: tuple[Path, AliasRegistry]
+) -> None:
+    root, _ = rag_checkout
+    unpin = ("models", "unpin", "--env", "dev", "--root", str(root))
+    folder = _pins_folder(root, "dev")
+    code, out, err = _kubemind(capsys, *unpin, "cv-classifier")
+    assert (code, out) == (1, "")
+    assert "cv-classifier is not pinned in dev (pinned there: none)" in err and "Traceback" not in err
+    assert _pins_folder(root, "dev") == folder
+    assert _kubemind(capsys, "models", "pin", "--env", "dev", "--root", str(root), *RAG_PINS)[0] == 0
+    folder = _pins_folder(root, "dev")
+    # One unknown target among known ones: an error naming it, and nothing removed.
+    code, _, err = _kubemind(capsys, *unpin, "rag/transformer", "cv-classifier/predictor")
+    assert code == 1
+    assert "cv-classifier/predictor is not pinned in dev (pinned there: rag/predictor, rag/transformer)" in err
+    assert _pins_folder(root, "dev") == folder
