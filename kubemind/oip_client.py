@@ -38,6 +38,8 @@ from kubemind.errors import (
     KubemindError,
     ModelNotFound,
 )
+from kubemind.protocol import triton_extensions_pb2 as ext
+from kubemind.protocol.shared_memory import BYTE_SIZE, OFFSET, REGION
 from kubemind.tracing import client_span, outbound_metadata
 
 logger = logging.getLogger("kubemind.oip_client")
@@ -53,6 +55,19 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.min_reconnect_backoff_ms", 100),
 ]
+
+
+@dataclass(frozen=True)
+class SharedTensor:
+    """An input whose bytes are already in a system shared-memory region registered with the
+    server: the request names the window instead of carrying the data."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    region: str
+    byte_size: int
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,7 +107,7 @@ def _varint(value: int) -> bytes:
 
 
 def encode_infer_request(
-    model: str, inputs: Sequence[Tensor], request_id: str = "", outputs: Sequence[str] = ()
+    model: str, inputs: Sequence[Tensor | SharedTensor], request_id: str = "", outputs: Sequence[str] = ()
 ) -> bytes:
     """A serialised ModelInferRequest with the tensor data copied exactly once.
 
@@ -104,6 +119,13 @@ def encode_infer_request(
     header = pb.ModelInferRequest(model_name=model, id=request_id)
     parts: list[bytes | memoryview] = []
     for tensor in inputs:
+        if isinstance(tensor, SharedTensor):
+            # No raw_input_contents entry: those are positional over the inputs that carry data.
+            shared = header.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.shape))
+            shared.parameters[REGION].string_param = tensor.region
+            shared.parameters[BYTE_SIZE].int64_param = tensor.byte_size
+            shared.parameters[OFFSET].int64_param = tensor.offset
+            continue
         header.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=list(tensor.array.shape))
         if tensor.datatype == "BYTES":
             data: bytes | memoryview = array_to_bytes(tensor.array, "BYTES")
@@ -219,14 +241,15 @@ class OIPClient:
     async def infer(
         self,
         model: str,
-        inputs: Sequence[Tensor],
+        inputs: Sequence[Tensor | SharedTensor],
         *,
         request_id: str = "",
         outputs: Sequence[str] = (),
         timeout: float | None = None,
         metadata: tuple[tuple[str, str], ...] = (),
     ) -> list[Tensor]:
-        """Run one inference; outputs come back as numpy arrays."""
+        """Run one inference; outputs come back as numpy arrays. A SharedTensor input is read by
+        the server from its registered region (keep the region's bytes until this returns)."""
         if self._model_infer is None:
             raise BackendUnavailable(f"the client for {self.url} is not started")
         message = encode_infer_request(model, inputs, request_id, outputs)
@@ -260,6 +283,40 @@ class OIPClient:
         finally:
             self.in_flight -= 1
         return reply
+
+    # -- the system shared-memory extension (Triton's, kubemind's own server speaks it too) --------
+    def _extension(self, method: str, reply: type[Any]) -> Any:
+        if self._channel is None:
+            raise BackendUnavailable(f"the client for {self.url} is not started")
+        return self._channel.unary_unary(
+            f"/inference.GRPCInferenceService/{method}",
+            request_serializer=lambda message: message.SerializeToString(),
+            response_deserializer=reply.FromString,
+        )
+
+    async def register_system_shared_memory(
+        self, name: str, key: str, byte_size: int, offset: int = 0, timeout: float | None = None
+    ) -> None:
+        """Register a POSIX shared-memory segment of this host as region `name`. Refused with
+        InvalidInput where the server cannot open `key` (it runs on another host or in another
+        /dev/shm), with InternalError where it does not implement the extension."""
+        method = self._extension("SystemSharedMemoryRegister", ext.SystemSharedMemoryRegisterResponse)
+        request = ext.SystemSharedMemoryRegisterRequest(name=name, key=key, offset=offset, byte_size=byte_size)
+        await self._call(name, method, request, timeout, outbound_metadata(()))
+
+    async def unregister_system_shared_memory(self, name: str = "", timeout: float | None = None) -> None:
+        """Unregister region `name` (all regions where empty: Triton's semantics)."""
+        method = self._extension("SystemSharedMemoryUnregister", ext.SystemSharedMemoryUnregisterResponse)
+        await self._call(name, method, ext.SystemSharedMemoryUnregisterRequest(name=name), timeout, outbound_metadata(()))
+
+    async def system_shared_memory_registered(self, name: str, timeout: float | None = None) -> bool:
+        """Whether the server has region `name` registered (it answers an unknown one with an error)."""
+        method = self._extension("SystemSharedMemoryStatus", ext.SystemSharedMemoryStatusResponse)
+        try:
+            reply = await self._call(name, method, ext.SystemSharedMemoryStatusRequest(name=name), timeout, outbound_metadata(()))
+        except (InvalidInput, ModelNotFound):
+            return False
+        return name in reply.regions
 
     async def model_metadata(self, model: str, timeout: float | None = None) -> Any:
         request = pb.ModelMetadataRequest(name=model)

@@ -14,6 +14,7 @@ whose resource tracker would unlink the client's segment when this process exits
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import threading
@@ -140,6 +141,43 @@ class SharedMemoryRegistry:
             return len(data)
 
 
+class Segment:
+    """A POSIX shared-memory segment this process creates and owns: the client's side of the
+    extension (what `tritonclient.utils.shared_memory` does, without importing tritonclient).
+
+    The name is created exclusively (O_EXCL: never another process's segment), readable by this
+    user only, and its memory is allocated up front. `unlink()` removes the name from /dev/shm; the memory stays valid for every
+    process that mapped it until the last mapping closes."""
+
+    def __init__(self, key: str, byte_size: int):
+        if byte_size <= 0:
+            raise ValueError(f"a shared-memory segment needs a positive size, got {byte_size}")
+        self.key, self.byte_size = key, byte_size
+        self.path = SHM_DIR / key.strip("/")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            # Allocated now: a write into a sparse page of a full /dev/shm (Docker's default is
+            # 64 MiB) would kill the process with SIGBUS; this fails here with ENOSPC instead.
+            os.posix_fallocate(fd, 0, byte_size)
+            self.memory = mmap.mmap(fd, byte_size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.unlink(self.path)
+            raise
+        finally:
+            os.close(fd)
+
+    def unlink(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def close(self) -> None:
+        """Unlink the name and unmap this process's view (left to the garbage collector while a
+        numpy view of it still exists)."""
+        self.unlink()
+        with contextlib.suppress(BufferError):
+            self.memory.close()
+
+
 def uses_shared_memory(parameters: Any) -> bool:
     return isinstance(parameters, dict) and REGION in parameters
 
@@ -162,4 +200,4 @@ def cuda_status(name: str | None) -> list[dict[str, Any]]:
     return []
 
 
-__all__ = ["BYTE_SIZE", "OFFSET", "REGION", "SharedMemoryRegistry", "cuda_not_supported", "cuda_status", "uses_shared_memory"]
+__all__ = ["BYTE_SIZE", "OFFSET", "REGION", "Segment", "SharedMemoryRegistry", "cuda_not_supported", "cuda_status", "uses_shared_memory"]

@@ -57,6 +57,16 @@ class ImageTransformerSettings(ComponentSettings, ImagePreparationSettings):
     predictor_output_name: str = "logits"
     """Name of the predictor's FP32 [n, classes] logits tensor."""
 
+    predictor_shared_memory: bool = False
+    """Hand the pixel tensor to the predictor through the system shared-memory extension instead
+    of the gRPC wire. Only where both share /dev/shm: one host (`kubemind serve` turns it on) or
+    one pod with a shared /dev/shm volume; off on a cluster, where the predictor is another pod. A
+    predictor that cannot open the region is logged once and gets the wire."""
+
+    predictor_shared_memory_slots: int = Field(default=8, gt=0)
+    """Requests whose tensors may be in shared memory at once (one max_batch-sized segment each,
+    created when first needed); requests beyond that go over the wire."""
+
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     """Deadline for the call to the predictor, retries included; past it: 504."""
 

@@ -15,11 +15,12 @@ import numpy as np
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind.codecs import NumpyOutput
-from kubemind.errors import V1, InvalidInput
+from kubemind.errors import V1, InvalidInput, ModelNotFound
 from kubemind.model import KubemindModel, TensorSpec
-from kubemind.oip_client import OIPClient, RetryPolicy, Tensor
+from kubemind.oip_client import OIPClient, RetryPolicy, SharedTensor, Tensor
 from kubemind.protocol.pipeline import Route, RouteCall
 from kubemind.telemetry import count_predictions
+from kubemind_transformers.image.handoff import SharedMemoryHandoff, Slot
 from kubemind_transformers.image.labels import ImageNetLabels, top_k
 from kubemind_transformers.image.preprocessing import ImagePreprocessor
 from kubemind_transformers.image.settings import ImageTransformerSettings
@@ -56,6 +57,7 @@ class ImageTransformer(KubemindModel):
             ),
         )
         self._executor: ThreadPoolExecutor | None = None
+        self.handoff: SharedMemoryHandoff | None = None
 
     def load(self) -> bool:
         self.ready = True
@@ -64,6 +66,9 @@ class ImageTransformer(KubemindModel):
     def start(self) -> None:
         self.client.connect()
         self._executor = ThreadPoolExecutor(self.settings.decode_workers, thread_name_prefix="image-decode")
+        if self.settings.predictor_shared_memory:
+            slot_bytes = self.settings.max_batch * self.preprocessor.new_batch(1).nbytes
+            self.handoff = SharedMemoryHandoff(self.client, slot_bytes, self.settings.predictor_shared_memory_slots)
 
     def stop(self) -> None:
         if self._executor is not None:
@@ -71,19 +76,26 @@ class ImageTransformer(KubemindModel):
             self._executor = None
 
     async def stop_async(self) -> None:
+        if self.handoff is not None:
+            await self.handoff.close()  # over the channel: before it closes
+            self.handoff = None
         await self.client.close()
 
     async def healthy(self) -> bool:
         return await self.client.model_ready(self.predictor_model)
 
-    async def preprocess_images(self, items: list[bytes | str]) -> np.ndarray:
-        """Encoded images -> UINT8 [n, size, size, 3], decoded in the thread pool."""
+    def check_batch(self, items: list[bytes | str]) -> None:
         if not items:
             raise InvalidInput("the request holds no image (empty 'image' tensor)")
         if len(items) > self.settings.max_batch:
             raise InvalidInput(f"{len(items)} images is over the limit of {self.settings.max_batch} per request")
+
+    async def preprocess_images(self, items: list[bytes | str], batch: np.ndarray | None = None) -> np.ndarray:
+        """Encoded images -> UINT8 [n, size, size, 3] (into `batch` where given), decoded in the
+        thread pool."""
+        self.check_batch(items)
         loop = asyncio.get_running_loop()
-        batch = self.preprocessor.new_batch(len(items))
+        batch = self.preprocessor.new_batch(len(items)) if batch is None else batch
         await asyncio.gather(
             *(
                 loop.run_in_executor(self._executor, self.preprocessor.prepare_encoded, index, item, batch[index])
@@ -96,16 +108,40 @@ class ImageTransformer(KubemindModel):
         self, items: list[bytes | str], headers: dict[str, str] | None = None, request_id: str = ""
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k class indices and probabilities, [n, k] each."""
-        batch = await self.preprocess_images(items)
+        self.check_batch(items)
         forwarded = tuple((k.lower(), v) for k, v in (headers or {}).items() if k.lower() in self.propagate)
-        outputs = await self.client.infer(
-            self.predictor_model,
-            [Tensor(self.settings.predictor_input_name, "UINT8", batch)],
-            request_id=request_id,
-            outputs=[self.settings.predictor_output_name],
-            metadata=forwarded,
-        )
-        return top_k(outputs[0].array, self.settings.top_k)
+        handoff = self.handoff
+        slot = await handoff.acquire() if handoff is not None else None
+        try:
+            image_shape = (self.settings.image_size, self.settings.image_size, 3)
+            batch = await self.preprocess_images(items, slot.batch(len(items), image_shape) if slot else None)
+            logits = await self.forward_batch(batch, slot, request_id, forwarded)
+        finally:
+            if handoff is not None and slot is not None:
+                handoff.release(slot)
+        return top_k(logits, self.settings.top_k)
+
+    async def forward_batch(
+        self, batch: np.ndarray, slot: Slot | None, request_id: str, metadata: tuple[tuple[str, str], ...]
+    ) -> np.ndarray:
+        """The predictor's logits for `batch`: named by its shared-memory slot, or on the wire."""
+        name = self.settings.predictor_input_name
+
+        async def infer(tensor: Tensor | SharedTensor) -> np.ndarray:
+            outputs = await self.client.infer(
+                self.predictor_model, [tensor], request_id=request_id,
+                outputs=[self.settings.predictor_output_name], metadata=metadata,
+            )  # fmt: skip
+            return outputs[0].array
+
+        if slot is not None and self.handoff is not None:
+            try:
+                return await infer(SharedTensor(name, "UINT8", batch.shape, slot.region, batch.nbytes))
+            except (InvalidInput, ModelNotFound):
+                if await self.client.system_shared_memory_registered(slot.region):
+                    raise  # the request itself is wrong
+                self.handoff.lost(slot)  # the predictor forgot the region: this one goes over the wire
+        return await infer(Tensor(name, "UINT8", batch))
 
     async def predict(self, payload: InferRequest, headers: dict[str, str] | None = None) -> InferResponse:
         images = payload.get_input_by_name("image")
