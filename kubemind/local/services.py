@@ -111,7 +111,8 @@ def _triton_services() -> list[LocalService]:
     image = LocalService(
         "image",
         "kubemind_transformers.image",
-        ("--model_name", "efficientnet_lite0"),
+        # Same host as its predictor: the pixels go through shared memory, not the wire.
+        ("--model_name", "efficientnet_lite0", "--predictor_shared_memory", "true"),
         classifier_sample,
         forwards_to="triton",
     )

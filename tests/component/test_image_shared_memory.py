@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,8 +32,10 @@ from kubemind.processes import (
     wait_until_ready,
 )
 from kubemind_predictors.triton.launcher import TritonServerProcess
+from tests.component.serve_fixtures import Serve
 from tests.component.triton_fixtures import (
     photo,
+    require_triton,
     running_predictor,
     running_transformer,
     running_triton,
@@ -76,10 +79,12 @@ def images() -> dict[str, bytes]:
     return {name: photo(name) for name in PHOTOS}
 
 
-def classify(server: ServerProcess, batch: list[bytes]) -> dict[str, np.ndarray]:
+def classify(server: ServerProcess | str, batch: list[bytes]) -> dict[str, np.ndarray]:
+    """The transformer's answer (class ids, probabilities) for `batch`; `server` or its REST URL."""
+    url = server if isinstance(server, str) else server.http_url
     encoded = [base64.b64encode(image).decode("ascii") for image in batch]
     body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [len(encoded)], "data": encoded}]}
-    response = httpx.post(f"{server.http_url}/v2/models/{MODEL}/infer", json=body, timeout=60)
+    response = httpx.post(f"{url}/v2/models/{MODEL}/infer", json=body, timeout=60)
     assert response.status_code == 200, response.text
     outputs = {o["name"]: o for o in response.json()["outputs"]}
     return {
@@ -249,3 +254,22 @@ def test_a_predictor_that_cannot_open_the_segment_gets_the_wire(
     log = elsewhere.log()
     assert log.count("cannot take shared memory") == 1, log  # logged once, not per request
     assert "unable to open shared memory region" in log
+
+
+def test_kubemind_serve_hands_the_pixels_over_through_shared_memory(images: dict[str, bytes], tmp_path: Path) -> None:
+    """`kubemind serve --only image`: its transformer and the Triton predictor it starts on this
+    machine use shared memory, answer right, and leave nothing behind when serve stops."""
+    require_triton()
+    serve = Serve(tmp_path, "--only", "image", "--port_base", "0")
+    try:
+        serve.wait_ready()
+        text = serve.text()
+        services = dict(re.findall(r"== (\w+): REST (http://127\.0\.0\.1:\d+) ", text))
+        pids = dict(re.findall(r"== (\w+): REST \S+  gRPC \S+  \(pid (\d+)\)", text))
+        answer = classify(services["image"], [images["coffee"]])
+        assert answer["class_ids"][0][0] == 967  # espresso
+        image_pid = int(pids["image"])
+        assert regions_of(services["triton"], image_pid), text
+    finally:
+        assert serve.stop() == 0, serve.text()
+    assert segments_of(image_pid) == []
