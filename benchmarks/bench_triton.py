@@ -1,4 +1,6 @@
-"""Direct to Triton vs through TritonPredictor vs through image transformer + predictor.
+"""Direct to Triton vs through TritonPredictor vs through image transformer + predictor, the
+transformer handing the pixels over on the gRPC wire and through shared memory
+(--predictor_shared_memory, same host).
 
 One 224x224 image per request, concurrency 1 and 8, all three measured in one run with the same
 async gRPC client (KServe's v2 stubs), so the ratios compare hops, not clients. Goals (issue 3):
@@ -92,7 +94,7 @@ async def measure(concurrency: int, calls: dict[str, Callable[[], Awaitable[obje
     return list(results.values())
 
 
-async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: str) -> list[Result]:
+async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: str, shm_transformer_url: str) -> list[Result]:
     jpeg = sample_jpeg()
     preprocessor = ImagePreprocessor(ImageTransformerSettings())
     tensor = preprocessor.new_batch(1)
@@ -102,6 +104,7 @@ async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: st
         ("direct to Triton", triton_url),
         ("TritonPredictor", predictor_url),
         ("transformer + predictor", transformer_url),
+        ("transformer (shm) + pred.", shm_transformer_url),
     )}  # fmt: skip
     for client in clients.values():
         client.connect()
@@ -111,6 +114,7 @@ async def run_benchmark(triton_url: str, predictor_url: str, transformer_url: st
         "direct to Triton": lambda: clients["direct to Triton"].infer(MODEL, [image_tensor]),
         "TritonPredictor": lambda: clients["TritonPredictor"].infer(MODEL, [image_tensor]),
         "transformer + predictor": lambda: clients["transformer + predictor"].infer(MODEL, [jpeg_tensor]),
+        "transformer (shm) + pred.": lambda: clients["transformer (shm) + pred."].infer(MODEL, [jpeg_tensor]),
     }
     results = []
     for concurrency in CONCURRENCIES:
@@ -129,10 +133,16 @@ def report(results: list[Result]) -> None:
         direct = by_key[("direct to Triton", concurrency)]
         predictor = by_key[("TritonPredictor", concurrency)]
         transformer = by_key[("transformer + predictor", concurrency)]
+        shm = by_key[("transformer (shm) + pred.", concurrency)]
         print(
             f"concurrency {concurrency}: predictor/direct throughput {predictor.throughput / direct.throughput:.2f}x "
             f"(goal >= 0.90x); transformer hop adds {transformer.percentile(50) - predictor.percentile(50):+.2f} ms p50 "
             f"(goal <= 2 ms at concurrency 1); predictor hop adds {predictor.percentile(50) - direct.percentile(50):+.2f} ms p50"
+        )
+        print(
+            f"  transformer hop through shared memory adds {shm.percentile(50) - predictor.percentile(50):+.2f} ms p50"
+            f" (wire {transformer.percentile(50) - predictor.percentile(50):+.2f} ms); shm/wire throughput"
+            f" {shm.throughput / transformer.throughput:.2f}x"
         )
 
 
@@ -152,12 +162,15 @@ def main() -> None:
              "--log_requests", "false"],
             workdir / "predictor.log",
         ))  # fmt: skip
-        transformer = stack.enter_context(running_server(
+        transformer, shm_transformer = (stack.enter_context(running_server(
             "kubemind_transformers.image",
-            ["--model_name", MODEL, "--predictor_host", predictor.grpc_address, "--log_requests", "false"],
-            workdir / "transformer.log",
-        ))  # fmt: skip
-        results = asyncio.run(run_benchmark(triton.grpc_url, predictor.grpc_address, transformer.grpc_address))
+            ["--model_name", MODEL, "--predictor_host", predictor.grpc_address, "--log_requests", "false",
+             "--predictor_shared_memory", str(shared).lower()],
+            workdir / f"transformer-shm-{shared}.log",
+        )) for shared in (False, True))  # fmt: skip
+        results = asyncio.run(run_benchmark(
+            triton.grpc_url, predictor.grpc_address, transformer.grpc_address, shm_transformer.grpc_address
+        ))
     report(results)
 
 
