@@ -316,7 +316,7 @@ class Pipeline:
 
         # The payload logger's response event of a stream: the body as sent, every event of it,
         # queued once the stream has ended (a client that hung up got no whole reply: none).
-        sent = self.payloads.stream_buffer(record)
+        sent: list[bytes] | None = [] if self.payloads.keeps_stream_response(record) else None
 
         async def events() -> AsyncIterator[bytes]:
             iterator = stream.events
