@@ -31,8 +31,10 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from kubemind.codecs import deserialize_bytes, serialize_bytes
 from kubemind.errors import InvalidSettings
 from kubemind.settings import ComponentSettings
 from kubemind.telemetry import RequestRecord
@@ -259,17 +261,17 @@ class PayloadLogger:
         if self.enabled and self.log_responses:
             self._put(record, RESPONSE_TYPE, body, content_type)
 
-    def stream_buffer(self, record: RequestRecord) -> list[bytes] | None:
-        """Where a streamed reply collects what it sends, for its response event once it ends
-        (KServe's agent logs a stream's whole body after the handler returns); None when no
+    def keeps_stream_response(self, record: RequestRecord) -> bool:
+        """Whether a streamed reply keeps what it sends, for its response event once it ends
+        (KServe's agent logs a stream's whole body after the handler returns); False when no
         response event will be made: logger off, request-only mode, or the request sampled out
         (counted here, as a response event not made)."""
         if not (self.enabled and self.log_responses):
-            return None
+            return False
         if not sampled(record.request_id, self.settings.log_sample_rate):
             self.metrics.sampled_out.inc()
-            return None
-        return []
+            return False
+        return True
 
     def _put(self, record: RequestRecord, event_type: str, body: bytes, content_type: str) -> None:
         if not sampled(record.request_id, self.settings.log_sample_rate):
@@ -344,12 +346,55 @@ GRPC_REQUEST_CONTENT_TYPE = "application/x-protobuf; messageType=inference.Model
 GRPC_RESPONSE_CONTENT_TYPE = "application/x-protobuf; messageType=inference.ModelInferResponse"
 
 
+def log_grpc_request(payloads: PayloadLogger, record: RequestRecord, request: Any) -> None:
+    """A v2 gRPC request's event: the ModelInferRequest as sent (serialised only when on)."""
+    if payloads.enabled and payloads.log_requests:
+        payloads.request(record, request.SerializeToString(), GRPC_REQUEST_CONTENT_TYPE)
+
+
 def log_grpc_payloads(payloads: PayloadLogger, record: RequestRecord, request: Any, reply: Any | None) -> None:
     """A gRPC ModelInfer's events: the v2 protobuf messages as sent (serialised only when on)."""
-    payloads.request(record, request.SerializeToString(), GRPC_REQUEST_CONTENT_TYPE)
-    if reply is not None:  # a passthrough reply (forward_grpc) is serialised already
+    log_grpc_request(payloads, record, request)
+    if reply is not None and payloads.enabled and payloads.log_responses:
+        # A passthrough reply (forward_grpc) is serialised already.
         body = reply if isinstance(reply, bytes) else reply.SerializeToString()
         payloads.response(record, body, GRPC_RESPONSE_CONTENT_TYPE)
+
+
+def assembled_grpc_stream(replies: Sequence[Any]) -> Any:
+    """The ModelInferResponses one request of a ModelStreamInfer got, as the one response they
+    add up to (what a streamed REST reply's logged body is read as): a decoupled text
+    generation's `text_output` deltas joined into its whole text. Each BYTES output is joined
+    element by element across the responses that have it with the final one's shape; any other
+    output, and everything else (id, model, version, parameters with `triton_final_response`),
+    is the final response's. A single response is itself."""
+    final = replies[-1]
+    if len(replies) == 1:
+        return final
+    assembled = type(final)()
+    assembled.CopyFrom(final)
+    del assembled.raw_output_contents[:]
+    for index, output in enumerate(final.outputs):
+        raw = final.raw_output_contents[index] if index < len(final.raw_output_contents) else b""
+        if output.datatype == "BYTES" and raw:
+            count = int(np.prod(output.shape))
+            pieces = [
+                deserialize_bytes(output.name, reply.raw_output_contents[at], count)
+                for reply in replies
+                for at, other in enumerate(reply.outputs)
+                if other.name == output.name and list(other.shape) == list(output.shape) and at < len(reply.raw_output_contents)
+            ]
+            if all(len(piece) == count for piece in pieces):
+                raw = serialize_bytes(np.array([b"".join(elements) for elements in zip(*pieces, strict=True)], dtype=object))
+        assembled.raw_output_contents.append(raw)
+    return assembled
+
+
+def log_grpc_stream_response(payloads: PayloadLogger, record: RequestRecord, replies: Sequence[Any]) -> None:
+    """The response event of one request on a ModelStreamInfer call, once its last response is
+    sent: the one ModelInferResponse its responses add up to (`assembled_grpc_stream`)."""
+    if replies:
+        payloads.response(record, assembled_grpc_stream(replies).SerializeToString(), GRPC_RESPONSE_CONTENT_TYPE)
 
 
 __all__ = [
@@ -359,6 +404,9 @@ __all__ = [
     "RESPONSE_TYPE",
     "PayloadEvent",
     "PayloadLogger",
+    "assembled_grpc_stream",
     "log_grpc_payloads",
+    "log_grpc_request",
+    "log_grpc_stream_response",
     "sampled",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from kubemind.codecs import array_from_json
+from kubemind.protocol.sse import DONE, BadEvent, event_data, read_event
 
 MAX_COLUMNS = 32
 Row = dict[str, float | str]
@@ -98,30 +99,24 @@ def rows_of(body: Any) -> list[Row]:
 def assembled_stream(body: bytes) -> Any:
     """A streamed reply's logged body (its SSE events as sent) as the one reply it adds up to:
     an OpenAI stream's text deltas (and `usage`, when its last chunk has it) as a completion,
-    a v2 generate_stream's text as one `text_output`; None when it holds neither."""
-    import json
-
+    a v2 generate_stream's text as one `text_output`; None when it holds neither. An event that
+    does not parse is skipped: the others still say what the reply was."""
     texts: list[str] = []
     usage: dict[str, Any] | None = None
     shape = None
     for line in body.decode("utf-8", "replace").splitlines():
-        if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+        data = event_data(line)
+        if data is None or data == DONE:
             continue
         try:
-            event = json.loads(line[5:])
-        except ValueError:
+            event = read_event(data)
+        except BadEvent:
             continue
-        if not isinstance(event, dict):
+        if event.shape is None:
             continue
-        if isinstance(event.get("choices"), list):
-            shape = "openai"
-            for choice in event["choices"]:
-                if isinstance(choice, dict):
-                    texts.append(str((choice.get("delta") or {}).get("content") or choice.get("text") or ""))
-            usage = event.get("usage") or usage
-        elif "text_output" in event:
-            shape = "generate"
-            texts.append(str(event["text_output"]))
+        shape = event.shape
+        texts.append(event.text)
+        usage = event.usage or usage
     if shape == "openai":
         return {"choices": [{"message": {"content": "".join(texts)}}], **({"usage": usage} if usage else {})}
     if shape == "generate":

@@ -13,6 +13,11 @@ in `error_message` and the stream goes on. When the client goes away,
 everything still running for it is cancelled (which aborts generations in the engine). When the
 server shuts down, what is still running at the end of the drain period ends with a "shutting
 down" error message and the call ends with OK, as REST streams end with a final error event.
+
+The payload logger logs each request on the stream as ModelInfer's are: its request event, and
+one response event once its last response is sent, holding the one response they add up to
+(a decoupled generation's whole text; `assembled_grpc_stream`), as a streamed REST reply's
+response event is its whole body.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from kubemind.codecs import decode_grpc_request, encode_grpc_response
 from kubemind.errors import InvalidInput, ModelNotReady, as_kubemind_error
+from kubemind.payload_logger import log_grpc_request, log_grpc_stream_response
 from kubemind.protocol import triton_extensions_pb2 as ext
 from kubemind.protocol.generate import TextGenerator
 from kubemind.protocol.pipeline import Pipeline, stream_ended_by_shutdown
@@ -152,10 +158,24 @@ class StreamInfer:
         self, message: pb.ModelInferRequest, metadata: Any, queue: asyncio.Queue[ext.ModelStreamInferResponse | None]
     ) -> None:
         record = self.pipeline.begin("grpc", ENDPOINT, message.model_name, ((k, str(v)) for k, v in metadata))
+        # The payload logger's events, as for ModelInfer: the request's once its model is
+        # resolved (before its first response) or once it failed; the response's once its last
+        # response is sent, all of them as one (a request that failed or whose client went away
+        # got no whole reply: none).
+        payloads = self.pipeline.payloads
+        request_logged = not payloads.enabled
+        kept: list[pb.ModelInferResponse] | None = [] if payloads.keeps_stream_response(record) else None
         try:
             async with self.pipeline.deadline(f"{ENDPOINT} request"):
                 async for reply in self.replies(message, record):
+                    if not request_logged:
+                        request_logged = True
+                        log_grpc_request(payloads, record, message)
+                    if kept is not None:
+                        kept.append(reply)
                     await queue.put(ext.ModelStreamInferResponse(infer_response=reply.SerializeToString()))
+            if kept is not None:
+                log_grpc_stream_response(payloads, record, kept)
         except Exception as exc:
             await self._fail(record, exc, queue)
         except asyncio.CancelledError:
@@ -163,6 +183,8 @@ class StreamInfer:
                 raise  # the client went away: nobody reads the queue
             await self._fail(record, stream_ended_by_shutdown(), queue)
         finally:
+            if not request_logged:
+                log_grpc_request(payloads, record, message)
             self.pipeline.finish(record, account=True)
 
     @staticmethod

@@ -39,6 +39,7 @@ from kubemind.errors import (
 )
 from kubemind.payload_logger import PayloadLogger
 from kubemind.protocol.service import InferenceService
+from kubemind.protocol.sse import SSE_DONE, encode_event
 from kubemind.settings import ComponentSettings
 from kubemind.telemetry import (
     REQUEST_ID,
@@ -73,10 +74,7 @@ class EventStream:
     events: AsyncIterator[dict[str, Any] | str]
 
 
-SSE_DONE = "data: [DONE]\n\n"
 STREAM_CONTENT_TYPE = "text/event-stream"
-"""OpenAI's end-of-stream marker: the last event of every OpenAI-shaped stream, an error's too
-(stock clients read until it; vLLM sends it after an error event as well)."""
 
 
 RouteResult = dict[str, Any] | list[Any] | BaseModel | Response | EventStream
@@ -124,12 +122,6 @@ class _MountedPath:
     model_in_body: bool
     uploads: bool
     by_model: dict[str, Route] = field(default_factory=dict)
-
-
-def _sse(item: dict[str, Any] | str) -> bytes:
-    if isinstance(item, str):
-        return item.encode()
-    return b"data: " + orjson.dumps(item) + b"\n\n"
 
 
 def stream_ended_by_shutdown() -> ServerNotReady:
@@ -324,7 +316,7 @@ class Pipeline:
 
         # The payload logger's response event of a stream: the body as sent, every event of it,
         # queued once the stream has ended (a client that hung up got no whole reply: none).
-        sent = self.payloads.stream_buffer(record)
+        sent: list[bytes] | None = [] if self.payloads.keeps_stream_response(record) else None
 
         async def events() -> AsyncIterator[bytes]:
             iterator = stream.events
@@ -334,7 +326,7 @@ class Pipeline:
                 if first is None:
                     ended = True
                     return
-                chunk = _sse(first)
+                chunk = encode_event(first)
                 if sent is not None:
                     sent.append(chunk)
                 yield chunk
@@ -348,7 +340,7 @@ class Pipeline:
                         item = await asyncio.wait_for(anext(iterator), timeout=wait)
                     except StopAsyncIteration:
                         break
-                    chunk = _sse(item)
+                    chunk = encode_event(item)
                     if sent is not None:
                         sent.append(chunk)
                     yield chunk
@@ -362,7 +354,7 @@ class Pipeline:
                     )
                 status, body = error_body(exc, protocol)
                 record.status, record.error = int(status), as_kubemind_error(exc).message
-                tail = [_sse(body), *([SSE_DONE.encode()] if protocol == OPENAI else [])]
+                tail = [encode_event(body), *([SSE_DONE.encode()] if protocol == OPENAI else [])]
                 if sent is not None:
                     sent.extend(tail)
                 for chunk in tail:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -23,10 +24,18 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubemind.drift.service import rows_of_event
-from kubemind.payload_logger import GRPC_REQUEST_CONTENT_TYPE, REQUEST_TYPE, RESPONSE_TYPE, sampled
+from kubemind.payload_logger import (
+    GRPC_REQUEST_CONTENT_TYPE,
+    GRPC_RESPONSE_CONTENT_TYPE,
+    REQUEST_TYPE,
+    RESPONSE_TYPE,
+    sampled,
+)
 from kubemind.processes import ServerProcess, free_port, running_server
+from kubemind.protocol import triton_extensions_pb2 as ext
 from kubemind.server import KubemindServer
 from kubemind.settings import ComponentSettings
+from kubemind_predictors.simple.model import SimpleModel
 from tests.component.jobs_fixtures import TansuBroker, simple_body
 from tests.component.test_pipeline import EchoGenerator
 
@@ -208,6 +217,139 @@ async def test_a_streamed_reply_is_logged_whole_once_the_stream_ends(receiver: E
     assert len(v2_events) == 3  # one event a word: the logged body holds them all
     assert replies["stream-openai"].text.rstrip().endswith("data: [DONE]")
     assert sent == len(calls)
+
+
+def _stream_request(model: str, request_id: str, text: str | None = None, stream: bool = False) -> pb.ModelInferRequest:
+    """A request as tritonclient's async_stream_infer sends it (text_input, a BOOL stream input),
+    or the `simple` model's two INT32 inputs."""
+    request = pb.ModelInferRequest(model_name=model, id=request_id)
+    if text is None:
+        for name in ("INPUT0", "INPUT1"):
+            request.inputs.add(name=name, datatype="INT32", shape=[1, 16]).contents.int_contents.extend(range(16))
+        return request
+    request.inputs.add(name="text_input", datatype="BYTES", shape=[1], contents=pb.InferTensorContents(bytes_contents=[text.encode()]))
+    request.inputs.add(name="stream", datatype="BOOL", shape=[1], contents=pb.InferTensorContents(bool_contents=[stream]))
+    return request
+
+
+async def _stream_server(receiver: EventReceiver, **settings: Any) -> KubemindServer:
+    options: dict[str, Any] = {"host": "127.0.0.1", "http_port": 0, "grpc_port": 0, "grace_period_seconds": 0, "log_requests": False,
+                               "log_url": receiver.url, "inference_service": "stream-isvc", **settings}  # fmt: skip
+    server = KubemindServer(ComponentSettings(**options), [EchoGenerator(), SimpleModel()])
+    await server.start()
+    return server
+
+
+async def _model_stream_infer(
+    server: KubemindServer, requests: list[pb.ModelInferRequest], metadata: tuple[tuple[str, str], ...] = ()
+) -> list[ext.ModelStreamInferResponse]:
+    """One ModelStreamInfer call: send every request, read until the server ends the call."""
+    import grpc.aio
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        call = channel.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=ext.ModelStreamInferResponse.FromString,
+        )(iter(requests), metadata=metadata)
+        return [answer async for answer in call]
+
+
+async def _sent(server: KubemindServer, kind: str, count: int) -> float | None:
+    """The sent counter of `kind`, once it reaches `count` (the sender counts an event once the
+    sink's answer is back, a moment after the receiver has it)."""
+    import asyncio
+
+    value = None
+    for _ in range(100):
+        value = server.metrics.registry.get_sample_value("kubemind_payload_events_sent_total", {"type": kind})
+        if value == count:
+            break
+        await asyncio.sleep(0.05)
+    return value
+
+
+async def test_each_request_on_a_model_stream_infer_call_is_logged_with_the_reply_it_adds_up_to(receiver: EventReceiver) -> None:
+    """Triton's bidirectional stream: each request on it gets its own request event (the
+    ModelInferRequest as sent) and one response event once its last response is sent: for a
+    decoupled generation, the one ModelInferResponse whose text_output is the whole text (as a
+    streamed REST reply's event is its whole body); for one response, that response as sent.
+    A request that failed gets its request event only, as a failed ModelInfer does."""
+    import asyncio
+
+    requests = [
+        _stream_request("echo", "gen-stream", "a b c", stream=True),
+        _stream_request("echo", "gen-whole", "x y", stream=False),
+        _stream_request("simple", "simple-1"),
+        _stream_request("no-such-model", "unknown-1"),
+    ]
+    server = await _stream_server(receiver)
+    try:
+        answers = await _model_stream_infer(server, requests)
+        events = await asyncio.to_thread(receiver.wait_for, 7)
+        sent = {kind: await _sent(server, kind, count) for kind, count in (("request", 4), ("response", 3))}
+    finally:
+        await server.stop()
+
+    replies: dict[str, list[pb.ModelInferResponse]] = {}
+    for answer in answers:
+        if answer.infer_response:
+            reply = pb.ModelInferResponse.FromString(answer.infer_response)
+            replies.setdefault(reply.id, []).append(reply)
+    assert [r.raw_output_contents[0][4:] for r in replies["gen-stream"]] == [b"a ", b"b ", b"c"]  # decoupled: one a word
+    failures = [answer.error_message for answer in answers if answer.error_message]
+    assert len(failures) == 1 and "no-such-model" in failures[0]
+
+    assert len(events) == 7 and sent == {"request": 4, "response": 3}
+    by_message_id: dict[str, list[Event]] = {}
+    for event in events:
+        assert event.headers["ce-kubemindroute"] == "ModelStreamInfer"
+        assert event.headers["ce-inferenceservicename"] == "stream-isvc"
+        message = (pb.ModelInferRequest if event.headers["ce-type"] == REQUEST_TYPE else pb.ModelInferResponse).FromString(event.body)
+        by_message_id.setdefault(message.id, []).append(event)
+    for request in requests:
+        # A batch's events go over several connections at once: the receiver's order is not the queue's.
+        mine = sorted(by_message_id[request.id], key=lambda e: e.headers["ce-type"] != REQUEST_TYPE)
+        assert [e.headers["ce-type"] for e in mine] == ([REQUEST_TYPE] if request.id == "unknown-1" else [REQUEST_TYPE, RESPONSE_TYPE])
+        assert mine[0].headers["content-type"] == GRPC_REQUEST_CONTENT_TYPE
+        assert mine[0].body == request.SerializeToString()
+        assert len({e.headers["ce-id"] for e in mine}) == 1  # a request and its response share the request id
+        if request.id != "unknown-1":
+            assert (mine[0].headers["ce-modelname"], mine[0].headers["ce-modelversion"]) == (request.model_name, replies[request.id][-1].model_version)
+            assert mine[1].headers["content-type"] == GRPC_RESPONSE_CONTENT_TYPE
+    assert len({by_message_id[r.id][0].headers["ce-id"] for r in requests}) == len(requests)  # each its own id
+
+    streamed = next(e for e in by_message_id["gen-stream"] if e.headers["ce-type"] == RESPONSE_TYPE)
+    assembled = pb.ModelInferResponse.FromString(streamed.body)
+    assert (assembled.model_name, assembled.id, [o.name for o in assembled.outputs]) == ("echo", "gen-stream", ["text_output"])
+    assert assembled.raw_output_contents[0][4:] == b"a b c" and assembled.parameters["triton_final_response"].bool_param
+    # The drift service reads it as the one reply it is.
+    assert rows_of_event(streamed.headers, streamed.body) == [{"prediction:text_output": "a b c"}]
+    for one_reply in ("gen-whole", "simple-1"):
+        response = next(e for e in by_message_id[one_reply] if e.headers["ce-type"] == RESPONSE_TYPE)
+        assert response.body == replies[one_reply][0].SerializeToString()  # the response as sent
+
+
+async def test_a_model_stream_infer_request_is_sampled_by_its_request_id(receiver: EventReceiver) -> None:
+    """At a sampling rate, a streamed request is logged or not by its request id (the call's
+    x-request-id), both of its events together, like every other route's."""
+    import asyncio
+
+    ids = [f"s-{index}" for index in range(40)]
+    kept = next(i for i in ids if sampled(i, 0.5))
+    dropped = next(i for i in ids if not sampled(i, 0.5))
+    server = await _stream_server(receiver, log_sample_rate=0.5)
+    try:
+        for request_id in (dropped, kept):
+            answers = await _model_stream_infer(server, [_stream_request("echo", request_id, "a b", stream=True)], (("x-request-id", request_id),))
+            assert len(answers) == 2 and not any(answer.error_message for answer in answers)
+        events = await asyncio.to_thread(receiver.wait_for, 2)
+        sent = await _sent(server, "response", 1)
+        sampled_out = server.metrics.registry.get_sample_value("kubemind_payload_events_sampled_out_total")
+    finally:
+        await server.stop()
+    assert sorted((e.headers["ce-id"], e.headers["ce-type"]) for e in events) == [(kept, REQUEST_TYPE), (kept, RESPONSE_TYPE)]
+    assert sent == 1 and sampled_out == 2  # the other request's two events, counted as not made
 
 
 def test_a_dead_sink_drops_counted_events_and_requests_are_unaffected(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from kubemind.backend import Tensor
 from kubemind.codecs import JSON_HEADER_LENGTH, array_from_json, array_to_bytes
 from kubemind.errors import BackendTimeout, BackendUnavailable, KubemindError
 from kubemind.oip_client import OIPClient, RetryPolicy
+from kubemind.protocol.sse import DONE, BadEvent, event_data, read_event
 from kubemind.telemetry import REQUEST_ID
 from kubemind.tracing import client_span, outbound
 from kubemind_transformers.router.graph import Step
@@ -222,26 +223,26 @@ async def stream_llm(clients: ServiceClients, step: Step, call: Call, prompt: st
     non-streamed one); the returned iterator yields its deltas and closes the connection."""
     path, body = _llm_request(step, call, prompt, stream=True)
     response = await _send(clients, call, path, orjson.dumps(body), _json_headers(call), stream=True)
-    openai = step.options.protocol == "openai-chat"
 
     async def deltas() -> TextDeltas:
+        # The answer ends at [DONE] (or when the body does); an event that does not parse, or an
+        # error event, fails the step: what came before it is not the whole answer.
         try:
             async for line in response.aiter_lines():
-                if not line.startswith("data:"):
+                data = event_data(line)
+                if data is None:
                     continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
+                if data == DONE:
                     break
-                event = orjson.loads(payload)
-                if "error" in event:
-                    raise StepFailed(_error_message(orjson.dumps(event)), HTTPStatus.BAD_GATEWAY)
-                if openai:
-                    for choice in event.get("choices") or []:
-                        content = (choice.get("delta") or {}).get("content") or ""
-                        if content or choice.get("finish_reason"):
-                            yield content, choice.get("finish_reason")
-                else:
-                    yield str(event.get("text_output", "")), event.get("finish_reason")
+                try:
+                    event = read_event(data)
+                except BadEvent as exc:
+                    raise StepFailed(f"not a stream event: {exc}", HTTPStatus.BAD_GATEWAY) from None
+                if event.error is not None:
+                    raise StepFailed(event.error, HTTPStatus.BAD_GATEWAY)
+                for text, finish_reason in event.deltas:
+                    if text or finish_reason:
+                        yield text, finish_reason
         except httpx.TimeoutException:
             raise BackendTimeout(f"the stream sent nothing for {call.timeout:g} s") from None
         except httpx.TransportError as exc:
