@@ -18,6 +18,7 @@ from kserve.model_repository import ModelRepository
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
+from kubemind.codecs import grpc_parameters
 from kubemind.errors import (
     InternalError,
     KubemindError,
@@ -27,7 +28,13 @@ from kubemind.errors import (
     unknown_model_message,
 )
 from kubemind.model import KubemindModel, ModelStatistics
-from kubemind.protocol.shared_memory import SharedMemoryRegistry, message_uses_shared_memory
+from kubemind.protocol.shared_memory import (
+    BYTE_SIZE,
+    OFFSET,
+    REGION,
+    SharedMemoryRegistry,
+    message_uses_shared_memory,
+)
 from kubemind.telemetry import CURRENT_RECORD, RequestRecord
 
 SERVER_NAME = "kubemind"
@@ -201,14 +208,20 @@ class InferenceService:
         self, message: pb.ModelInferRequest, headers: dict[str, str], record: RequestRecord
     ) -> bytes | None:
         """The passthrough path of a gRPC inference: a serialised reply, or None when the model
-        does not forward (or this request needs decoding: shared memory) and infer() must run.
+        does not forward (or this request needs decoding: an output into shared memory) and
+        infer() must run. Shared-memory inputs are inlined (_inline_shared_inputs).
 
         Lookup, readiness, the signature check and the statistics are infer()'s; only the tensor
         data is left alone (the backend checks its byte sizes, as Triton does).
         """
         model, version = self.lookup(message.model_name, message.model_version or None)
-        if not isinstance(model, KubemindModel) or not model.forwards_grpc or message_uses_shared_memory(message):
+        if not isinstance(model, KubemindModel) or not model.forwards_grpc:
             return None
+        if message_uses_shared_memory(message):
+            inlined = self._inline_shared_inputs(message)
+            if inlined is None:
+                return None
+            message = inlined
         record.model, record.version = model.name, version
         if not await self._is_ready(model):
             raise ModelNotReady(f"model '{model.name}' is not ready")
@@ -219,6 +232,33 @@ class InferenceService:
         reply = await model.forward_grpc(message, version, headers)
         record.stage("infer", since)
         return reply
+
+    def _inline_shared_inputs(self, message: pb.ModelInferRequest) -> pb.ModelInferRequest | None:
+        """A copy of `message` whose shared-memory inputs carry their bytes as raw_input_contents
+        (one copy out of the region), so the request can still be forwarded as bytes: a same-host
+        client (the image transformer's hand-off) saves the wire without costing the decoding.
+        None when the decoding path must run: an output goes to a region (it writes the reply
+        there), or the other inputs use typed `contents` (raw and typed cannot be mixed)."""
+        if any(REGION in output.parameters for output in message.outputs):
+            return None
+        carried = [tensor for tensor in message.inputs if REGION not in tensor.parameters]
+        if len(message.raw_input_contents) != len(carried):
+            return None
+        forwarded = pb.ModelInferRequest()
+        forwarded.CopyFrom(message)
+        raw = iter(message.raw_input_contents)
+        contents: list[bytes] = []
+        for tensor in forwarded.inputs:
+            if REGION not in tensor.parameters:
+                contents.append(next(raw))
+                continue
+            contents.append(self.shared_memory.read(tensor.name, grpc_parameters(tensor.parameters) or {}))
+            for key in (REGION, OFFSET, BYTE_SIZE):
+                if key in tensor.parameters:
+                    del tensor.parameters[key]
+        forwarded.ClearField("raw_input_contents")
+        forwarded.raw_input_contents.extend(contents)
+        return forwarded
 
     def account(self, record: RequestRecord) -> None:
         """Add a finished inference request to its model's statistics."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import tritonclient.http as triton_http
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from kubemind.processes import ServerProcess
+from kubemind.protocol.shared_memory import Segment
 from kubemind_predictors.triton.launcher import TritonServerProcess
 from kubemind_predictors.triton.repository import build_repository, render_config, shipped_model
 from tests.component.triton_fixtures import running_predictor, running_triton, stock_client
@@ -147,6 +149,60 @@ def test_binary_rest_with_a_wrong_byte_count_is_400_naming_the_tensor(
 
     assert response.status_code == 400, response.text
     assert "INPUT1" in response.json()["error"] and "10 bytes" in response.json()["error"]
+
+
+def test_grpc_input_in_shared_memory_beside_one_on_the_wire(stack: tuple[TritonServerProcess, ServerProcess]) -> None:
+    """An input in a system shared-memory region beside one on the wire (what a same-host client
+    sends): the predictor reads the region and forwards the bytes on in the inputs' order; an
+    output into a region is written there."""
+    _, predictor = stack
+    segment = Segment(f"/kubemind-test-{os.getpid()}", 2 * INPUT0.nbytes)
+    segment.memory[: INPUT0.nbytes] = INPUT0.tobytes()
+    registered = httpx.post(
+        f"{predictor.http_url}/v2/systemsharedmemory/region/in-out/register",
+        json={"key": segment.key, "offset": 0, "byte_size": 2 * INPUT0.nbytes},
+        timeout=10,
+    )
+    assert registered.status_code == 200, registered.text
+
+    def request(output_into_region: bool) -> pb.ModelInferRequest:
+        message = pb.ModelInferRequest(model_name="simple")
+        first = message.inputs.add(name="INPUT0", datatype="INT32", shape=[1, 16])
+        first.parameters["shared_memory_region"].string_param = "in-out"
+        first.parameters["shared_memory_byte_size"].int64_param = INPUT0.nbytes
+        message.inputs.add(name="INPUT1", datatype="INT32", shape=[1, 16])
+        message.raw_input_contents.append(INPUT1.tobytes())
+        if output_into_region:
+            output = message.outputs.add(name="OUTPUT1")
+            output.parameters["shared_memory_region"].string_param = "in-out"
+            output.parameters["shared_memory_byte_size"].int64_param = INPUT0.nbytes
+            output.parameters["shared_memory_offset"].int64_param = INPUT0.nbytes
+        return message
+
+    async def call() -> list[pb.ModelInferResponse]:
+        async with grpc.aio.insecure_channel(predictor.grpc_address) as channel:
+            infer = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            return [await infer(request(False), timeout=10), await infer(request(True), timeout=10)]
+
+    try:
+        on_the_wire, _ = asyncio.run(call())
+        written = np.frombuffer(bytes(segment.memory[INPUT0.nbytes :]), dtype=np.int32).reshape(1, 16)
+    finally:
+        httpx.post(f"{predictor.http_url}/v2/systemsharedmemory/unregister", timeout=10)
+        segment.close()
+
+    outputs = {
+        o.name: np.frombuffer(raw, dtype=np.int32).reshape(1, 16)
+        for o, raw in zip(on_the_wire.outputs, on_the_wire.raw_output_contents, strict=True)
+    }
+    np.testing.assert_array_equal(outputs["OUTPUT0"], INPUT0 + INPUT1)
+    np.testing.assert_array_equal(outputs["OUTPUT1"], INPUT0 - INPUT1)
+    assert on_the_wire.model_name == "simple"
+    np.testing.assert_array_equal(written, INPUT0 - INPUT1)
 
 
 def test_grpc_passthrough_relays_triton_refusing_the_data(stack: tuple[TritonServerProcess, ServerProcess]) -> None:
