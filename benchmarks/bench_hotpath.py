@@ -8,6 +8,8 @@ gRPC unless the row says REST, at concurrency 1 and 8, in one run:
              --passthrough false: every request decoded into numpy and encoded again)
     simple   kubemind serving `simple` itself, gRPC and REST
     classifier (EfficientNet-Lite0, UINT8 224x224x3 pixels) directly and through the TritonPredictor
+    floor    bare Python gRPC servers (grpc.aio and grpc's thread-pool server) answering `simple`
+             with canned replies (benchmarks/grpc_floor_server.py): the transport's own cost
     REST     `simple` and the classifier directly and through the predictor (perf_analyzer sends
              binary tensors: the REST passthrough), and `simple` through the decoding predictor
 
@@ -25,11 +27,14 @@ import os
 import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubemind.processes import ServerProcess, running_server
+import grpc
+
+from kubemind.processes import ServerProcess, free_port, running_server, stop_process
 from kubemind_predictors.triton.launcher import TritonInstall, TritonServerProcess
 from kubemind_predictors.triton.repository import build_repository
 
@@ -92,7 +97,8 @@ def run_perf_analyzer(
     """(infer/s, p50 ms, p99 ms, server CPU ms per request) for one target at one concurrency."""
     report = workdir / f"pa-{os.getpid()}-{model}-{concurrency}.csv"
     command = [
-        str(binary), "-m", model, "-u", url, "-i", protocol,
+        # Version 1 named explicitly: every target serves it, and the canned floor servers need it.
+        str(binary), "-m", model, "-x", "1", "-u", url, "-i", protocol,
         "--concurrency-range", f"{concurrency}:{concurrency}",
         "--measurement-interval", str(MEASUREMENT_MS), "--stability-percentage", "1000",
         "--max-trials", "3", "--percentile", "50", "-f", str(report),
@@ -111,6 +117,25 @@ def run_perf_analyzer(
     requests = sum(int(line.split()[-1]) for line in completed.stdout.splitlines() if "Request count:" in line)
     cpu_ms = (cpu_after - cpu_before) * 1000 / max(requests, 1)
     return infer_per_s, float(row["p50 latency"]) / 1000, float(row["p99 latency"]) / 1000, cpu_ms
+
+
+@contextmanager
+def grpc_floor(copy_from: str, flavor: str, workdir: Path) -> Iterator[tuple[str, int]]:
+    """A bare gRPC server with canned replies (benchmarks/grpc_floor_server.py): (address, pid)."""
+    port = free_port()
+    with (workdir / f"floor-{flavor}.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.grpc_floor_server", "--copy-from", copy_from,
+             "--port", str(port), "--flavor", flavor],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    try:
+        with grpc.insecure_channel(address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        yield address, process.pid
+    finally:
+        stop_process(process)
 
 
 def http_address(server: ServerProcess) -> str:
@@ -147,6 +172,9 @@ def report(rows: list[Row]) -> None:
         print(f"  simple, REST passthrough predictor / decoding predictor: {ratio(('simple', 'TritonPredictor', 'http'), ('simple', 'decoding predictor', 'http'), c)}")
         print(f"  classifier via TritonPredictor / direct Triton, REST: {ratio(('efficientnet_lite0', 'TritonPredictor', 'http'), ('efficientnet_lite0', 'tritonserver', 'http'), c)} (goal >= 0.95x)")
         print(f"  kubemind simple gRPC / REST: {ratio(('simple', 'kubemind', 'grpc'), ('simple', 'kubemind', 'http'), c)} (goal >= 1.0x)")
+        print(f"  kubemind simple gRPC / bare grpc.aio server (canned replies): {ratio(('simple', 'kubemind', 'grpc'), ('simple', 'bare grpc.aio', 'grpc'), c)}")
+        print(f"  bare grpc.aio / kubemind simple REST: {ratio(('simple', 'bare grpc.aio', 'grpc'), ('simple', 'kubemind', 'http'), c)} (the gRPC/REST ceiling with grpc.aio)")
+        print(f"  bare grpc sync / bare grpc.aio: {ratio(('simple', 'bare grpc sync', 'grpc'), ('simple', 'bare grpc.aio', 'grpc'), c)}")
         print(f"  kubemind simple / tritonserver Python-backend simple (gRPC): {ratio(('simple', 'kubemind', 'grpc'), ('simple', 'tritonserver', 'grpc'), c)} (goal >= 0.8x at c=1)")
 
 
@@ -178,6 +206,7 @@ def main() -> None:
         own = stack.enter_context(running_server(
             "kubemind_predictors.simple", ["--log_requests", "false"], workdir / "simple.log",
         ))  # fmt: skip
+        floors = {flavor: stack.enter_context(grpc_floor(own.grpc_address, flavor, workdir)) for flavor in ("aio", "sync")}
         triton_pids = [triton.pid] if triton.pid else []
         predictor_pids = [predictor.pid]
         targets = [
@@ -186,6 +215,8 @@ def main() -> None:
             ("simple", "decoding predictor", "grpc", decoding.grpc_address, [decoding.pid, *triton_pids]),
             ("simple", "kubemind", "grpc", own.grpc_address, [own.pid]),
             ("simple", "kubemind", "http", http_address(own), [own.pid]),
+            ("simple", "bare grpc.aio", "grpc", floors["aio"][0], [floors["aio"][1]]),
+            ("simple", "bare grpc sync", "grpc", floors["sync"][0], [floors["sync"][1]]),
             ("efficientnet_lite0", "tritonserver", "grpc", triton.grpc_url, triton_pids),
             ("efficientnet_lite0", "TritonPredictor", "grpc", predictor.grpc_address, predictor_pids + triton_pids),
             # REST: perf_analyzer sends binary tensors, so the predictor takes its REST passthrough.
