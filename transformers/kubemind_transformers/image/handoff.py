@@ -64,10 +64,6 @@ class SharedMemoryHandoff:
         self.refused: str | None = None
         """Why the predictor cannot take shared memory (then every request uses the wire)."""
 
-    @property
-    def enabled(self) -> bool:
-        return self.refused is None
-
     async def acquire(self) -> Slot | None:
         """A slot for this request's exclusive use, or None: send this one over the wire."""
         if self.refused is not None:
