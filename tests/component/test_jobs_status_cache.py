@@ -4,13 +4,14 @@ before a worker moved the job on; a stale attempt's late write) leaves the newer
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from kubemind_workers.status_cache import StatusCache
-from kubemind_workers.store import JobStore
+from kubemind_workers.store import JobStore, StoredRequest
 from tests.component.jobs_fixtures import RedisTarget, simple_body
 
 
@@ -38,7 +39,7 @@ async def cache(redis_target: RedisTarget) -> AsyncIterator[StatusCache]:
 
 async def _new_job(store: JobStore) -> str:
     job, created, _ = await store.create_job(
-        model="simple", model_version="1", request=simple_body(0), callback_url="http://127.0.0.1:9/hook",
+        model="simple", model_version="1", request=StoredRequest(json.dumps(simple_body(0)).encode()), callback_url="http://127.0.0.1:9/hook",
         idempotency_key=None, topic="cv-jobs-cache-test",
     )  # fmt: skip
     assert created

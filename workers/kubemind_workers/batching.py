@@ -7,7 +7,6 @@ own call. Results are v2 response bodies, as the synchronous route returns them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,8 @@ class PreparedJob:
 
 def prepare(claim: Claim) -> PreparedJob:
     """Decode the stored request with the same codec the writer validated it with."""
-    request = decode_rest_request(json.dumps(claim.request).encode(), None, claim.model, claim.model_version)
+    stored = claim.request
+    request = decode_rest_request(stored.body, stored.json_length, claim.model, claim.model_version)
     inputs = [Tensor(t.name, t.datatype, t.as_numpy()) for t in request.inputs]
     outputs = tuple(o.name for o in request.request_outputs or ())
     rows = int(inputs[0].array.shape[0]) if inputs and inputs[0].array.ndim else 1

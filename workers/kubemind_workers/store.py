@@ -26,12 +26,22 @@ _DB = {"db.system": "postgresql"}
 
 
 @dataclass(frozen=True)
+class StoredRequest:
+    """A job's v2 request as the writer validated it: the bytes of a REST infer body, in the
+    binary-tensor extension's form when `json_length` is set."""
+
+    body: bytes
+    json_length: int | None = None
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     model: str
     model_version: str
     state: str
-    request: dict[str, Any]
+    request: StoredRequest | None
+    """Read only where it is needed (a claim); None in a job read for its status."""
     callback_url: str
     fencing_token: int
     result: dict[str, Any] | None
@@ -90,7 +100,9 @@ class Claim:
         return self.job.model_version
 
     @property
-    def request(self) -> dict[str, Any]:
+    def request(self) -> StoredRequest:
+        if self.job.request is None:
+            raise RuntimeError(f"job {self.job.id}: claimed without its request")
         return self.job.request
 
 
@@ -125,13 +137,39 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+# A job's columns but its request: what a status, a delivery or a stored result reads (the
+# request can be an image's pixels, and only a claim needs it).
+_JOB_COLUMNS = (
+    "id", "model", "model_version", "state", "callback_url", "fencing_token", "result", "error",
+    "delivery_state", "delivery_attempts", "delivery_error", "trace_context", "status_version",
+)  # fmt: skip
+_REQUEST_COLUMNS = ("request_body", "request_json_length", "request")
+
+
+def _columns(*names: str, table: str = "") -> str:
+    return ", ".join(f"{table}.{name}" if table else name for name in names)
+
+
+JOB = _columns(*_JOB_COLUMNS)
+JOB_WITH_REQUEST = _columns(*_JOB_COLUMNS, *_REQUEST_COLUMNS)
+JOB_OF_TABLE = _columns(*_JOB_COLUMNS, table="job")
+
+
+def _stored_request(row: asyncpg.Record) -> StoredRequest | None:
+    if row.get("request_body") is not None:
+        return StoredRequest(bytes(row["request_body"]), row["request_json_length"])
+    if row.get("request") is not None:  # a row from before migration 0005
+        return StoredRequest(json.dumps(_json(row["request"])).encode())
+    return None
+
+
 def _job(row: asyncpg.Record, read_at: float) -> Job:
     return Job(
         id=str(row["id"]),
         model=row["model"],
         model_version=row["model_version"],
         state=row["state"],
-        request=_json(row["request"]),
+        request=_stored_request(row),
         callback_url=row["callback_url"],
         fencing_token=row["fencing_token"],
         result=_json(row["result"]),
@@ -178,7 +216,7 @@ class JobStore:
         *,
         model: str,
         model_version: str,
-        request: dict[str, Any],
+        request: StoredRequest,
         callback_url: str,
         idempotency_key: str | None,
         topic: str,
@@ -197,21 +235,22 @@ class JobStore:
             payload["trace_context"] = trace_context  # the outbox relay's publish continues the trace
         async with self.pool.acquire() as connection:
             row = await connection.fetchrow(
-                """WITH job AS (
-                       INSERT INTO kubemind_jobs (id, model, model_version, idempotency_key, request, callback_url, trace_context)
-                       VALUES ($1, $2, $3, $4, $5::jsonb, $6, $9::jsonb)
+                f"""WITH job AS (
+                       INSERT INTO kubemind_jobs (id, model, model_version, idempotency_key, request_body,
+                                                  request_json_length, callback_url, trace_context)
+                       VALUES ($1, $2, $3, $4, $5, $10, $6, $9::jsonb)
                        ON CONFLICT (idempotency_key) DO NOTHING
-                       RETURNING *),
+                       RETURNING {JOB}),
                    message AS (
                        INSERT INTO kubemind_outbox (job_id, topic, payload)
                        SELECT id, $7, $8::jsonb FROM job RETURNING id)
                    SELECT job.*, (SELECT id FROM message) AS outbox_id FROM job""",
-                job_id, model, model_version, idempotency_key, json.dumps(request), callback_url,
-                topic, json.dumps(payload), json.dumps(trace_context or {}),
+                job_id, model, model_version, idempotency_key, request.body, callback_url,
+                topic, json.dumps(payload), json.dumps(trace_context or {}), request.json_length,
             )  # fmt: skip
             if row is None:
                 existing = await connection.fetchrow(
-                    "SELECT * FROM kubemind_jobs WHERE idempotency_key = $1", idempotency_key
+                    f"SELECT {JOB} FROM kubemind_jobs WHERE idempotency_key = $1", idempotency_key
                 )
                 return _job(existing, started), False, None
         return _job(row, started), True, row["outbox_id"]
@@ -223,7 +262,7 @@ class JobStore:
             key = uuid.UUID(job_id)
         except ValueError:
             return None
-        row = await self.pool.fetchrow("SELECT * FROM kubemind_jobs WHERE id = $1", key)
+        row = await self.pool.fetchrow(f"SELECT {JOB} FROM kubemind_jobs WHERE id = $1", key)
         return _job(row, started) if row is not None else None
 
     # -- outbox relay -----------------------------------------------------------------------------
@@ -280,10 +319,10 @@ class JobStore:
         caller dead-letters one claimed too often (a poison message)."""
         started = time.monotonic()
         rows = await self.pool.fetch(
-            """WITH claimed AS (
+            f"""WITH claimed AS (
                    UPDATE kubemind_jobs SET fencing_token = fencing_token + 1, state = 'running', updated_at = now()
                    WHERE id = ANY($1::uuid[]) AND state NOT IN ('succeeded', 'failed')
-                   RETURNING *),
+                   RETURNING {JOB_WITH_REQUEST}),
                attempts AS (
                    INSERT INTO kubemind_job_attempts (job_id, token, worker)
                    SELECT id, fencing_token, $2 FROM claimed)
@@ -303,7 +342,7 @@ class JobStore:
         so a stored result is always delivered."""
         started = time.monotonic()
         rows = await self.pool.fetch(
-            """WITH input AS (
+            f"""WITH input AS (
                    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS t(id, token, result)),
                stored AS (
                    UPDATE kubemind_jobs AS job
@@ -311,7 +350,7 @@ class JobStore:
                        finished_at = now(), updated_at = now(), delivery_state = 'pending', next_delivery_at = now()
                    FROM input
                    WHERE job.id = input.id AND job.fencing_token = input.token AND job.state = 'running'
-                   RETURNING job.*),
+                   RETURNING {JOB_OF_TABLE}),
                outcomes AS (
                    UPDATE kubemind_job_attempts AS attempt
                    SET outcome = CASE WHEN stored.id IS NULL THEN 'stale' ELSE 'stored' END, finished_at = now()
@@ -369,12 +408,12 @@ class JobStore:
         (a sender that dies mid-POST loses its lease, and the delivery is retried)."""
         started = time.monotonic()
         rows = await self.pool.fetch(
-            """UPDATE kubemind_jobs SET next_delivery_at = now() + make_interval(secs => $2),
+            f"""UPDATE kubemind_jobs SET next_delivery_at = now() + make_interval(secs => $2),
                       delivery_attempts = delivery_attempts + 1
                WHERE id IN (SELECT id FROM kubemind_jobs
                             WHERE delivery_state = 'pending' AND next_delivery_at <= now()
                             ORDER BY next_delivery_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-               RETURNING *""",
+               RETURNING {JOB}""",
             limit, lease_seconds,
         )  # fmt: skip
         return [DueDelivery(_job(row, started), row["delivery_attempts"]) for row in rows]
@@ -402,10 +441,10 @@ class JobStore:
                 uuid.UUID(job_id), attempt, webhook_id, status_code, error,
             )  # fmt: skip
             row = await connection.fetchrow(
-                """UPDATE kubemind_jobs SET delivery_state = $2, delivery_error = $3,
+                f"""UPDATE kubemind_jobs SET delivery_state = $2, delivery_error = $3,
                           next_delivery_at = CASE WHEN $4::float8 IS NULL THEN NULL
                                                   ELSE now() + make_interval(secs => $4::float8) END
-                   WHERE id = $1 RETURNING *""",
+                   WHERE id = $1 RETURNING {JOB}""",
                 uuid.UUID(job_id), state, None if delivered else error, retry_in,
             )  # fmt: skip
         return _job(row, started)

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
-import orjson
 from kserve.model import BaseKServeModel
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -36,7 +35,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kubemind.codecs import decode_rest_request
+from kubemind.codecs import binary_rest_request, decode_rest_request
 from kubemind.errors import BackendUnavailable, InvalidInput, InvalidSettings, UnsupportedMediaType
 from kubemind.model import KubemindModel
 from kubemind.protocol.pipeline import (
@@ -55,7 +54,7 @@ from kubemind_workers.callback_urls import CallbackPolicy
 from kubemind_workers.errors import BrokerUnavailable, JobNotFound
 from kubemind_workers.settings import JobWriterSettings
 from kubemind_workers.status_cache import StatusCache
-from kubemind_workers.store import JobStore
+from kubemind_workers.store import JobStore, StoredRequest
 
 logger = logging.getLogger("kubemind.workers.writer")
 
@@ -169,19 +168,18 @@ class JobWriter:
             callback, image = await self._upload(call.request)
             callback_url = await self.policy.check(callback)
             request = await self._image_request(call.model, image)
-            encoded = orjson.dumps(request)
         else:
             body = call.body
             if not isinstance(body, dict):
                 raise InvalidInput("request body must be a JSON object")
             callback_url = await self.policy.check(body.get(CALLBACK_FIELD))
-            request = {k: v for k, v in body.items() if k != CALLBACK_FIELD}
-            encoded = await call.request.body()
+            # Stored as sent (its callback_url field is ignored by the codec, like any unknown one).
+            request = StoredRequest(await call.request.body())
         key = call.request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
             raise InvalidInput(f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} characters", param="Idempotency-Key")
         # The synchronous route's own decoding and validation: the same 400 for the same input.
-        decoded = decode_rest_request(encoded, None, call.model.name, call.version)
+        decoded = decode_rest_request(request.body, request.json_length, call.model.name, call.version)
         if isinstance(call.model, KubemindModel):
             call.model.validate_request(decoded)
         if not await self.broker.healthy():
@@ -229,9 +227,9 @@ class JobWriter:
         finally:
             await form.close()
 
-    async def _image_request(self, model: BaseKServeModel, image: bytes) -> dict[str, Any]:
+    async def _image_request(self, model: BaseKServeModel, image: bytes) -> StoredRequest:
         """The model's v2 request for one uploaded image: its pixels, prepared as the image
-        transformer prepares them (in a thread: decoding is CPU work)."""
+        transformer prepares them (in a thread: decoding is CPU work), as binary tensor data."""
         name = self.settings.image_input_name
         if isinstance(model, KubemindModel) and model.inputs:
             spec = next((t for t in model.inputs if t.name == name), None)
@@ -244,7 +242,7 @@ class JobWriter:
         pixels = self.preprocessor.new_batch(1)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.preprocessor.prepare, IMAGE_FIELD, image, pixels[0])
-        return {"inputs": [{"name": name, "datatype": "UINT8", "shape": list(pixels.shape), "data": pixels.ravel().tolist()}]}
+        return StoredRequest(*binary_rest_request([(name, "UINT8", pixels)]))
 
     async def status(self, request: Request, record: RequestRecord) -> Response:
         job_id = request.path_params["job_id"]
