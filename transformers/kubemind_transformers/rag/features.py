@@ -16,7 +16,6 @@ import importlib.util
 import os
 import re
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,28 +240,20 @@ class FeatureLookup:
 class OnlineFeatures:
     """Online lookups for one request; blocking (Feast's SDK is synchronous): run in an executor.
 
-    The config is read here, so a mistake in it (a variable not set) fails the start; the store
-    is opened at the first lookup, so a registry that is down (Postgres, on a cluster) is a
-    lookup without features until it is back, as a Redis that is down is."""
+    A mistake in the config (a variable not set) fails here, at the start; Feast reaches its
+    registry and online store at the first lookup, so a Postgres or Redis that is down is a
+    lookup without features until it is back (tests/component/test_feast_cluster.py)."""
 
     def __init__(self, repo: FeatureRepo):
         self.repo = repo
-        self.store_name = str(repo.repo_config().online_store.type)
-        self._store: Any = None
-        self._opening = threading.Lock()
-
-    def _opened(self) -> Any:
-        with self._opening:
-            if self._store is None:
-                self._store = self.repo.store()
-            return self._store
+        self._store = repo.store()
+        self.store_name = str(self._store.config.online_store.type)
 
     def lookup(self, user_id: str | None, sources: list[str]) -> FeatureLookup:
         result = FeatureLookup()
         try:
-            store = self._opened()
             if user_id:
-                row = store.get_online_features(
+                row = self._store.get_online_features(
                     features=[f"user_features:{name}" for name in USER_FEATURES], entity_rows=[{"user_id": user_id}]
                 ).to_dict()
                 values = {name: row.get(name, [None])[0] for name in USER_FEATURES}
@@ -271,7 +262,7 @@ class OnlineFeatures:
                     result.user_known = True
             unique = sorted(set(sources))
             if unique:
-                rows = store.get_online_features(
+                rows = self._store.get_online_features(
                     features=["document_features:quality_score"], entity_rows=[{"source": s} for s in unique]
                 ).to_dict()
                 for source, score in zip(rows["source"], rows["quality_score"], strict=True):
