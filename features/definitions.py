@@ -5,8 +5,9 @@
 - `document` (join key `source`, the chunk's source in the index: a topic key or a file path):
   a quality score in [0, 1] and when it was last updated. Re-ranking adds the quality score.
 
-Offline sources are parquet files written by generate.py (a Postgres offline store on a cluster:
-point-in-time joins over the same tables).
+Offline sources are parquet files written by generate.py, relative to this folder whichever
+feature_store.yaml is used (the cluster's, cluster/feature_store.yaml, too); the RAG image writes
+them at build time.
 """
 
 from datetime import timedelta

@@ -2,7 +2,8 @@
 
 Users are a fixed demo set; documents are the demo corpus's sources (the Python Language
 Reference topics), each with a quality score and a last-updated time derived from its text, so
-the files are the same on every machine. `kubemind features apply` runs this when they are missing.
+the files are the same on every machine. `kubemind features apply` and `materialize` run this
+when they are missing; the RAG image runs it at build time.
 """
 
 from __future__ import annotations

@@ -116,11 +116,17 @@ class RagSettings(IndexLocation, ComponentSettings):
     """Deadline of one Milvus search."""
 
     feature_repo: str = ""
-    """Feast repository folder (features/); empty: no features (defaults for every user)."""
+    """Feast repository folder (features/: the definitions and sources); empty: no features
+    (defaults for every user)."""
+
+    feature_store_yaml: str = ""
+    """The Feast config: its registry and online store. Empty: the repository's own
+    feature_store.yaml (SQLite in features/data); on a cluster features/cluster/feature_store.yaml
+    (Postgres registry, Redis), whose ${VAR}s come from the environment (Secrets)."""
 
     feature_online_store: str = ""
-    """The Feast online store: empty (the repository's SQLite file), sqlite:///PATH or
-    redis://host:port[/db]."""
+    """Instead of the config's online store: sqlite:///PATH or redis://host:port[/db]; empty: the
+    config's."""
 
     feature_timeout_seconds: float = Field(default=1.0, gt=0)
     """Deadline of one Feast lookup; past it the answer goes on without features."""

@@ -116,7 +116,7 @@ class RagTransformer(KubemindModel):
         store.load()
         features = None
         if settings.feature_repo:
-            repo = FeatureRepo(Path(settings.feature_repo), settings.feature_online_store)
+            repo = FeatureRepo(Path(settings.feature_repo), settings.feature_online_store, config=settings.feature_store_yaml)
             features = OnlineFeatures(repo)
         self._store = store
         self.retriever = Retriever(settings, embedder, store, features, self.metrics)
