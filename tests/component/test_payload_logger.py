@@ -324,7 +324,7 @@ async def test_each_request_on_a_model_stream_infer_call_is_logged_with_the_repl
     assert (assembled.model_name, assembled.id, [o.name for o in assembled.outputs]) == ("echo", "gen-stream", ["text_output"])
     assert assembled.raw_output_contents[0][4:] == b"a b c" and assembled.parameters["triton_final_response"].bool_param
     # The drift service reads it as the one reply it is.
-    assert rows_of_event(streamed.headers, streamed.body) == [{"prediction:text_output": "a b c"}]
+    assert rows_of_event(streamed.headers, streamed.body) == [{"completion_tokens": 3.0}]  # as a REST stream's
     for one_reply in ("gen-whole", "simple-1"):
         response = next(e for e in by_message_id[one_reply] if e.headers["ce-type"] == RESPONSE_TYPE)
         assert response.body == replies[one_reply][0].SerializeToString()  # the response as sent
