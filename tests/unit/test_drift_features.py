@@ -7,7 +7,12 @@ import orjson
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from kubemind.drift.service import rows_of_event
-from kubemind.payload_logger import GRPC_REQUEST_CONTENT_TYPE, GRPC_RESPONSE_CONTENT_TYPE, REQUEST_TYPE, RESPONSE_TYPE
+from kubemind.payload_logger import (
+    GRPC_REQUEST_CONTENT_TYPE,
+    GRPC_RESPONSE_CONTENT_TYPE,
+    REQUEST_TYPE,
+    RESPONSE_TYPE,
+)
 from kubemind.protocol.sse import encode_event
 
 PROMPT = "tell me a story about a cat"
