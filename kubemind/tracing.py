@@ -140,6 +140,14 @@ def inject(ctx: otel_context.Context | None = None) -> dict[str, str]:
     return carrier
 
 
+def traceparent_of(span_of: Span) -> str | None:
+    """The `traceparent` the configured propagators send for `span_of` (None when tracing is
+    off or they send none: OTEL_PROPAGATORS without tracecontext)."""
+    if not _state["active"]:
+        return None
+    return inject(trace.set_span_in_context(span_of)).get("traceparent")
+
+
 def outbound(headers: Mapping[str, str]) -> dict[str, str]:
     """`headers` to forward, with the trace context of the current span instead of the
     incoming one (unchanged when tracing is off)."""
@@ -319,5 +327,6 @@ __all__ = [
     "start_request_span",
     "start_span",
     "traced",
+    "traceparent_of",
     "tracing_requested",
 ]
