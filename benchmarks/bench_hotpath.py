@@ -34,13 +34,13 @@ from pathlib import Path
 
 import grpc
 
+from benchmarks.load_client import cpu_seconds, process_tree
 from kubemind.processes import ServerProcess, free_port, running_server, stop_process
 from kubemind_predictors.triton.launcher import TritonInstall, TritonServerProcess
 from kubemind_predictors.triton.repository import build_repository
 
 CONCURRENCIES = (1, 8)
 MEASUREMENT_MS = int(float(os.environ.get("KUBEMIND_BENCH_SECONDS", "4")) * 1000)
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -61,34 +61,6 @@ def perf_analyzer_binary() -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("perf_analyzer is not installed (make install runs tools/install.d/60-perf-analyzer.sh)")
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and every descendant (Triton's Python-backend stubs are tritonserver's children)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        tree.append(pid)
-        pending.extend(children.get(pid, []))
-    return tree
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
 
 
 def run_perf_analyzer(

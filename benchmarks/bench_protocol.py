@@ -61,7 +61,7 @@ def run_load_client(protocol: str, servers: dict[str, ServerProcess]) -> list[di
     targets: list[str] = []
     for name, server in servers.items():
         port = server.http_port if protocol == "rest" else server.grpc_port
-        targets += ["--target", f"{name}=127.0.0.1:{port}"]
+        targets += ["--target", f"{name}=127.0.0.1:{port}", "--pid", f"{name}={server.pid}"]
     command = [
         sys.executable, str(LOAD_CLIENT_SCRIPT), "--protocol", protocol, *targets,
         "--concurrency", *map(str, CONCURRENCIES), "--rounds", str(ROUNDS),
@@ -88,6 +88,8 @@ def median_by_scenario(measurements: list[dict[str, Any]]) -> dict[tuple[str, in
             "p50": statistics.median(m["p50_ms"] for m in rounds),
             "p99": statistics.median(m["p99_ms"] for m in rounds),
             "errors": float(sum(m["errors"] for m in rounds)),
+            # The server's own CPU ms per request (load_client's --pid); NaN when not measured.
+            "cpu_ms": statistics.median(m.get("server_cpu_ms") or float("nan") for m in rounds),
         }
         for key, rounds in grouped.items()
     }

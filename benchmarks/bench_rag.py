@@ -232,6 +232,7 @@ def ttft(index_dir: Path, closed_index: Path, repo: Any, workdir: Path) -> None:
     import httpx
 
     from kubemind.processes import running_server
+    from kubemind.protocol.sse import DONE, event_data, read_event
     from tests.component.llm_fixtures import ENGINE_ARGS, ENGINE_ENV, smollm2_dir
 
     question = "What does the assert statement do?"
@@ -247,9 +248,10 @@ def ttft(index_dir: Path, closed_index: Path, repo: Any, workdir: Path) -> None:
             started = time.perf_counter()
             with httpx.stream("POST", url, json=body, timeout=120) as response:
                 for line in response.iter_lines():
-                    if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                    data = event_data(line)
+                    if data is None or data == DONE:
                         continue
-                    if any((choice.get("delta") or {}).get("content") for choice in json.loads(line[5:]).get("choices") or []):
+                    if read_event(data).text:
                         return time.perf_counter() - started
             raise RuntimeError(f"no token from {url}")
 

@@ -8,7 +8,6 @@ completions at concurrency 1 and 8. Reported: output tokens/s and time to first 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from kubemind.processes import free_port, start_server
+from kubemind.protocol.sse import DONE, event_data, read_event
 from kubemind_predictors.vllm.convert import convert_gguf, default_smollm2_dir, smollm2_gguf_path
 
 MODEL = "smollm2"
@@ -104,13 +104,14 @@ async def one_stream(client: httpx.AsyncClient, url: str, prompt: str) -> tuple[
     async with client.stream("POST", f"{url}/chat/completions", json=body) as reply:
         reply.raise_for_status()
         async for line in reply.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+            data = event_data(line)
+            if data is None or data == DONE:
                 continue
-            chunk = json.loads(line[6:])
-            if not ttft and any(c.get("delta", {}).get("content") for c in chunk["choices"]):
+            event = read_event(data)
+            if not ttft and event.text:
                 ttft = time.perf_counter() - started
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
+            if event.usage:
+                tokens = event.usage["completion_tokens"]
     return ttft, tokens
 
 

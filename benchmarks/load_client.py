@@ -1,13 +1,18 @@
 """Closed-loop load generator for the `simple` model over the Open Inference Protocol.
 
 python benchmarks/load_client.py --protocol rest|grpc --target NAME=HOST:PORT [--target ...]
-    [--concurrency 1 8] [--rounds 3] [--seconds 3] [--warmup 0.3] [--model NAME --payload FILE.npz]
+    [--pid NAME=PID ...] [--concurrency 1 8] [--rounds 3] [--seconds 3] [--warmup 0.3]
+    [--model NAME --payload FILE.npz]
 
 Without --payload it sends the `simple` model's INPUT0/INPUT1; with it, the arrays saved in
 FILE.npz under `input:NAME` (FP32/INT32/... from their dtype) to --model, checking the answer
 against the arrays saved under `output:NAME`.
 
 Prints one JSON object per (round, concurrency, target) measurement on stdout, one per line.
+With `--pid NAME=PID` it also says the server's CPU time per request over the measured window
+(`server_cpu_ms`: user+sys of PID and its descendants from /proc, the server's background
+threads included, this client not): on a shared machine that, not the wall clock, is what the
+server itself costs (`cpu_seconds` / `process_tree`, which bench_hotpath uses too).
 The targets are measured alternately, in a reversed order every other round, so that a slow
 patch on the shared machine falls on both servers rather than on one.
 
@@ -23,10 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +42,36 @@ MODEL_NAME = "simple"
 ELEMENTS = 16
 FIRST = np.arange(ELEMENTS, dtype=np.int32).reshape(1, ELEMENTS)
 SECOND = np.ones((1, ELEMENTS), dtype=np.int32)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every descendant (Triton's Python-backend stubs are tritonserver's children)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User+sys CPU seconds the processes `pids` have used so far (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
 
 
 @dataclass
@@ -50,11 +87,31 @@ class Measurement:
     p50_ms: float
     p99_ms: float
     first_error: str
+    server_cpu_ms: float | None = None
+    """The server's CPU ms per request over the window (None without its --pid)."""
+
+
+class ServerCpu:
+    """The CPU time a target's server process tree uses over a window (`--pid`)."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+        self._started = 0.0
+
+    def start(self, target: str) -> None:
+        if target in self.pids:
+            self._started = cpu_seconds(process_tree(self.pids[target]))
+
+    def ms_per_request(self, target: str, requests: int) -> float | None:
+        if target not in self.pids:
+            return None
+        used = cpu_seconds(process_tree(self.pids[target])) - self._started
+        return used * 1000 / max(requests, 1)
 
 
 def summarize(
     protocol: str, target: str, concurrency: int, round_index: int,
-    latencies: list[float], errors: list[str], seconds: float,
+    latencies: list[float], errors: list[str], seconds: float, server_cpu_ms: float | None = None,
 ) -> Measurement:
     if latencies:
         p50, p99 = (float(value) * 1000 for value in np.percentile(latencies, [50, 99]))
@@ -64,7 +121,7 @@ def summarize(
         protocol=protocol, target=target, concurrency=concurrency, round=round_index,
         requests=len(latencies), errors=len(errors), seconds=seconds,
         requests_per_second=len(latencies) / seconds, p50_ms=p50, p99_ms=p99,
-        first_error=errors[0] if errors else "",
+        first_error=errors[0] if errors else "", server_cpu_ms=server_cpu_ms,
     )
 
 
@@ -201,6 +258,7 @@ def emit(measurement: Measurement) -> None:
 
 def run_rest(args: argparse.Namespace, targets: list[tuple[str, str]]) -> None:
     loads = {(name, c): RestLoad(address, c, args.payload) for name, address in targets for c in args.concurrency}
+    cpu = ServerCpu(dict(args.pid))
     for (name, _), load in loads.items():
         check_outputs(args.payload, load.infer(), name)
     for round_index, order in enumerate(round_orders(targets, args.rounds)):
@@ -208,22 +266,27 @@ def run_rest(args: argparse.Namespace, targets: list[tuple[str, str]]) -> None:
             for name, _ in order:
                 load = loads[(name, concurrency)]
                 load.run(concurrency, args.warmup)
+                cpu.start(name)
                 latencies, errors, seconds = load.run(concurrency, args.seconds)
-                emit(summarize("rest", name, concurrency, round_index, latencies, errors, seconds))
+                cpu_ms = cpu.ms_per_request(name, len(latencies) + len(errors))
+                emit(summarize("rest", name, concurrency, round_index, latencies, errors, seconds, cpu_ms))
     for load in loads.values():
         load.close()
 
 
 async def run_grpc(args: argparse.Namespace, targets: list[tuple[str, str]]) -> None:
     loads = {name: GrpcLoad(address, args.payload) for name, address in targets}
+    cpu = ServerCpu(dict(args.pid))
     for name, load in loads.items():
         check_outputs(args.payload, await load.infer(), name)
     for round_index, order in enumerate(round_orders(targets, args.rounds)):
         for concurrency in args.concurrency:
             for name, _ in order:
                 await loads[name].run(concurrency, args.warmup)
+                cpu.start(name)
                 latencies, errors, seconds = await loads[name].run(concurrency, args.seconds)
-                emit(summarize("grpc", name, concurrency, round_index, latencies, errors, seconds))
+                cpu_ms = cpu.ms_per_request(name, len(latencies) + len(errors))
+                emit(summarize("grpc", name, concurrency, round_index, latencies, errors, seconds, cpu_ms))
     for load in loads.values():
         await load.close()
 
@@ -235,10 +298,18 @@ def parse_target(text: str) -> tuple[str, str]:
     return name, address
 
 
+def parse_pid(text: str) -> tuple[str, int]:
+    name, separator, pid = text.partition("=")
+    if not separator or not name or not pid.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=PID, got {text!r}")
+    return name, int(pid)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", choices=["rest", "grpc"], required=True)
     parser.add_argument("--target", type=parse_target, action="append", required=True)
+    parser.add_argument("--pid", type=parse_pid, action="append", default=[], help="a target's server process: its CPU per request")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0, help="measured time per measurement")

@@ -13,7 +13,9 @@ and the live window are measured the same way:
   as a number;
 - LLMs: `prompt_tokens` and `completion_tokens` (OpenAI `usage` when the reply has it, else
   whitespace tokens of the prompt and the text); a streamed reply counts as the reply its
-  events add up to (`assembled_stream`).
+  events add up to (`assembled_stream`). The same for a generation as v2 tensors (Triton's
+  `text_input` / `text_output` BYTES, over gRPC or v2 REST): a profile built from one
+  transport's traffic measures the other's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from kubemind.protocol.sse import DONE, BadEvent, event_data, read_event
 
 MAX_COLUMNS = 32
 Row = dict[str, float | str]
+LLM_TEXT_TENSORS = {"text_input": "prompt_tokens", "text_output": "completion_tokens"}
+"""A text generation's v2 tensors (Triton's vLLM backend, kubemind's generate over gRPC) and
+the feature the OIP generate and OpenAI routes give the same text."""
 
 
 def _tokens(text: Any) -> int:
@@ -53,7 +58,9 @@ def _tensor_rows(tensors: Iterable[tuple[str, str, np.ndarray]], prediction: boo
         for index, values in enumerate(per_row):
             row = rows[index]
             if datatype == "BYTES":
-                if prediction:
+                if name in LLM_TEXT_TENSORS:
+                    row[LLM_TEXT_TENSORS[name]] = float(sum(_tokens(_text(v)) for v in values))
+                elif prediction:
                     row[f"prediction:{name}"] = _text(values[0])
                 else:
                     row[f"{name}.tokens"] = float(sum(_tokens(_text(v)) for v in values))

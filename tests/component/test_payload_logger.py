@@ -324,7 +324,7 @@ async def test_each_request_on_a_model_stream_infer_call_is_logged_with_the_repl
     assert (assembled.model_name, assembled.id, [o.name for o in assembled.outputs]) == ("echo", "gen-stream", ["text_output"])
     assert assembled.raw_output_contents[0][4:] == b"a b c" and assembled.parameters["triton_final_response"].bool_param
     # The drift service reads it as the one reply it is.
-    assert rows_of_event(streamed.headers, streamed.body) == [{"prediction:text_output": "a b c"}]
+    assert rows_of_event(streamed.headers, streamed.body) == [{"completion_tokens": 3.0}]  # as a REST stream's
     for one_reply in ("gen-whole", "simple-1"):
         response = next(e for e in by_message_id[one_reply] if e.headers["ce-type"] == RESPONSE_TYPE)
         assert response.body == replies[one_reply][0].SerializeToString()  # the response as sent
@@ -368,6 +368,58 @@ def test_a_dead_sink_drops_counted_events_and_requests_are_unaffected(tmp_path: 
     assert sum(dropped.values()) == REST_REQUESTS
     assert dropped.get("kubemind_payload_events_dropped_total[sink_error]", 0) > 0
     assert counters.get("kubemind_payload_events_sent_total[request]", 0) == 0
+
+
+def test_a_traced_requests_events_carry_its_server_span_as_traceparent(receiver: EventReceiver, tmp_path: Path) -> None:
+    """The distributed-tracing extension: both events of a traced request name its server span
+    (a child of the caller's trace), the span the OTLP receiver got."""
+    from tests.otlp_receiver import ReceiverProcess
+
+    caller_trace, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    otlp = ReceiverProcess()
+    try:
+        args = ["--model_name", "simple", "--log_url", receiver.url]
+        with running_server("kubemind_predictors.simple", args, tmp_path / "server.log", env=otlp.env("logged", "http/protobuf")) as server:
+            headers = {"x-request-id": "traced-1", "traceparent": f"00-{caller_trace}-{caller_span}-01"}
+            reply = httpx.post(f"{server.http_url}/v2/models/simple/infer", json=simple_body(0), headers=headers, timeout=10)
+            assert reply.status_code == 200
+            events = receiver.wait_for(2)
+            spans = otlp.wait_for(lambda found: any(s.service == "logged" and s.name == "rest infer" for s in found))
+    finally:
+        otlp.stop()
+    server_span = next(s for s in spans if s.service == "logged" and s.name == "rest infer")
+    assert (server_span.trace_id, server_span.parent_span_id) == (caller_trace, caller_span)
+    assert [e.headers["ce-traceparent"] for e in events] == [f"00-{caller_trace}-{server_span.span_id}-01"] * 2
+
+
+async def test_pipelined_events_reach_a_sink_that_closes_every_connection() -> None:
+    """The sender pipelines a batch on each connection; a sink that answers `Connection: close`
+    (and reads nothing after it) still gets every event exactly once, each counted sent."""
+    import asyncio
+
+    from kubemind.payload_logger import HttpSink, PayloadEvent
+
+    received: list[bytes] = []
+
+    async def one_request_per_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        received.append(await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(one_request_per_connection, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sink = HttpSink(f"http://127.0.0.1:{port}/", timeout=5)
+    events = [PayloadEvent({"id": str(i), "type": REQUEST_TYPE}, f"body-{i}".encode(), "application/json") for i in range(20)]
+    try:
+        outcomes = await sink.send(events)
+    finally:
+        await sink.stop()
+        server.close()
+    assert outcomes == [None] * 20
+    assert sorted(received) == sorted(e.body for e in events)  # each once
 
 
 def test_sampling_keeps_a_request_and_its_response_together() -> None:
