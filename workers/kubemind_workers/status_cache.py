@@ -18,12 +18,12 @@ round trip to Redis) is not cached at all; the next read from Postgres caches a 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as redis
 
 from kubemind.tracing import traced
@@ -86,7 +86,7 @@ class StatusCache:
                 for job in jobs:
                     await self._put_if_newer(
                         keys=[self.key(job.id)],
-                        args=[job.version, json.dumps(job.status()), self.ttl_seconds],
+                        args=[job.version, orjson.dumps(job.status()), self.ttl_seconds],
                         client=pipe,
                     )
                 await pipe.execute()
@@ -104,4 +104,4 @@ class StatusCache:
         except (redis.RedisError, OSError) as exc:
             logger.warning("status cache read for job %s failed: %s", job_id, exc)
             return None
-        return json.loads(raw) if raw else None
+        return orjson.loads(raw) if raw else None

@@ -9,7 +9,6 @@ changes nothing; a webhook delivery is leased, so two senders never post the sam
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 
 from kubemind.tracing import traced
 from kubemind_workers.schema import apply_migrations
@@ -134,7 +134,7 @@ class DueDelivery:
 
 
 def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+    return orjson.loads(value) if isinstance(value, str) else value
 
 
 # A job's columns but its request: what a status, a delivery or a stored result reads (the
@@ -159,7 +159,7 @@ def _stored_request(row: asyncpg.Record) -> StoredRequest | None:
     if row.get("request_body") is not None:
         return StoredRequest(bytes(row["request_body"]), row["request_json_length"])
     if row.get("request") is not None:  # a row from before migration 0005
-        return StoredRequest(json.dumps(_json(row["request"])).encode())
+        return StoredRequest(orjson.dumps(_json(row["request"])))
     return None
 
 
@@ -246,7 +246,7 @@ class JobStore:
                        SELECT id, $7, $8::jsonb FROM job RETURNING id)
                    SELECT job.*, (SELECT id FROM message) AS outbox_id FROM job""",
                 job_id, model, model_version, idempotency_key, request.body, callback_url,
-                topic, json.dumps(payload), json.dumps(trace_context or {}), request.json_length,
+                topic, orjson.dumps(payload).decode(), orjson.dumps(trace_context or {}).decode(), request.json_length,
             )  # fmt: skip
             if row is None:
                 existing = await connection.fetchrow(
@@ -359,7 +359,7 @@ class JobStore:
                SELECT * FROM stored""",
             [uuid.UUID(claim.job_id) for claim, _ in results],
             [claim.token for claim, _ in results],
-            [json.dumps(result) for _, result in results],
+            [orjson.dumps(result).decode() for _, result in results],
         )  # fmt: skip
         return {str(row["id"]): _job(row, started) for row in rows}
 

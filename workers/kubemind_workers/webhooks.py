@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
 
 import httpx
+import orjson
 
 from kubemind.errors import InvalidInput
 from kubemind.tracing import SpanKind, inject, remote_parent, span
@@ -40,7 +40,7 @@ def webhook_body(job: Job) -> bytes:
         data["result"] = job.result
     if job.error:
         data["error"] = job.error
-    return json.dumps({"type": f"job.{job.state}", "timestamp": int(time.time()), "data": data}).encode()
+    return orjson.dumps({"type": f"job.{job.state}", "timestamp": int(time.time()), "data": data})
 
 
 def retry_delay(attempt: int, first: float, cap: float) -> float:
