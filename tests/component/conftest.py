@@ -9,7 +9,7 @@ import pytest
 from kubemind.processes import ServerProcess, running_server
 
 # The async-jobs services (a fresh Postgres database, a Redis key prefix), one per session.
-from tests.component.jobs_fixtures import postgres_dsn, redis_target  # noqa: F401
+from tests.component.jobs_fixtures import job_store, postgres_dsn, redis_target  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from kubemind.processes import (
 )
 from kubemind_predictors.triton.launcher import TritonServerProcess
 from kubemind_workers.signing import verify
+from kubemind_workers.store import JobStore
 from tests.component.triton_fixtures import triton_connection_args
 
 # KUBEMIND_TEST_OWN_SERVICES=1 ignores the machine's Postgres and Redis (what a fresh machine sees).
@@ -139,6 +140,17 @@ def fresh_database() -> Iterator[str]:
 def postgres_dsn() -> Iterator[str]:
     with fresh_database() as dsn:
         yield dsn
+
+
+@pytest.fixture
+async def job_store(postgres_dsn: str) -> AsyncIterator[JobStore]:
+    """An open JobStore on the session's database (its migrations applied)."""
+    store = JobStore(postgres_dsn)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 async def query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:

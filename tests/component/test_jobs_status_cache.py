@@ -16,16 +16,6 @@ from tests.component.jobs_fixtures import RedisTarget, simple_body
 
 
 @pytest.fixture
-async def store(postgres_dsn: str) -> AsyncIterator[JobStore]:
-    job_store = JobStore(postgres_dsn)
-    await job_store.open()
-    try:
-        yield job_store
-    finally:
-        await job_store.close()
-
-
-@pytest.fixture
 async def cache(redis_target: RedisTarget) -> AsyncIterator[StatusCache]:
     status_cache = StatusCache(
         redis_target.url, f"{redis_target.prefix}{uuid.uuid4().hex[:6]}:", ttl_seconds=60
@@ -37,8 +27,8 @@ async def cache(redis_target: RedisTarget) -> AsyncIterator[StatusCache]:
         await status_cache.close()
 
 
-async def _new_job(store: JobStore) -> str:
-    job, created, _ = await store.create_job(
+async def _new_job(job_store: JobStore) -> str:
+    job, created, _ = await job_store.create_job(
         model="simple", model_version="1", request=StoredRequest(json.dumps(simple_body(0)).encode()), callback_url="http://127.0.0.1:9/hook",
         idempotency_key=None, topic="cv-jobs-cache-test",
     )  # fmt: skip
@@ -47,13 +37,13 @@ async def _new_job(store: JobStore) -> str:
 
 
 async def test_a_status_read_re_caching_late_does_not_hide_running(
-    store: JobStore, cache: StatusCache
+    job_store: JobStore, cache: StatusCache
 ) -> None:
-    job_id = await _new_job(store)
-    read_before_the_claim = await store.get_job(
+    job_id = await _new_job(job_store)
+    read_before_the_claim = await job_store.get_job(
         job_id
     )  # GET /v2/jobs/{id} on a cache miss reads...
-    claims = await store.claim_many([job_id], "worker-a")
+    claims = await job_store.claim_many([job_id], "worker-a")
     await cache.put_many(
         [claim.job for claim in claims.values()]
     )  # the worker caches running
@@ -67,16 +57,16 @@ async def test_a_status_read_re_caching_late_does_not_hide_running(
 
 
 async def test_a_finished_job_never_shows_an_earlier_state_again(
-    store: JobStore, cache: StatusCache
+    job_store: JobStore, cache: StatusCache
 ) -> None:
-    job_id = await _new_job(store)
-    queued = await store.get_job(job_id)
-    first = (await store.claim_many([job_id], "worker-a"))[job_id]
-    second = (await store.claim_many([job_id], "worker-b"))[
+    job_id = await _new_job(job_store)
+    queued = await job_store.get_job(job_id)
+    first = (await job_store.claim_many([job_id], "worker-a"))[job_id]
+    second = (await job_store.claim_many([job_id], "worker-b"))[
         job_id
     ]  # worker a's attempt is stale now
-    stored = await store.store_results([(second, {"outputs": []})])
-    delivered = await store.record_delivery(
+    stored = await job_store.store_results([(second, {"outputs": []})])
+    delivered = await job_store.record_delivery(
         job_id, 1, job_id, 204, None, delivered=True, retry_in=None
     )
     assert queued is not None and first.job is not None and second.job is not None
@@ -99,18 +89,18 @@ async def test_a_finished_job_never_shows_an_earlier_state_again(
 
 
 async def test_each_newer_state_replaces_the_cached_one(
-    store: JobStore, cache: StatusCache
+    job_store: JobStore, cache: StatusCache
 ) -> None:
-    job_id = await _new_job(store)
+    job_id = await _new_job(job_store)
     seen = []
-    queued = await store.get_job(job_id)
+    queued = await job_store.get_job(job_id)
     assert queued is not None
     await cache.put(queued)
     seen.append((await cache.get(job_id) or {}).get("state"))
-    claim = (await store.claim_many([job_id], "worker-a"))[job_id]
+    claim = (await job_store.claim_many([job_id], "worker-a"))[job_id]
     await cache.put(claim.job)
     seen.append((await cache.get(job_id) or {}).get("state"))
-    stored = await store.store_results([(claim, {"outputs": []})])
+    stored = await job_store.store_results([(claim, {"outputs": []})])
     await cache.put(stored[job_id])
     seen.append((await cache.get(job_id) or {}).get("state"))
 
@@ -127,14 +117,14 @@ async def short_cache(redis_target: RedisTarget) -> AsyncIterator[StatusCache]:
         await status_cache.close()
 
 
-async def test_a_read_older_than_the_ttl_does_not_refill_an_expired_entry(store: JobStore, short_cache: StatusCache) -> None:
+async def test_a_read_older_than_the_ttl_does_not_refill_an_expired_entry(job_store: JobStore, short_cache: StatusCache) -> None:
     """The entry showing `running` expires by TTL while a writer still holds the `queued` it read
     before the claim: that write must not bring `queued` back; a fresh read caches again."""
     import asyncio
 
-    job_id = await _new_job(store)
-    read_before_the_claim = await store.get_job(job_id)
-    claim = (await store.claim_many([job_id], "worker-a"))[job_id]
+    job_id = await _new_job(job_store)
+    read_before_the_claim = await job_store.get_job(job_id)
+    claim = (await job_store.claim_many([job_id], "worker-a"))[job_id]
     await short_cache.put(claim.job)
     assert (await short_cache.get(job_id) or {}).get("state") == "running"
     await asyncio.sleep(short_cache.ttl_seconds + 0.3)
@@ -143,7 +133,7 @@ async def test_a_read_older_than_the_ttl_does_not_refill_an_expired_entry(store:
 
     await short_cache.put(read_before_the_claim)  # the writer's old read arrives at last
     after_the_old_write = await short_cache.get(job_id)
-    fresh = await store.get_job(job_id)
+    fresh = await job_store.get_job(job_id)
     assert fresh is not None
     await short_cache.put(fresh)
 
@@ -151,9 +141,9 @@ async def test_a_read_older_than_the_ttl_does_not_refill_an_expired_entry(store:
     assert (await short_cache.get(job_id) or {}).get("state") == "running"
 
 
-async def test_a_recent_read_fills_an_empty_entry(store: JobStore, short_cache: StatusCache) -> None:
-    job_id = await _new_job(store)
-    queued = await store.get_job(job_id)
+async def test_a_recent_read_fills_an_empty_entry(job_store: JobStore, short_cache: StatusCache) -> None:
+    job_id = await _new_job(job_store)
+    queued = await job_store.get_job(job_id)
     assert queued is not None
 
     await short_cache.put(queued)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import numpy as np
-import pytest
 
 from kubemind.codecs import binary_rest_request
 from kubemind_workers.batching import prepare
@@ -18,33 +16,23 @@ from kubemind_workers.store import JobStore, StoredRequest
 from tests.component.jobs_fixtures import simple_body
 
 
-@pytest.fixture
-async def store(postgres_dsn: str) -> AsyncIterator[JobStore]:
-    job_store = JobStore(postgres_dsn)
-    await job_store.open()
-    try:
-        yield job_store
-    finally:
-        await job_store.close()
-
-
-async def test_a_binary_request_comes_back_byte_for_byte_to_its_claim_only(store: JobStore) -> None:
+async def test_a_binary_request_comes_back_byte_for_byte_to_its_claim_only(job_store: JobStore) -> None:
     pixels = np.random.default_rng(3).integers(0, 256, size=(1, 224, 224, 3), dtype=np.uint8)
     request = StoredRequest(*binary_rest_request([("input", "UINT8", pixels)]))
-    job, created, _ = await store.create_job(
+    job, created, _ = await job_store.create_job(
         model="efficientnet_lite0", model_version="1", request=request, callback_url="http://127.0.0.1:9/hook",
         idempotency_key=None, topic="cv-jobs-store-test",
     )  # fmt: skip
     assert created and job.request is None  # the writer's own answer does not read the pixels back
-    status = await store.get_job(job.id)
+    status = await job_store.get_job(job.id)
     assert status is not None and status.request is None
-    claims = await store.claim_many([job.id], "worker-a")
+    claims = await job_store.claim_many([job.id], "worker-a")
     assert claims[job.id].request == request
     (tensor,) = prepare(claims[job.id]).inputs
     np.testing.assert_array_equal(tensor.array, pixels)
 
 
-async def test_a_job_written_before_the_request_body_column_still_runs(store: JobStore, postgres_dsn: str) -> None:
+async def test_a_job_written_before_the_request_body_column_still_runs(job_store: JobStore, postgres_dsn: str) -> None:
     job_id = uuid.uuid4()
     connection = await asyncpg.connect(postgres_dsn)
     try:  # the row as the writer wrote it before migration 0005: the request as jsonb only
@@ -54,7 +42,7 @@ async def test_a_job_written_before_the_request_body_column_still_runs(store: Jo
         )  # fmt: skip
     finally:
         await connection.close()
-    claims = await store.claim_many([str(job_id)], "worker-a")
+    claims = await job_store.claim_many([str(job_id)], "worker-a")
     first, second = prepare(claims[str(job_id)]).inputs
     np.testing.assert_array_equal(first.array, np.arange(16, dtype=np.int32).reshape(1, 16) + 4)
     np.testing.assert_array_equal(second.array, np.full((1, 16), 4, dtype=np.int32))
