@@ -159,24 +159,20 @@ class KubemindModel(Model):
         steps = self._call_steps or self._resolve_call_steps()
         pre_hist, predict_hist, post_hist, pre_async, predict_async, post_async = steps
         response_headers: dict[str, str] = {}
+        # predict and postprocess take the response headers only from a model that asks for them
+        extra = (response_headers,) if self.required_response_headers else ()
         start = time.perf_counter()
         payload = await self.preprocess(body, headers) if pre_async else self.preprocess(body, headers)
         now = time.perf_counter()
         pre_hist.observe(now - start)
         payload = self.validate(payload)
         start = now
-        if self.required_response_headers:
-            call = self.predict(payload, headers, response_headers)
-        else:
-            call = self.predict(payload, headers)
+        call = self.predict(payload, headers, *extra)
         response = await call if predict_async else call
         now = time.perf_counter()
         predict_hist.observe(now - start)
         start = now
-        if self.required_response_headers:
-            result = self.postprocess(response, headers, response_headers)
-        else:
-            result = self.postprocess(response, headers)
+        result = self.postprocess(response, headers, *extra)
         response = await result if post_async else result
         post_hist.observe(time.perf_counter() - start)
         return response, response_headers

@@ -83,10 +83,6 @@ def configure_tracing(default_service_name: str) -> TracerProvider | None:
             exporters.append(_otlp_exporter())
         elif name and name != "none":
             logger.warning("OTEL_TRACES_EXPORTER: unknown exporter %r ignored", name)
-    if exporters:
-        from kubemind.otlp_encoding import install
-
-        install()  # the OTLP exporters' span encoding, made faster (same requests)
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)

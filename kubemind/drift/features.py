@@ -58,12 +58,10 @@ def _tensor_rows(tensors: Iterable[tuple[str, str, np.ndarray]], prediction: boo
         for index, values in enumerate(per_row):
             row = rows[index]
             if datatype == "BYTES":
-                if name in LLM_TEXT_TENSORS:
-                    row[LLM_TEXT_TENSORS[name]] = float(sum(_tokens(_text(v)) for v in values))
-                elif prediction:
+                if prediction and name not in LLM_TEXT_TENSORS:
                     row[f"prediction:{name}"] = _text(values[0])
                 else:
-                    row[f"{name}.tokens"] = float(sum(_tokens(_text(v)) for v in values))
+                    row[LLM_TEXT_TENSORS.get(name, f"{name}.tokens")] = float(sum(_tokens(_text(v)) for v in values))
             elif prediction:
                 if values.size > 1:
                     row[f"prediction:{name}"] = str(int(np.argmax(values)))
